@@ -1,0 +1,39 @@
+import { cpus, totalmem } from 'node:os';
+import type { Command } from 'commander';
+import { autoBackend, probeBackends } from '../backend/index.js';
+
+/** `mft doctor`: what this machine offers mft (Node, cores, memory, each tfjs backend). */
+export function registerDoctor(program: Command): void {
+  program
+    .command('doctor')
+    .description('report Node, CPU, memory and which tfjs backends work here')
+    .option('--json', 'print one JSON object')
+    .addHelpText('after', '\nExample:\n  $ mft doctor')
+    .action(async (opts: { json?: boolean }) => {
+      const probes = await probeBackends();
+      const report = {
+        node: process.version,
+        platform: `${process.platform}-${process.arch}`,
+        cpu: cpus()[0]?.model ?? 'unknown',
+        cores: cpus().length,
+        memory_gib: Number((totalmem() / 2 ** 30).toFixed(1)),
+        backends: probes,
+        auto: await autoBackend(),
+      };
+      if (opts.json) {
+        process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+        return;
+      }
+      const lines = [
+        `node      ${report.node} (${report.platform})`,
+        `cpu       ${report.cpu}, ${report.cores} cores`,
+        `memory    ${report.memory_gib} GiB`,
+        'backends:',
+        ...probes.map(
+          (p) => `  ${p.name.padEnd(10)} ${p.available ? 'available  ' : 'unavailable'}  ${p.detail}`,
+        ),
+        `backend: auto picks ${report.auto}`,
+      ];
+      process.stdout.write(`${lines.join('\n')}\n`);
+    });
+}
