@@ -1,0 +1,34 @@
+/**
+ * Typed arrays for quantized storage, backed by `SharedArrayBuffer` so that worker threads can read
+ * the frozen base without copies (design.md: "Keep the frozen weights in SharedArrayBuffer-backed
+ * typed arrays").
+ */
+
+/** A zero-filled `Uint8Array` of `length` bytes in shared memory. */
+export function sharedUint8(length: number): Uint8Array {
+  return new Uint8Array(new SharedArrayBuffer(length));
+}
+
+/** A zero-filled `Int8Array` of `length` bytes in shared memory. */
+export function sharedInt8(length: number): Int8Array {
+  return new Int8Array(new SharedArrayBuffer(length));
+}
+
+/** A zero-filled `Float32Array` of `length` values in shared memory. */
+export function sharedFloat32(length: number): Float32Array {
+  return new Float32Array(new SharedArrayBuffer(length * 4));
+}
+
+/** Number of blocks of `blockSize` covering `size` values (the last one may be shorter). */
+export function blockCount(size: number, blockSize: number): number {
+  return Math.ceil(size / blockSize);
+}
+
+/** Throws when `blockSize` is not a positive integer (and even, when `even`). */
+export function checkBlockSize(blockSize: number, fn: string, even: boolean): void {
+  if (!Number.isInteger(blockSize) || blockSize <= 0 || (even && blockSize % 2 !== 0)) {
+    throw new Error(
+      `Argument 'blockSize' passed to '${fn}' must be a positive ${even ? 'even ' : ''}integer, got ${blockSize}`,
+    );
+  }
+}

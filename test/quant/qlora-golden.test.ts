@@ -1,0 +1,234 @@
+/**
+ * QLoRA on the llama-golden fixture (test/fixtures/llama-golden: loss, LoRA loss and LoRA gradients
+ * computed outside this project in float64), on wasm and cpu:
+ * - with the decoder linears stored as NF4 + double quantization or as int8, the loss of the base
+ *   and of the fixture's adapter stays within 2% of the reference;
+ * - QLoRA computes exactly through the dequantized base: its loss and LoRA gradients equal those of
+ *   an fp32 model whose weights were NF4-rounded by the reference code in this folder;
+ * - int8: LoRA gradients have cosine similarity > 0.99 with the reference, tensor by tensor.
+ *   NF4 does not reach 0.99 on this model and that is not an implementation error: NF4's own
+ *   rounding error is ~9% RMS of the weights, and adding Gaussian noise of that size to the fp32
+ *   weights of this random 2-layer, 64-wide model already drops the cosine to 0.3-0.5 (measured below).
+ */
+import { readFileSync } from 'node:fs';
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { initBackend } from '../../src/backend/index.js';
+import type { Batch } from '../../src/data/batch.js';
+import { type LoraState, loraFromAdapter, lossAndGrads } from '../../src/lora/index.js';
+import {
+  buildModel,
+  forward,
+  LINEAR_NAMES,
+  type LoadedModel,
+  loadModel,
+  openCheckpoint,
+  readModelSpec,
+  SafetensorsFile,
+  type TensorSource,
+} from '../../src/model/index.js';
+import { randomNormal, refNf4RoundTrip } from './reference.js';
+
+const DIR = new URL('../fixtures/llama-golden/', import.meta.url).pathname;
+const goldenJson = JSON.parse(readFileSync(`${DIR}golden.json`, 'utf8')) as {
+  loss: number;
+  lora_loss: number;
+};
+
+function readAll(path: string): Map<string, { shape: number[]; data: Float32Array }> {
+  const f = SafetensorsFile.open(path);
+  try {
+    return new Map(
+      f.names().map((n) => [n, { shape: f.info(n).shape, data: f.read(n).data as Float32Array }]),
+    );
+  } finally {
+    f.close();
+  }
+}
+
+const golden = SafetensorsFile.open(`${DIR}golden.safetensors`);
+const inputIds = golden.read('input_ids').data as Int32Array;
+golden.close();
+// The fixture's PEFT adapter, read from its two files (adapter_config.json, adapter_model.safetensors).
+const adapter = {
+  config: JSON.parse(readFileSync(`${DIR}adapter/adapter_config.json`, 'utf8')),
+  tensors: readAll(`${DIR}adapter/adapter_model.safetensors`),
+} as Parameters<typeof loraFromAdapter>[1];
+// d(lora_loss) / d(each LoRA tensor); lora_loss is the MEAN over the 2 * 23 predictions.
+const refGrads = readAll(`${DIR}lora_grads.safetensors`);
+
+/** The fixture's plain causal batch [2, 24]: labels are the ids shifted left, last position -100. */
+function causalBatch(ids: Int32Array, B: number, T: number): Batch {
+  const labels = new Int32Array(B * T).fill(-100);
+  const positionIds = new Int32Array(B * T);
+  for (let b = 0; b < B; b++) {
+    for (let t = 0; t < T; t++) {
+      positionIds[b * T + t] = t;
+      if (t < T - 1) labels[b * T + t] = ids[b * T + t + 1]!;
+    }
+  }
+  return { batchSize: B, seqLen: T, inputIds: ids, labels, segmentIds: new Int32Array(B * T), positionIds };
+}
+
+const batch = causalBatch(inputIds, 2, 24);
+const count = 2 * 23;
+const isLinear = (name: string) => LINEAR_NAMES.some((l) => name.endsWith(`.${l}.weight`));
+
+/** The fixture's weights with every decoder linear replaced by `f(values)` (an fp32 model). */
+function mappedSource(f: (values: Float32Array, name: string) => Float32Array): TensorSource {
+  const files = openCheckpoint(DIR);
+  return {
+    names: () => files.names(),
+    read: (name) => {
+      const t = files.read(name);
+      return isLinear(name) ? { ...t, data: f(t.data as Float32Array, name) } : t;
+    },
+  };
+}
+
+function cosineStats(grads: Map<string, tf.Tensor>, ref: Map<string, { data: Float32Array }>) {
+  let ab = 0;
+  let aa = 0;
+  let bb = 0;
+  let worst = 1;
+  const perTensor = new Map<string, number>();
+  for (const [key, r] of ref) {
+    const g = grads.get(key)!.dataSync();
+    let tab = 0;
+    let taa = 0;
+    let tbb = 0;
+    for (let i = 0; i < g.length; i++) {
+      tab += g[i]! * r.data[i]!;
+      taa += g[i]! * g[i]!;
+      tbb += r.data[i]! * r.data[i]!;
+    }
+    const c = tab / Math.sqrt(taa * tbb);
+    perTensor.set(key, c);
+    worst = Math.min(worst, c);
+    ab += tab;
+    aa += taa;
+    bb += tbb;
+  }
+  return { global: ab / Math.sqrt(aa * bb), worst, perTensor };
+}
+
+function relMaxErr(ours: ArrayLike<number>, ref: ArrayLike<number>): number {
+  let d = 0;
+  let m = 0;
+  for (let i = 0; i < ref.length; i++) {
+    d = Math.max(d, Math.abs(ours[i]! - ref[i]!));
+    m = Math.max(m, Math.abs(ref[i]!));
+  }
+  return d / m;
+}
+
+function disposeAll(grads: Map<string, tf.Tensor>): void {
+  for (const g of grads.values()) g.dispose();
+}
+
+describe.each(['wasm', 'cpu'] as const)('QLoRA on llama-golden (%s)', (backend) => {
+  const models: Partial<Record<'nf4' | 'int8', LoadedModel>> = {};
+  let lora: LoraState;
+
+  beforeAll(async () => {
+    await initBackend(backend);
+    models.nf4 = await loadModel(DIR, { quantization: 'nf4', doubleQuant: true });
+    models.int8 = await loadModel(DIR, { quantization: 'int8', doubleQuant: false });
+    lora = loraFromAdapter(models.nf4, adapter);
+  });
+  afterAll(() => lora?.dispose());
+
+  test('the decoder linears are stored quantized; norms and embeddings are not', () => {
+    for (const layer of models.nf4!.layers) {
+      for (const name of LINEAR_NAMES) expect(layer[name].storage).toBe('nf4');
+      expect(layer.input_layernorm.storage).toBe('f32');
+    }
+    expect(models.nf4!.embed_tokens.storage).toBe('f32');
+    for (const name of LINEAR_NAMES) expect(models.int8!.layers[0]![name].storage).toBe('int8');
+  });
+
+  test.each(['nf4', 'int8'] as const)(
+    '%s base: loss within 2 percent of the fp32 reference, with and without LoRA',
+    (kind) => {
+      const model = models[kind]!;
+      const base = meanLoss(model);
+      const withLora = meanLoss(model, lora);
+      const baseRel = Math.abs(base - goldenJson.loss) / goldenJson.loss;
+      const loraRel = Math.abs(withLora - goldenJson.lora_loss) / goldenJson.lora_loss;
+      console.log(
+        `${backend} ${kind}: loss rel. error: base ${baseRel.toExponential(2)}, with LoRA ${loraRel.toExponential(2)}`,
+      );
+      expect(baseRel).toBeLessThan(0.02);
+      expect(loraRel).toBeLessThan(0.02);
+      // Quantization must have changed something, or this test would pass on an fp32 base.
+      expect(baseRel).toBeGreaterThan(1e-5);
+    },
+  );
+
+  test('nf4 + double quant: loss and LoRA gradients equal fp32 ones on the reference-rounded weights', () => {
+    const rounded = buildModel(
+      DIR,
+      readModelSpec(DIR),
+      mappedSource((v) => refNf4RoundTrip(v, true)),
+    );
+    const q = lossAndGrads(models.nf4!, lora, batch, { lossScale: 1 / count });
+    const r = lossAndGrads(rounded, lora, batch, { lossScale: 1 / count });
+    try {
+      expect(Math.abs(q.lossSum - r.lossSum) / r.lossSum).toBeLessThan(1e-6);
+      for (const [key, g] of r.grads)
+        expect(relMaxErr(q.grads.get(key)!.dataSync(), g.dataSync()), key).toBeLessThan(1e-4);
+    } finally {
+      disposeAll(q.grads);
+      disposeAll(r.grads);
+    }
+  });
+
+  test('int8 base: every LoRA gradient has cosine > 0.99 with the fp32 reference', () => {
+    const before = tf.memory().numTensors;
+    const { lossSum, grads } = lossAndGrads(models.int8!, lora, batch, { lossScale: 1 / count });
+    expect(Math.abs(lossSum / count - goldenJson.lora_loss) / goldenJson.lora_loss).toBeLessThan(0.02);
+    expect(grads.size).toBe(refGrads.size);
+    const { global, worst, perTensor } = cosineStats(grads, refGrads);
+    disposeAll(grads);
+    console.log(
+      `${backend} int8: gradient cosine global ${global.toFixed(5)}, worst tensor ${worst.toFixed(5)}`,
+    );
+    for (const [key, c] of perTensor) expect(c, key).toBeGreaterThan(0.99);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  test('nf4 base: gradient cosine is what weight noise of NF4 size gives this model (0.99 is out of reach)', () => {
+    const q = lossAndGrads(models.nf4!, lora, batch, { lossScale: 1 / count });
+    const nf4 = cosineStats(q.grads, refGrads);
+    disposeAll(q.grads);
+    // Control: fp32 weights plus independent Gaussian noise with NF4's relative RMS error (9.2%).
+    let seed = 1;
+    const noisy = buildModel(
+      DIR,
+      readModelSpec(DIR),
+      mappedSource((v) => {
+        const rms = Math.sqrt(v.reduce((s, x) => s + x * x, 0) / v.length);
+        const noise = randomNormal(v.length, seed++, 0.092 * rms);
+        return v.map((x, i) => x + noise[i]!);
+      }),
+    );
+    const n = lossAndGrads(noisy, lora, batch, { lossScale: 1 / count });
+    const control = cosineStats(n.grads, refGrads);
+    disposeAll(n.grads);
+    console.log(
+      `${backend} nf4: gradient cosine global ${nf4.global.toFixed(3)} (worst tensor ${nf4.worst.toFixed(3)}); ` +
+        `fp32 + 9.2% Gaussian noise: global ${control.global.toFixed(3)}`,
+    );
+    // This random model's gradients are chaotic in its weights: noise of NF4's size alone gives a
+    // cosine far below 0.99. NF4 still points the gradient the right way overall.
+    expect(control.global).toBeLessThan(0.9);
+    expect(nf4.global).toBeGreaterThan(0);
+  });
+
+  /** Mean loss over the batch, no gradients. */
+  function meanLoss(model: LoadedModel, withLora?: LoraState): number {
+    const out = forward(model, batch, withLora ? { lora: withLora.toModelLora() } : {});
+    expect(out.count).toBe(count);
+    return out.lossSum / count;
+  }
+});
