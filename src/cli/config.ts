@@ -1,0 +1,45 @@
+import type { Command } from 'commander';
+import { configTable, loadTaskConfig, schemaMarkdown, schemaText, taskValues } from '../config/index.js';
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+/** `mft config check` and `mft config schema`: validate a task file; print every task key. */
+export function registerConfig(program: Command): void {
+  const config = program.command('config').description('check task files and list every task key');
+
+  config
+    .command('check')
+    .description('validate a task file and print the resolved configuration, each value with its source')
+    .argument('<task.yaml>', 'the task file')
+    .option(
+      '--set <key=value>',
+      'override a key (repeatable; dotted keys for maps: fields.text=content)',
+      collect,
+      [],
+    )
+    .option('--json', 'print one JSON object {config, sources}')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  $ mft config check configs/code_completion.yaml\n  $ mft config check configs/code_completion.yaml --set lora_r=8 --set quantization=nf4 --json',
+    )
+    .action(async (file: string, opts: { set: string[]; json?: boolean }) => {
+      const resolved = await loadTaskConfig(file, { set: opts.set });
+      if (opts.json) {
+        const doc = { config: taskValues(resolved), sources: resolved.sources };
+        process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
+        return;
+      }
+      process.stdout.write(configTable(resolved));
+    });
+
+  config
+    .command('schema')
+    .description('print every task key with its type, default and description')
+    .option('--markdown', "print the markdown tables of README's configuration reference")
+    .addHelpText('after', '\nExamples:\n  $ mft config schema\n  $ mft config schema --markdown')
+    .action((opts: { markdown?: boolean }) => {
+      process.stdout.write(opts.markdown ? schemaMarkdown() : schemaText());
+    });
+}
