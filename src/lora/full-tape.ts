@@ -1,0 +1,62 @@
+/**
+ * Loss and LoRA gradients with one tape over the whole model (`gradient_checkpointing: false`).
+ * Every layer's activations (and its fp32 weights) stay alive until the backward pass ends, so
+ * memory grows with the number of layers; in exchange no layer is computed twice.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { Batch } from '../data/batch.js';
+import {
+  createAttentionContext,
+  decoderLayer,
+  embedTokens,
+  headLossSum,
+  type LoadedModel,
+  layerTensors,
+} from '../model/index.js';
+import type { LossAndGrads, LossAndGradsOptions } from './layerwise-grads.js';
+import type { LoraState } from './lora-state.js';
+
+/**
+ * `lossAndGrads` without recomputation: forward through every layer on one tape, then one tf.grads.
+ * @param model frozen base
+ * @param lora trainable LoRA variables
+ * @param batch packed rows [B, T]
+ * @param opts lossScale, dropoutSeed (checkpointing is ignored: this is the non-checkpointed path)
+ * @example const { lossSum, grads } = fullTapeLossAndGrads(model, lora, batch, { lossScale: 1 });
+ */
+export function fullTapeLossAndGrads(
+  model: LoadedModel,
+  lora: LoraState,
+  batch: Batch,
+  opts: LossAndGradsOptions,
+): LossAndGrads {
+  const spec = model.spec;
+  const modelLora = lora.toModelLora(
+    opts.dropoutSeed === undefined ? undefined : { stepSeed: opts.dropoutSeed },
+  );
+  const keys = [...lora.variables.keys()];
+  const vars = keys.map((k) => lora.variables.get(k)!);
+  const ctx = createAttentionContext(spec, batch);
+  let count = 0;
+  try {
+    const { value, grads } = tf.tidy(() =>
+      // The variables are the xs; the forward reads the same tensors through modelLora.
+      tf.valueAndGrads((..._xs: tf.Tensor[]) => {
+        let x = embedTokens(model, batch); // [B, T, hidden]
+        for (let i = 0; i < model.layers.length; i++) {
+          // Created on the tape; the enclosing tidy frees them after the backward pass.
+          const w = layerTensors(model, i);
+          x = decoderLayer(spec, i, x, w, ctx, modelLora[i]);
+        }
+        const r = headLossSum(model, x, batch.labels);
+        count = r.count;
+        return r.lossSum;
+      })(vars, tf.scalar(opts.lossScale)),
+    );
+    const lossSum = value.dataSync()[0]!;
+    value.dispose();
+    return { lossSum, count, grads: new Map(keys.map((k, j) => [k, grads[j]!])) };
+  } finally {
+    ctx.dispose();
+  }
+}

@@ -1,0 +1,60 @@
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, test } from 'vitest';
+import { resolveAdapterDir } from '../../src/lora/adapter-dir.js';
+import { MftError } from '../../src/util/index.js';
+
+const ADAPTER = 'test/fixtures/llama-golden/adapter';
+const root = mkdtempSync(join(tmpdir(), 'mft-adapter-dir-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+function errorOf(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (e) {
+    expect(e).toBeInstanceOf(MftError);
+    return (e as Error).message;
+  }
+  throw new Error('expected an error');
+}
+
+describe('resolveAdapterDir', () => {
+  const run = join(root, 'run');
+  const ckpt = (step: number, best: number | null) => {
+    const d = join(run, `checkpoint-${step}`);
+    mkdirSync(d, { recursive: true });
+    for (const f of ['adapter_config.json', 'adapter_model.safetensors'])
+      copyFileSync(join(ADAPTER, f), join(d, f));
+    writeFileSync(
+      join(d, 'trainer_state.json'),
+      JSON.stringify({ step, best_step: best, best_eval_loss: best && 1.5 }),
+    );
+  };
+
+  test('adapter dir, run dir, checkpoint N and best', () => {
+    ckpt(10, null);
+    expect(errorOf(() => resolveAdapterDir(run))).toContain(
+      'has no final adapter/ (training did not finish) (fix: pick a checkpoint: --checkpoint 10 (or best))',
+    );
+    expect(errorOf(() => resolveAdapterDir(run, 'best'))).toContain(
+      'records no best step (no evaluation ran)',
+    );
+    ckpt(20, 20);
+    ckpt(30, 20);
+    mkdirSync(join(run, 'adapter'));
+    for (const f of ['adapter_config.json', 'adapter_model.safetensors'])
+      copyFileSync(join(ADAPTER, f), join(run, 'adapter', f));
+    expect(resolveAdapterDir(ADAPTER).dir).toBe(ADAPTER);
+    expect(resolveAdapterDir(run).dir).toBe(join(run, 'adapter'));
+    expect(resolveAdapterDir(run, '10').dir).toBe(join(run, 'checkpoint-10'));
+    const best = resolveAdapterDir(run, 'best');
+    expect(best.dir).toBe(join(run, 'checkpoint-20'));
+    expect(best.description).toContain('best checkpoint (step 20');
+    expect(errorOf(() => resolveAdapterDir(run, '15'))).toContain(
+      `run ${run} has no checkpoint-15 (fix: available: 10, 20, 30)`,
+    );
+    expect(errorOf(() => resolveAdapterDir(ADAPTER, 'best'))).toContain('is not a run directory');
+    expect(errorOf(() => resolveAdapterDir(join(root, 'nowhere')))).toContain('is not a directory');
+  });
+});
