@@ -1,0 +1,85 @@
+/** `mft merge` end to end through the CLI: streams, exit codes, --checkpoint, --json. */
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, test } from 'vitest';
+import { SafetensorsFile } from '../../src/model/index.js';
+import { runCli } from './run-cli.js';
+
+const BASE = 'test/fixtures/llama-golden';
+const ADAPTER = `${BASE}/adapter`;
+const root = mkdtempSync(join(tmpdir(), 'mft-cli-merge-'));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+describe('mft merge', () => {
+  test('writes the merged model, prints its folder on stdout and the adapter used on stderr', () => {
+    const out = join(root, 'merged');
+    const r = runCli(['merge', '--model', BASE, '--adapter', ADAPTER, '--out', out, '--dtype', 'bf16']);
+    expect(r.stderr).toContain(`mft: merging adapter ${ADAPTER}`);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toBe(`${out}\n`);
+    const f = SafetensorsFile.open(join(out, 'model.safetensors'));
+    expect(f.info('model.layers.0.self_attn.q_proj.weight').dtype).toBe('BF16');
+    f.close();
+
+    const again = runCli(['merge', '--model', BASE, '--adapter', ADAPTER, '--out', out]);
+    expect(again.status).toBe(2);
+    expect(again.stdout).toBe('');
+    expect(again.stderr).toContain(
+      `mft: --out: ${out} already exists (fix: choose another directory or pass --overwrite)`,
+    );
+  });
+
+  test('a run folder with --checkpoint best, --max-shard-size and --json', () => {
+    const run = join(root, 'run');
+    for (const [step, best] of [
+      [5, 5],
+      [10, 5],
+    ] as const) {
+      const d = join(run, `checkpoint-${step}`);
+      mkdirSync(d, { recursive: true });
+      for (const f of ['adapter_config.json', 'adapter_model.safetensors'])
+        copyFileSync(join(ADAPTER, f), join(d, f));
+      writeFileSync(
+        join(d, 'trainer_state.json'),
+        JSON.stringify({ step, best_step: best, best_eval_loss: 1.25 }),
+      );
+    }
+    const out = join(root, 'best');
+    const r = runCli([
+      'merge',
+      '--model',
+      BASE,
+      '--adapter',
+      run,
+      '--checkpoint',
+      'best',
+      '--max-shard-size',
+      '200KB',
+      '--out',
+      out,
+      '--json',
+    ]);
+    expect(r.stderr).toContain(`mft: merging best checkpoint (step 5, lowest eval loss) of run ${run}`);
+    expect(r.status).toBe(0);
+    const report = JSON.parse(r.stdout);
+    expect(report).toMatchObject({
+      adapter: join(run, 'checkpoint-5'),
+      dtype: 'fp32',
+      scale: 2,
+      merged_weights: 14,
+    });
+    expect(report.files).toEqual([
+      'model-00001-of-00003.safetensors',
+      'model-00002-of-00003.safetensors',
+      'model-00003-of-00003.safetensors',
+    ]);
+    expect(existsSync(join(out, 'model.safetensors.index.json'))).toBe(true);
+
+    const bad = runCli(['merge', '--model', BASE, '--adapter', run, '--out', join(root, 'x')]);
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toContain(
+      'has no final adapter/ (training did not finish) (fix: pick a checkpoint: --checkpoint 10 (or best))',
+    );
+  });
+});
