@@ -1,0 +1,81 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { afterAll, describe, expect, test } from 'vitest';
+import { loadTokenizer } from '../../src/model/tokenizer.js';
+import { REPO_ROOT, runCli } from './run-cli.js';
+
+const MODEL = 'checkpoints/base/tinystories-260k';
+// "Once upon a time" is how llama2.c's run.c greedy story starts: ids 403 407 261 378
+// (test/fixtures/stories260K/greedy_t0_n256_noprompt.ids.txt), after BOS = 1.
+const ONCE = [403, 407, 261, 378];
+
+const tmp = mkdtempSync(join(tmpdir(), 'mft-tokenize-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+describe('mft tokenize', () => {
+  test('--text prints one JSON array of ids (with BOS) and nothing else', () => {
+    const r = runCli(['tokenize', '--model', MODEL, '--text', 'Once upon a time']);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toBe(`${JSON.stringify([1, ...ONCE])}\n`);
+    expect(r.stderr).toBe('');
+  });
+
+  test('--file is read byte-exact (whitespace, blank lines, a BOM kept); --no-special leaves BOS out', async () => {
+    const text = '\uFEFF  Once upon a time\n\n\t ';
+    const file = join(tmp, 'story.txt');
+    writeFileSync(file, text, 'utf8');
+    const r = runCli(['tokenize', '--model', MODEL, '--file', file, '--no-special']);
+    expect(r.status).toBe(0);
+    const ids = JSON.parse(r.stdout) as number[];
+    const tok = await loadTokenizer(MODEL);
+    expect(ids).toEqual(tok.encode(text, { addSpecialTokens: false }));
+    // Metaspace puts '▁' first; tok512's byte pieces <0x00>..<0xFF> are ids 3..258, and the
+    // BOM's bytes are EF BB BF.
+    expect(ids.slice(0, 4)).toEqual([tok.tokenToId('▁'), 3 + 0xef, 3 + 0xbb, 3 + 0xbf]);
+    expect(ids).not.toContain(1);
+    expect(ids).not.toEqual(tok.encode(text.trim(), { addSpecialTokens: false }));
+    expect(tok.decode(ids)).toBe(text);
+  });
+
+  test('user mistakes exit 2 with the place and the fix', () => {
+    const both = runCli(['tokenize', '--model', MODEL, '--text', 'a', '--file', 'b']);
+    expect(both.status).toBe(2);
+    expect(both.stderr).toMatch(/mft tokenize: give exactly one of --text and --file/);
+    expect(both.stdout).toBe('');
+
+    const noTok = runCli(['tokenize', '--model', tmp, '--text', 'a']);
+    expect(noTok.status).toBe(2);
+    expect(noTok.stderr).toContain(`mft: ${tmp}: no tokenizer.json in this folder (fix:`);
+
+    const bad = join(tmp, 'latin1.txt');
+    writeFileSync(bad, Buffer.from([0x63, 0x61, 0x66, 0xe9]));
+    const notUtf8 = runCli(['tokenize', '--model', MODEL, '--file', bad]);
+    expect(notUtf8.status).toBe(2);
+    expect(notUtf8.stderr).toContain(`${bad}: is not valid UTF-8`);
+
+    const missing = runCli(['tokenize', '--model', MODEL, '--file', join(tmp, 'nope.txt')]);
+    expect(missing.status).toBe(2);
+    expect(missing.stderr).toMatch(/nope\.txt: cannot read --file: ENOENT/);
+  });
+
+  test('the tokenize command does not load tfjs (no import of @tensorflow in its module graph)', () => {
+    const seen = new Set<string>();
+    const external = new Set<string>();
+    const visit = (file: string) => {
+      if (seen.has(file)) return;
+      seen.add(file);
+      const src = readFileSync(file, 'utf8');
+      for (const m of src.matchAll(/^\s*(?:import|export)\s[^;]*?from\s+'([^']+)'/gm)) {
+        const spec = m[1]!;
+        if (spec.startsWith('.')) visit(resolve(dirname(file), spec.replace(/\.js$/, '.ts')));
+        else external.add(spec);
+      }
+      for (const m of src.matchAll(/import\(\s*'([^']+)'\s*\)/g)) external.add(m[1]!);
+    };
+    visit(join(REPO_ROOT, 'src/cli/tokenize.ts'));
+    expect(seen.size).toBeGreaterThan(2);
+    expect([...external].filter((s) => s.startsWith('@tensorflow'))).toEqual([]);
+    expect(external.has('@huggingface/tokenizers')).toBe(true);
+  });
+});
