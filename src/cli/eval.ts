@@ -1,0 +1,320 @@
+/**
+ * `mft eval`: held-out loss, perplexity, token accuracy and the recipe's task metrics of a base
+ * model, a base + adapter, or both side by side (`--compare`).
+ */
+import { type Command, Option } from 'commander';
+import { type BackendChoice, initBackend } from '../backend/index.js';
+import { loadRecipe, loadTaskConfig, type Recipe, type TaskConfig } from '../config/index.js';
+import {
+  DEFAULT_TOKEN_BUDGET,
+  type EvalData,
+  type EvalReport,
+  type EvalSplit,
+  evaluate,
+  LazyTokenizer,
+  type LengthPolicy,
+  readEvalData,
+  resolveDataArg,
+  resolveEvalSource,
+} from '../eval/index.js';
+import { resolveAdapterDir } from '../lora/adapter-dir.js';
+import { loraFromAdapter } from '../lora/index.js';
+import { loadAdapter, type PeftAdapter } from '../lora/peft-adapter.js';
+import { type LoadModelOptions, loadModel, type Precision, type Quantization } from '../model/index.js';
+import { fail, MftError } from '../util/index.js';
+
+interface EvalFlags {
+  model?: string;
+  adapter?: string;
+  checkpoint?: string;
+  data?: string;
+  task?: string;
+  split: EvalSplit;
+  compare?: boolean;
+  json?: boolean;
+  maxSamples?: string;
+  maxNewTokens: string;
+  tokenBudget: string;
+  pack?: boolean;
+  seed?: string;
+  quantization?: Quantization;
+  precision?: Precision;
+  backend?: BackendChoice;
+}
+
+const PRECISIONS: readonly string[] = ['auto', 'fp32', 'bf16', 'fp16'];
+
+function integer(flag: string, value: string, min: number): number {
+  const n = Number(value);
+  if (value.trim() === '' || !Number.isInteger(n) || n < min) {
+    fail(`--${flag}`, `expected an integer >= ${min}, got ${JSON.stringify(value)}`);
+  }
+  return n;
+}
+
+/** How to store the base: flags, else the adapter's mft_training.json, else the task file. */
+function baseOptions(
+  flags: EvalFlags,
+  adapter: PeftAdapter | null,
+  adapterDir: string | null,
+  config: TaskConfig | null,
+): LoadModelOptions {
+  const t = adapter?.training;
+  if (t && !PRECISIONS.includes(t.precision)) {
+    fail(
+      `${adapterDir}/mft_training.json`,
+      `precision: unknown value ${JSON.stringify(t.precision)}`,
+      `use one of ${PRECISIONS.join(', ')}`,
+    );
+  }
+  return {
+    quantization: flags.quantization ?? t?.quantization ?? config?.quantization ?? 'none',
+    doubleQuant: t?.double_quant ?? config?.double_quant ?? true,
+    precision: flags.precision ?? (t?.precision as Precision | undefined) ?? config?.precision ?? 'auto',
+  };
+}
+
+const pct = (x: number | undefined) =>
+  x === undefined || Number.isNaN(x) ? '-' : `${(100 * x).toFixed(2)}%`;
+const fixed = (x: number | undefined, digits: number) =>
+  x === undefined || Number.isNaN(x) ? '-' : x.toFixed(digits);
+
+/** The human-readable table: one column per model. */
+function table(columns: [string, EvalReport][]): string {
+  const rows: [string, (r: EvalReport) => string][] = [
+    ['loss', (r) => fixed(r.loss, 4)],
+    ['perplexity', (r) => fixed(r.perplexity, 4)],
+    ['token accuracy', (r) => pct(r.token_accuracy)],
+    ['tokens (with loss)', (r) => String(r.tokens)],
+    ['tokens/s', (r) => fixed(r.tokens_per_second, 0)],
+  ];
+  if (columns.some(([, r]) => r.line_completion)) {
+    rows.push(
+      ['line exact match', (r) => pct(r.line_completion?.exact_match)],
+      ['line edit similarity', (r) => pct(r.line_completion?.edit_similarity)],
+      ['lines completed', (r) => String(r.line_completion?.samples ?? '-')],
+    );
+  }
+  if (columns.some(([, r]) => r.completion)) {
+    rows.push(
+      ['completion exact match', (r) => pct(r.completion?.exact_match)],
+      ['completion edit similarity', (r) => pct(r.completion?.edit_similarity)],
+      ['completions generated', (r) => String(r.completion?.samples ?? '-')],
+    );
+  }
+  const labelWidth = Math.max(...rows.map(([label]) => label.length));
+  const cells = columns.map(([name, r]) => [name, ...rows.map(([, f]) => f(r))]);
+  const widths = cells.map((c) => Math.max(...c.map((s) => s.length)));
+  const line = (label: string, values: string[]) =>
+    `${label.padEnd(labelWidth)}  ${values.map((v, i) => v.padStart(widths[i]!)).join('  ')}`.trimEnd();
+  const column = (k: number) => cells.map((c) => c[k]!);
+  return [line('', column(0)), ...rows.map(([label], k) => line(label, column(k + 1)))].join('\n');
+}
+
+/** Rows of `--pack`: as long as the token budget allows, within the model's context (and never shorter than a sample). */
+function packLength(data: EvalData, tokenBudget: number, spec: { max_position_embeddings: number }): number {
+  const longest = data.samples.reduce((m, s) => Math.max(m, s.ids.length), 0);
+  return Math.max(longest, Math.min(tokenBudget, spec.max_position_embeddings));
+}
+
+/** Summary lines on stderr: what was read and what was left out. */
+function describeData(data: EvalData, description: string): string[] {
+  const lines = [`mft: data: ${description}: ${data.recordCount} records, ${data.samples.length} samples`];
+  if (data.truncated > 0 || data.dropped > 0) {
+    lines.push(
+      `mft: data: ${data.truncated} samples cut to sequence_len, ${data.dropped} dropped as too long`,
+    );
+  }
+  if (data.skipped > 0) {
+    lines.push(`mft: data: skipped ${data.skipped} bad records, first: ${data.skippedExamples.join('; ')}`);
+  }
+  return lines;
+}
+
+/** `mft eval`. */
+export function registerEval(program: Command): void {
+  program
+    .command('eval')
+    .description(
+      'evaluate a base model (and an adapter): held-out loss, perplexity, token accuracy, task metrics',
+    )
+    .argument('[task_file]', "task file: its base_model, dataset (validation split) and recipe's metrics")
+    .option('--model <dir>', 'base model folder (default: the task file or the adapter names it)')
+    .option('--adapter <dir>', 'PEFT adapter folder, or a run folder (its final adapter/)')
+    .option('--checkpoint <best|N>', 'with a run folder: use checkpoint-N/, or the best by eval loss')
+    .option('--data <file_or_name>', 'data file (every record), dataset folder or name under datasets/')
+    .option('--task <recipe>', 'recipe that formats --data records without a task file (default: text)')
+    .addOption(
+      new Option('--split <split>', 'split of a dataset folder')
+        .choices(['validation', 'test'])
+        .default('validation'),
+    )
+    .option('--compare', 'evaluate the base model and base + adapter side by side')
+    .option('--json', 'print one JSON object')
+    .option(
+      '--max-samples <n>',
+      "most prompts for generation metrics (default: the recipe's eval_max_samples)",
+    )
+    .option('--max-new-tokens <n>', 'most tokens generated per prompt', '128')
+    .option(
+      '--token-budget <n>',
+      'most tokens (rows x padded length) in one forward batch',
+      String(DEFAULT_TOKEN_BUDGET),
+    )
+    .option('--pack', 'pack samples into rows with document masking (same results as one sample per row)')
+    .option('--seed <n>', 'seed of the prompt draw (default: the task seed, else 0)')
+    .addOption(
+      new Option('--quantization <q>', "base storage (default: the adapter's mft_training.json)").choices([
+        'none',
+        'int8',
+        'nf4',
+      ]),
+    )
+    .addOption(
+      new Option('--precision <p>', 'storage dtype of unquantized weights').choices([
+        'auto',
+        'fp32',
+        'bf16',
+        'fp16',
+      ]),
+    )
+    .addOption(
+      new Option('--backend <name>', 'tfjs backend (default: the task file, else auto)').choices([
+        'auto',
+        'tensorflow',
+        'wasm',
+        'cpu',
+      ]),
+    )
+    .addHelpText(
+      'after',
+      '\nExamples:\n' +
+        '  $ mft eval configs/code_completion.yaml --adapter checkpoints/runs/code --compare\n' +
+        '  $ mft eval --model checkpoints/base/tinystories-260k --data datasets/github_code --task code_completion\n' +
+        '  $ mft eval --model test/fixtures/llama-golden --data tokens.jsonl --json',
+    )
+    .action(async (taskFile: string | undefined, flags: EvalFlags) => {
+      const maxNewTokens = integer('max-new-tokens', flags.maxNewTokens, 1);
+      const tokenBudget = integer('token-budget', flags.tokenBudget, 1);
+      if (taskFile !== undefined && flags.task !== undefined) {
+        fail('--task', 'the task file names the recipe already', 'drop --task, or drop the task file');
+      }
+      if (flags.compare && flags.adapter === undefined) {
+        fail('--compare', 'needs an adapter to compare with the base', 'give --adapter DIR');
+      }
+      if (flags.checkpoint !== undefined && flags.adapter === undefined) {
+        fail('--checkpoint', 'needs --adapter RUN_DIR', 'give the run folder as --adapter');
+      }
+      const config = taskFile !== undefined ? await loadTaskConfig(taskFile) : null;
+      const recipe: Recipe = config?.recipe ?? loadRecipe(flags.task ?? 'text');
+
+      let adapter: PeftAdapter | null = null;
+      let adapterDir: string | null = null;
+      if (flags.adapter !== undefined) {
+        const found = resolveAdapterDir(flags.adapter, flags.checkpoint);
+        adapterDir = found.dir;
+        process.stderr.write(`mft: evaluating ${found.description}\n`);
+        adapter = loadAdapter(found.dir);
+      }
+      const modelDir = flags.model ?? config?.base_model ?? adapter?.training?.base_model;
+      if (modelDir === undefined) {
+        fail(
+          'mft eval',
+          'no base model',
+          'give --model DIR, a task file, or an adapter whose mft_training.json names its base',
+        );
+      }
+      const paths = flags.data !== undefined ? [resolveDataArg(flags.data)] : config?.dataset;
+      if (paths === undefined) {
+        fail('mft eval', 'no data to evaluate', 'give --data FILE_OR_NAME or a task file');
+      }
+      const source = resolveEvalSource(paths, {
+        split: flags.split,
+        explicitFiles: flags.data !== undefined,
+        heldOut: config ? { valSetSize: config.val_set_size, seed: config.seed } : null,
+      });
+
+      const backend = await initBackend(flags.backend ?? config?.backend ?? 'auto');
+      const loadOptions = baseOptions(flags, adapter, adapterDir, config);
+      const model = await loadModel(modelDir, loadOptions);
+      if (adapter?.training && adapter.training.config_hash !== model.configHash) {
+        throw new MftError({
+          where: adapterDir ?? undefined,
+          message: `the adapter was trained on a different base (config hash ${adapter.training.config_hash}, ${modelDir} has ${model.configHash})`,
+          fix: `use --model ${adapter.training.base_model}`,
+        });
+      }
+      const tokenizer = new LazyTokenizer(modelDir);
+      const length: LengthPolicy = config
+        ? { kind: 'truncate', sequenceLen: config.sequence_len, truncation: config.truncation }
+        : { kind: 'error' };
+      const data = await readEvalData({
+        files: source.files,
+        heldOut: source.heldOut,
+        recipe,
+        fields: config?.fields,
+        seed: config?.seed ?? 0,
+        onBadRecord: config?.on_bad_record ?? 'error',
+        length,
+        maxPositions: model.spec.max_position_embeddings,
+        vocabSize: model.spec.vocab_size,
+        tokenizer,
+      });
+      for (const line of describeData(data, source.description)) process.stderr.write(`${line}\n`);
+      if (data.samples.length === 0) {
+        fail(source.description, 'no records to evaluate', 'check the data files and the recipe fields');
+      }
+
+      const tok = tokenizer.loaded;
+      const padId = tok?.padId ?? tok?.eosId ?? model.spec.eos_token_id[0] ?? 0;
+      const common = {
+        metrics: recipe.eval_metrics,
+        format: recipe.format,
+        maxSamples:
+          flags.maxSamples !== undefined
+            ? integer('max-samples', flags.maxSamples, 0)
+            : (config?.eval_max_samples ?? recipe.defaults.eval_max_samples ?? 64),
+        maxNewTokens,
+        seed: flags.seed !== undefined ? integer('seed', flags.seed, 0) : (config?.seed ?? 0),
+        tokenizer,
+        loss: {
+          tokenBudget,
+          padId,
+          packLength: flags.pack ? packLength(data, tokenBudget, model.spec) : undefined,
+        },
+        log: (line: string) => process.stderr.write(`mft: ${line}\n`),
+      };
+      const lora = adapter ? loraFromAdapter(model, adapter) : null;
+      let base: EvalReport | null = null;
+      let tuned: EvalReport | null = null;
+      try {
+        if (!lora || flags.compare) base = await evaluate(model, data, common);
+        if (lora) tuned = await evaluate(model, data, { ...common, lora: lora.toModelLora() });
+      } finally {
+        lora?.dispose();
+      }
+      const main = (tuned ?? base) as EvalReport;
+      process.stderr.write(
+        `mft: ${main.tokens} tokens with loss in ${main.samples} samples, ${main.batches} batches, ${main.seconds.toFixed(2)} s (${main.tokens_per_second.toFixed(0)} tok/s, backend ${backend})\n`,
+      );
+
+      if (flags.json) {
+        const out: Record<string, unknown> = {
+          ...main,
+          model: modelDir,
+          adapter: adapterDir,
+          data: source.description,
+          records: data.recordCount,
+          quantization: loadOptions.quantization,
+          backend,
+        };
+        if (base && tuned) out.base = base;
+        process.stdout.write(`${JSON.stringify(out)}\n`);
+        return;
+      }
+      const columns: [string, EvalReport][] = [];
+      if (base) columns.push(['base', base]);
+      if (tuned) columns.push(['adapter', tuned]);
+      process.stdout.write(`${table(columns)}\n`);
+    });
+}

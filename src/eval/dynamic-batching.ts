@@ -1,0 +1,157 @@
+/**
+ * Evaluation batches: samples of different lengths grouped by length under a token budget
+ * (dynamic batching), each sample alone in its row and padded to the longest of its batch; or
+ * packed several to a row with document masking. Both give the same losses: a document attends
+ * only to itself (segment ids) and its positions start at 0 either way.
+ *
+ * In a row, for a sample of L tokens starting at column c:
+ *   inputIds[c + t]    ids[t]
+ *   labels[c + t]      labels[t + 1] (shifted: the target of the prediction at t), -100 at t = L - 1
+ *   segmentIds[c + t]  the sample's index within the row; pads form one more segment
+ *   positionIds[c + t] t (pads count from 0 too)
+ */
+import { type Batch, IGNORE_INDEX, packBestFitDecreasing } from '../data/index.js';
+
+/** One sample to evaluate: its tokens and labels in the Hugging Face convention (unshifted). */
+export interface EvalSample {
+  /** Token ids. */
+  readonly ids: Int32Array;
+  /** `labels[t]` is the target of the prediction made at t - 1; -100 carries no loss. */
+  readonly labels: Int32Array;
+}
+
+/** Limits on one batch. */
+export interface BatchLimits {
+  /** Most token slots (rows x padded length) in one batch. */
+  tokenBudget: number;
+  /** Most attention scores (rows x heads x length^2) in one batch; a single row may exceed it. */
+  attentionBudget?: number;
+  /** Attention heads of the model (for `attentionBudget`). */
+  numHeads?: number;
+}
+
+/** Default token budget of an evaluation batch. */
+export const DEFAULT_TOKEN_BUDGET = 4096;
+/** Default budget of attention scores in one batch: 2^26 floats (256 MiB). */
+export const DEFAULT_ATTENTION_BUDGET = 2 ** 26;
+
+/**
+ * Group rows of the given lengths into batches: longest first, each batch padded to its first
+ * (longest) row, rows added while rows x length stays within the token budget (and the attention
+ * scores within theirs). Every row is in exactly one batch; a row longer than the budget is a batch
+ * of its own.
+ * @param lengths length of each row
+ * @returns batches of row indices, longest batches first
+ * @example lengthBatches([3, 8, 5, 2], { tokenBudget: 16 }); // [[1, 2], [0, 3]]
+ */
+export function lengthBatches(lengths: readonly number[], limits: BatchLimits): number[][] {
+  const order = lengths.map((_, i) => i).sort((a, b) => lengths[b]! - lengths[a]! || a - b);
+  const heads = limits.numHeads ?? 1;
+  const attention = limits.attentionBudget ?? Number.POSITIVE_INFINITY;
+  const batches: number[][] = [];
+  let current: number[] = [];
+  let width = 0;
+  for (const i of order) {
+    const rows = current.length + 1;
+    const fits = rows * width <= limits.tokenBudget && rows * heads * width * width <= attention;
+    if (current.length > 0 && fits) {
+      current.push(i);
+      continue;
+    }
+    if (current.length > 0) batches.push(current);
+    current = [i];
+    width = lengths[i]!;
+  }
+  if (current.length > 0) batches.push(current);
+  return batches;
+}
+
+/**
+ * One batch `[rows.length, seqLen]` whose row r holds the samples `rows[r]` one after another,
+ * then pads (see the module comment for the layout).
+ * @param padId the id of pad tokens (they carry no loss and attend only to pads)
+ */
+export function buildBatch(
+  samples: readonly EvalSample[],
+  rows: readonly (readonly number[])[],
+  seqLen: number,
+  padId: number,
+): Batch {
+  const n = rows.length * seqLen;
+  const inputIds = new Int32Array(n);
+  const labels = new Int32Array(n);
+  const segmentIds = new Int32Array(n);
+  const positionIds = new Int32Array(n);
+  rows.forEach((row, r) => {
+    let c = r * seqLen;
+    const end = c + seqLen;
+    row.forEach((s, segment) => {
+      const sample = samples[s]!;
+      const L = sample.ids.length;
+      if (c + L > end) {
+        throw new Error(
+          `Argument 'rows' passed to 'buildBatch' overflows row ${r}: seqLen ${seqLen} is too short`,
+        );
+      }
+      for (let t = 0; t < L; t++) {
+        inputIds[c + t] = sample.ids[t]!;
+        labels[c + t] = t < L - 1 ? sample.labels[t + 1]! : IGNORE_INDEX;
+        segmentIds[c + t] = segment;
+        positionIds[c + t] = t;
+      }
+      c += L;
+    });
+    for (let p = 0; c + p < end; p++) {
+      inputIds[c + p] = padId;
+      labels[c + p] = IGNORE_INDEX;
+      segmentIds[c + p] = row.length;
+      positionIds[c + p] = p;
+    }
+  });
+  return { batchSize: rows.length, seqLen, inputIds, labels, segmentIds, positionIds };
+}
+
+/** A batch to evaluate, and the real (non-pad) tokens it holds. */
+export interface PlannedBatch {
+  /** Rows of sample indices. */
+  rows: number[][];
+  /** Padded row length. */
+  seqLen: number;
+  /** Tokens that are not padding. */
+  tokens: number;
+}
+
+/**
+ * Plan the batches of an evaluation: one sample per row grouped by length (`packLength` absent),
+ * or samples packed into rows of at most `packLength` tokens by best-fit decreasing, then grouped.
+ * Each batch is padded to its longest row.
+ * @example
+ *   const plan = planBatches(samples, { tokenBudget: 4096 });
+ *   for (const p of plan) useBatch(buildBatch(samples, p.rows, p.seqLen, 0));
+ */
+export function planBatches(
+  samples: readonly EvalSample[],
+  limits: BatchLimits,
+  packLength?: number,
+): PlannedBatch[] {
+  const lengths = samples.map((s) => s.ids.length);
+  let rows: number[][];
+  if (packLength === undefined) {
+    rows = lengths.map((_, i) => [i]);
+  } else {
+    const longest = lengths.reduce((m, n) => Math.max(m, n), 0);
+    if (longest > packLength) {
+      throw new Error(
+        `Argument 'packLength' passed to 'planBatches' is ${packLength}, a sample has ${longest} tokens`,
+      );
+    }
+    rows = packBestFitDecreasing(lengths, packLength, 0);
+  }
+  const rowLengths = rows.map((row) => row.reduce((sum, s) => sum + lengths[s]!, 0));
+  // A batch's first row is its longest, so it sets the padded length (packed rows included).
+  return lengthBatches(rowLengths, limits).map((batch) => ({
+    rows: batch.map((r) => rows[r]!),
+    seqLen: rowLengths[batch[0]!]!,
+    tokens: batch.reduce((sum, r) => sum + rowLengths[r]!, 0),
+  }));
+}

@@ -1,0 +1,251 @@
+/**
+ * Held-out loss, perplexity and token accuracy: the model run forward only (no gradients), batch by
+ * batch, layer by layer, and the output head run over chunks of the positions that carry loss, so
+ * at most `chunkRows x vocab` logits exist at once.
+ *
+ *   loss            = sum over loss tokens of (logsumexp(z) - z[label])  /  number of loss tokens
+ *   perplexity      = exp(loss)
+ *   token_accuracy  = #(argmax z == label) / number of loss tokens
+ *
+ * Sums are accumulated in float64 over the whole evaluation, so the mean is token-weighted across
+ * samples of any length, and the result does not depend on how samples are batched or packed.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { Batch } from '../data/index.js';
+import { IGNORE_INDEX } from '../data/index.js';
+import {
+  createAttentionContext,
+  decoderLayer,
+  defaultChunkRows,
+  disposeLayerTensors,
+  embedTokens,
+  type LayerTensors,
+  type LoadedModel,
+  layerTensors,
+  type ModelLora,
+  rmsNorm,
+} from '../model/index.js';
+import {
+  type BatchLimits,
+  buildBatch,
+  DEFAULT_ATTENTION_BUDGET,
+  DEFAULT_TOKEN_BUDGET,
+  type EvalSample,
+  planBatches,
+} from './dynamic-batching.js';
+
+/** What a loss evaluation measured. */
+export interface LossMetrics {
+  /** Token-weighted mean cross-entropy (nats) over the tokens that carry loss. */
+  loss: number;
+  /** exp(loss). */
+  perplexity: number;
+  /** Fraction of loss tokens whose argmax prediction is the label. */
+  token_accuracy: number;
+  /** Tokens that carry loss. */
+  tokens: number;
+  /** Tokens run through the model (not counting padding). */
+  input_tokens: number;
+  /** Samples evaluated. */
+  samples: number;
+  /** Batches run. */
+  batches: number;
+  /** Wall-clock seconds of the forward passes. */
+  seconds: number;
+  /** input_tokens / seconds. */
+  tokens_per_second: number;
+}
+
+/** Options of `evaluateLoss`. */
+export interface LossEvalOptions {
+  /** Adapters to apply (no dropout). */
+  lora?: ModelLora;
+  /** Most token slots per batch (default 4096). */
+  tokenBudget?: number;
+  /** Most attention scores per batch (default 2^26). */
+  attentionBudget?: number;
+  /** Pack samples into rows of at most this many tokens (document masking) instead of one per row. */
+  packLength?: number;
+  /** Id of pad tokens (default 0; pads carry no loss and attend only to pads). */
+  padId?: number;
+  /** Loss positions per output-head chunk (default: about 2^24 logits per chunk). */
+  chunkRows?: number;
+  /** Keep every layer's fp32 weights as tensors for the whole evaluation when they fit (default 1 GiB). */
+  residentBytes?: number;
+  /** Called after each batch with (batches done, batches in all). */
+  onBatch?(done: number, total: number): void;
+}
+
+/** Running sums over loss tokens. */
+interface Sums {
+  nll: number;
+  correct: number;
+  count: number;
+}
+
+/** The final norm and the output head, as tensors for the whole evaluation. */
+interface Head {
+  norm: tf.Tensor1D; // [hidden]
+  weight: tf.Tensor2D; // [vocab, hidden]
+}
+
+/** fp32 bytes of every decoder layer's weights. */
+function layerBytes(model: LoadedModel): number {
+  let n = 0;
+  for (const layer of model.layers) {
+    for (const t of Object.values(layer)) n += 4 * t.shape.reduce((a: number, b: number) => a * b, 1);
+  }
+  return n;
+}
+
+/**
+ * Add the loss tokens of one batch to `sums`: for each chunk of loss positions, the final norm,
+ * the logits `[c, vocab]`, their logsumexp, the label's logit and the argmax.
+ * @param h `[B, T, hidden]` output of the last decoder layer
+ */
+function addHeadStats(
+  model: LoadedModel,
+  head: Head,
+  h: tf.Tensor3D,
+  labels: Int32Array,
+  chunkRows: number,
+  sums: Sums,
+): void {
+  const [B, T, hidden] = h.shape;
+  const V = model.spec.vocab_size;
+  const rows: number[] = [];
+  for (let i = 0; i < labels.length; i++) if (labels[i] !== IGNORE_INDEX) rows.push(i);
+  const flat = tf.reshape(h, [B * T, hidden]); // [B*T, hidden]
+  try {
+    for (let s = 0; s < rows.length; s += chunkRows) {
+      const chunk = rows.slice(s, s + chunkRows);
+      const c = chunk.length;
+      const targets = chunk.map((i) => labels[i]!);
+      for (const label of targets) {
+        if (!(label >= 0 && label < V)) throw new Error(`evaluateLoss: label ${label} is outside [0, ${V})`);
+      }
+      const [nll, argmax] = tf.tidy(() => {
+        const hc = tf.gather(flat, tf.tensor1d(chunk, 'int32')); // [c, hidden]
+        const z = tf.matMul(rmsNorm(hc, head.norm, model.spec.rms_norm_eps), head.weight, false, true); // [c, V]
+        const picked = tf.gather(
+          tf.reshape(z, [c * V]),
+          tf.tensor1d(
+            targets.map((label, k) => k * V + label),
+            'int32',
+          ),
+        ); // [c]
+        return [tf.sub(tf.logSumExp(z, 1), picked), tf.argMax(z, 1)]; // [c], [c]
+      });
+      const nllData = nll.dataSync();
+      const argmaxData = argmax.dataSync();
+      tf.dispose([nll, argmax]);
+      for (let k = 0; k < c; k++) {
+        sums.nll += nllData[k]!;
+        if (argmaxData[k] === targets[k]) sums.correct += 1;
+      }
+      sums.count += c;
+    }
+  } finally {
+    flat.dispose();
+  }
+}
+
+/** The decoder layers on one batch; returns the last hidden state `[B, T, hidden]` (caller disposes). */
+function runLayers(
+  model: LoadedModel,
+  batch: Batch,
+  withLayer: <R>(i: number, f: (w: LayerTensors) => R) => R,
+  lora?: ModelLora,
+): tf.Tensor3D {
+  const ctx = createAttentionContext(model.spec, batch);
+  let x = embedTokens(model, batch); // [B, T, hidden]
+  try {
+    for (let i = 0; i < model.layers.length; i++) {
+      const y = withLayer(i, (w) => tf.tidy(() => decoderLayer(model.spec, i, x, w, ctx, lora?.[i]))); // [B, T, hidden]
+      x.dispose();
+      x = y;
+    }
+    return x;
+  } catch (e) {
+    x.dispose();
+    throw e;
+  } finally {
+    ctx.dispose();
+  }
+}
+
+/**
+ * Loss, perplexity and token accuracy of `samples`, batched by length under a token budget.
+ * @param samples each evaluated on its own (document masking when packed)
+ * @param opts lora, tokenBudget (4096), packLength (off), padId (0), chunkRows
+ * @example
+ *   const m = evaluateLoss(model, [{ ids, labels: ids }], { lora: state.toModelLora() });
+ *   m.loss; m.perplexity; m.token_accuracy;
+ */
+export function evaluateLoss(
+  model: LoadedModel,
+  samples: readonly EvalSample[],
+  opts: LossEvalOptions = {},
+): LossMetrics {
+  const limits: BatchLimits = {
+    tokenBudget: opts.tokenBudget ?? DEFAULT_TOKEN_BUDGET,
+    attentionBudget: opts.attentionBudget ?? DEFAULT_ATTENTION_BUDGET,
+    numHeads: model.spec.num_attention_heads,
+  };
+  const plan = planBatches(samples, limits, opts.packLength);
+  const chunkRows = Math.max(1, opts.chunkRows ?? defaultChunkRows(model.spec.vocab_size));
+  const padId = opts.padId ?? 0;
+  const sums: Sums = { nll: 0, correct: 0, count: 0 };
+  let inputTokens = 0;
+
+  const started = performance.now();
+  const { hidden_size: H, vocab_size: V } = model.spec;
+  const head: Head = {
+    norm: tf.tensor1d(model.norm.toFloat32()),
+    weight: tf.tensor2d(model.lm_head.toFloat32(), [V, H]),
+  };
+  // Small models keep their widened layers for the whole evaluation; large ones widen a layer
+  // only while it computes (one layer's fp32 weights at a time).
+  const resident =
+    layerBytes(model) <= (opts.residentBytes ?? 2 ** 30)
+      ? model.layers.map((_, i) => layerTensors(model, i))
+      : null;
+  const withLayer = <R>(i: number, f: (w: LayerTensors) => R): R => {
+    if (resident) return f(resident[i]!);
+    const w = layerTensors(model, i);
+    try {
+      return f(w);
+    } finally {
+      disposeLayerTensors(w);
+    }
+  };
+  try {
+    plan.forEach((p, k) => {
+      const batch = buildBatch(samples, p.rows, p.seqLen, padId);
+      const h = runLayers(model, batch, withLayer, opts.lora);
+      try {
+        addHeadStats(model, head, h, batch.labels, chunkRows, sums);
+      } finally {
+        h.dispose();
+      }
+      inputTokens += p.tokens;
+      opts.onBatch?.(k + 1, plan.length);
+    });
+  } finally {
+    tf.dispose([head.norm, head.weight]);
+    for (const w of resident ?? []) disposeLayerTensors(w);
+  }
+  const seconds = (performance.now() - started) / 1000;
+  const loss = sums.count > 0 ? sums.nll / sums.count : Number.NaN;
+  return {
+    loss,
+    perplexity: Math.exp(loss),
+    token_accuracy: sums.count > 0 ? sums.correct / sums.count : Number.NaN,
+    tokens: sums.count,
+    input_tokens: inputTokens,
+    samples: samples.length,
+    batches: plan.length,
+    seconds,
+    tokens_per_second: seconds > 0 ? inputTokens / seconds : 0,
+  };
+}
