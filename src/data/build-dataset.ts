@@ -1,0 +1,515 @@
+/**
+ * `buildDataset(config, tokenizer)`: data files -> records -> recipe formatting -> tokens ->
+ * truncation -> validation split -> packed rows, or the same result from the cache.
+ *
+ *   for each record (streamed):  formatRecord -> tokenizeRecord -> truncateSample -> token store
+ *   then:                        validation split (files, or val_set_size by seed) -> packing per split
+ *
+ * Records are numbered per split in reading order; the validation split drawn by `val_set_size`
+ * picks whole records (all pieces of a split record stay together) with a seeded shuffle.
+ */
+import { mkdirSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { MftTokenizer } from '../model/index.js';
+import { fail, MftError, mixSeed, Rng } from '../util/index.js';
+import { BadRecords } from './bad-records.js';
+import {
+  type CacheContent,
+  cacheKey,
+  readCacheFile,
+  sourceIdentity,
+  tokenizerIdentity,
+  writeCacheFile,
+} from './cache.js';
+import { ChatRenderer } from './format/chat-template.js';
+import { type FormatContext, formatRecord } from './format/format-record.js';
+import { packBestFitDecreasing } from './pack.js';
+import { createPackedSplit, type PackedSplit, type SplitLayout } from './packed-split.js';
+import { byteProgress } from './progress.js';
+import { RecordError } from './record-error.js';
+import { type DatasetFiles, readRecords, resolveDataset, type SourceFile } from './sources/index.js';
+import { sampleAt, type TokenStore, TokenStoreBuilder } from './token-store.js';
+import { findFimTokens, type TokenizeOptions, tokenizeRecord, trainedTargets } from './tokenize.js';
+import { truncateSample } from './truncate.js';
+import type { DataConfig, TokenizedSample } from './types.js';
+
+/** Figures of one split. */
+export interface SplitStats {
+  records: number;
+  samples: number;
+  rows: number;
+  /** Tokens that are not padding. */
+  tokens: number;
+  /** Positions that carry loss (targets that are not -100). */
+  trainedTokens: number;
+  /** tokens / (rows * sequence_len). */
+  packingEfficiency: number;
+}
+
+/** What building the dataset found. */
+export interface DataStats {
+  /** Usable records read, all splits. */
+  records: number;
+  skippedRecords: number;
+  /** `where: message` of the first skipped records. */
+  skippedExamples: string[];
+  /** Samples cut to fit sequence_len (`truncation: split` or `truncate`). */
+  truncated: number;
+  /** Samples left out for being too long (`truncation: drop`). */
+  dropped: number;
+  /** Where the validation split came from. */
+  validationFrom: 'files' | 'val_set_size' | 'none';
+  train: SplitStats;
+  validation: SplitStats | null;
+}
+
+/** The packed dataset of a task, ready for training and evaluation. */
+export interface PackedDataset {
+  readonly seqLen: number;
+  readonly train: PackedSplit;
+  readonly validation: PackedSplit | null;
+  readonly stats: DataStats;
+  /** sha256 of everything the dataset depends on (the cache file name). */
+  readonly cacheKey: string;
+  /** Id used for padding. */
+  readonly padId: number;
+  /** The first `n` training samples in reading order (ids and unshifted labels), for inspection. */
+  examples(n: number): TokenizedSample[];
+}
+
+export interface BuildOptions {
+  /** Receives progress lines and warnings (default: stderr). */
+  log?: (line: string) => void;
+  /** Show a progress bar on a TTY while tokenizing. */
+  progress?: boolean;
+}
+
+// Stream ids of `mixSeed(seed, STREAM, ...)` for the draws of this module.
+const VAL_STREAM = 0x56414c;
+const PACK_STREAM = 0x50434b;
+
+function checkConfig(config: DataConfig): void {
+  const L = config.sequence_len;
+  if (!(Number.isInteger(L) && L >= 2)) fail('sequence_len', `expected an integer >= 2, got ${L}`);
+  const v = config.val_set_size;
+  if (!(v >= 0) || (v >= 1 && !Number.isInteger(v))) {
+    fail('val_set_size', `expected a fraction in (0, 1) or a count of records, got ${v}`);
+  }
+  if (!(config.fim_rate >= 0 && config.fim_rate <= 1))
+    fail('fim_rate', `expected a number in [0, 1], got ${config.fim_rate}`);
+}
+
+/** Where cache files go: `<cache_dir>/data`, or a temporary folder (with a warning) when not writable. */
+function cacheFolder(cacheDir: string, log: (line: string) => void): string {
+  const wanted = join(cacheDir, 'data');
+  try {
+    mkdirSync(wanted, { recursive: true });
+    return wanted;
+  } catch (e) {
+    const fallback = join(tmpdir(), 'mft-cache', 'data');
+    mkdirSync(fallback, { recursive: true });
+    log(
+      `warning: cache_dir ${cacheDir} is not writable (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); caching the dataset in ${fallback} instead`,
+    );
+    return fallback;
+  }
+}
+
+interface ReadResult {
+  store: TokenStore;
+  /** Record index (within its split's files) of each sample. */
+  sampleRecord: Int32Array;
+  /** 1 when the sample comes from validation files. */
+  sampleFromVal: Uint8Array;
+  trainRecords: number;
+  valRecords: number;
+  bad: BadRecords;
+  truncated: number;
+  dropped: number;
+}
+
+async function readAndTokenize(
+  config: DataConfig,
+  tok: MftTokenizer,
+  files: DatasetFiles,
+  opts: BuildOptions,
+): Promise<ReadResult> {
+  const log = opts.log ?? (() => {});
+  const recipe = config.recipe;
+  let chat: ChatRenderer | null = null;
+  if (recipe.format === 'instruct') {
+    if (tok.chatTemplate === null) {
+      log(
+        `note: the tokenizer in ${tok.dir} has no chat_template; rendering chats with the default ChatML template`,
+      );
+    }
+    const text = (id: number | null) => (id === null ? '' : tok.decode([id], { skipSpecialTokens: false }));
+    chat = new ChatRenderer(tok.chatTemplate, { bos_token: text(tok.bosId), eos_token: text(tok.eosId) });
+  }
+  const fimRate = recipe.format === 'code_completion' ? config.fim_rate : 0;
+  const fim = fimRate > 0 ? findFimTokens(tok) : null;
+  if (fimRate > 0 && fim === null) {
+    fail(
+      'fim_rate',
+      `fill-in-the-middle asked for (fim_rate: ${fimRate}) but the tokenizer in ${tok.dir} has no FIM tokens (<fim_prefix>/<fim_middle>/<fim_suffix> or <PRE>/<MID>/<SUF>)`,
+      'set fim_rate: 0, or use a code model whose tokenizer has FIM tokens',
+    );
+  }
+  const ctx: FormatContext = {
+    recipe,
+    fields: { ...recipe.fields, ...config.fields },
+    chat,
+    fimRate,
+    seed: config.seed,
+  };
+  if (recipe.add_eos && tok.eosId === null)
+    log(`warning: the tokenizer in ${tok.dir} has no EOS token; samples end without one`);
+  const tokOpts: TokenizeOptions = { addEos: recipe.add_eos, fim };
+
+  const builder = new TokenStoreBuilder();
+  const sampleRecord: number[] = [];
+  const sampleFromVal: number[] = [];
+  const bad = new BadRecords(config.on_bad_record);
+  let truncated = 0;
+  let dropped = 0;
+  const recordCounts = { train: 0, validation: 0 };
+  const all: [SourceFile, 'train' | 'validation'][] = [
+    ...files.train.map((f) => [f, 'train'] as [SourceFile, 'train']),
+    ...files.validation.map((f) => [f, 'validation'] as [SourceFile, 'validation']),
+  ];
+  const progress = byteProgress(
+    opts.progress ?? false,
+    all.reduce((s, [f]) => s + statSync(f.path).size, 0),
+  );
+  try {
+    for (const [file, split] of all) {
+      for await (const r of readRecords(file, { onProgress: (b) => progress.update(b) })) {
+        if (!r.ok) {
+          bad.report(r.where, r.error);
+          continue;
+        }
+        const recordIndex = recordCounts[split];
+        let sample: TokenizedSample;
+        try {
+          sample = tokenizeRecord(tok, formatRecord(r.value, ctx, recordIndex), tokOpts);
+        } catch (e) {
+          if (!(e instanceof RecordError)) throw e;
+          bad.report(r.where, e);
+          continue;
+        }
+        recordCounts[split] += 1;
+        progress.records(recordCounts.train + recordCounts.validation);
+        const pieces = truncateSample(sample, config.sequence_len, config.truncation);
+        if (pieces.length === 0) dropped += 1;
+        else if (pieces.length > 1 || pieces[0]!.ids.length < sample.ids.length) truncated += 1;
+        for (const piece of pieces) {
+          builder.push(piece);
+          sampleRecord.push(recordIndex);
+          sampleFromVal.push(split === 'validation' ? 1 : 0);
+        }
+      }
+      progress.nextFile(statSync(file.path).size);
+    }
+  } finally {
+    progress.stop();
+  }
+  return {
+    store: builder.finish(),
+    sampleRecord: Int32Array.from(sampleRecord),
+    sampleFromVal: Uint8Array.from(sampleFromVal),
+    trainRecords: recordCounts.train,
+    valRecords: recordCounts.validation,
+    bad,
+    truncated,
+    dropped,
+  };
+}
+
+/** The record indices (of the training files) drawn for validation by `val_set_size`. */
+export function drawValidationRecords(numRecords: number, valSetSize: number, seed: number): Set<number> {
+  if (valSetSize <= 0 || numRecords === 0) return new Set();
+  const wanted = valSetSize < 1 ? Math.round(valSetSize * numRecords) : valSetSize;
+  const k = Math.min(Math.max(wanted, 1), numRecords - 1);
+  const order = new Rng(mixSeed(seed, VAL_STREAM)).shuffle(Array.from({ length: numRecords }, (_, i) => i));
+  return new Set(order.slice(0, k));
+}
+
+/** Rows of one split: packed by best-fit decreasing, or one sample per row. */
+function layoutSplit(
+  store: TokenStore,
+  samples: number[],
+  seqLen: number,
+  packing: boolean,
+  seed: number,
+): SplitLayout {
+  const rows = packing
+    ? packBestFitDecreasing(
+        samples.map((s) => store.offsets[s + 1]! - store.offsets[s]!),
+        seqLen,
+        seed,
+      ).map((row) => row.map((i) => samples[i]!))
+    : samples.map((s) => [s]);
+  const rowStarts = new Int32Array(rows.length + 1);
+  rows.forEach((row, i) => {
+    rowStarts[i + 1] = rowStarts[i]! + row.length;
+  });
+  return { samples: Int32Array.from(rows.flat()), rowStarts };
+}
+
+function splitStats(store: TokenStore, layout: SplitLayout, records: number, seqLen: number): SplitStats {
+  let tokens = 0;
+  let trainedTokens = 0;
+  for (const s of layout.samples) {
+    const a = store.offsets[s]!;
+    const b = store.offsets[s + 1]!;
+    tokens += b - a;
+    trainedTokens += trainedTargets(store.labels, a, b);
+  }
+  const rows = layout.rowStarts.length - 1;
+  return {
+    records,
+    samples: layout.samples.length,
+    rows,
+    tokens,
+    trainedTokens,
+    packingEfficiency: rows === 0 ? 0 : tokens / (rows * seqLen),
+  };
+}
+
+function assemble(
+  key: string,
+  seqLen: number,
+  padId: number,
+  store: TokenStore,
+  train: SplitLayout,
+  validation: SplitLayout | null,
+  stats: DataStats,
+  exampleSamples: Int32Array,
+): PackedDataset {
+  return {
+    seqLen,
+    train: createPackedSplit(store, train, seqLen, padId),
+    validation: validation ? createPackedSplit(store, validation, seqLen, padId) : null,
+    stats,
+    cacheKey: key,
+    padId,
+    examples: (n) => Array.from(exampleSamples.subarray(0, n), (s) => sampleAt(store, s)),
+  };
+}
+
+/** The cache file content of a dataset. */
+function toCache(
+  key: string,
+  padId: number,
+  seqLen: number,
+  stats: DataStats,
+  store: TokenStore,
+  train: SplitLayout,
+  validation: SplitLayout | null,
+  exampleSamples: Int32Array,
+): CacheContent {
+  const arrays: CacheContent['arrays'] = {
+    ids: store.ids,
+    labels: store.labels,
+    offsets: store.offsets,
+    trainSamples: train.samples,
+    trainRowStarts: train.rowStarts,
+    exampleSamples,
+  };
+  if (validation) {
+    arrays.valSamples = validation.samples;
+    arrays.valRowStarts = validation.rowStarts;
+  }
+  return { header: { key, padId, seqLen, stats }, arrays };
+}
+
+function fromCache(c: CacheContent, key: string): PackedDataset | null {
+  const h = c.header as { key?: string; padId: number; seqLen: number; stats: DataStats };
+  const a = c.arrays;
+  if (
+    h.key !== key ||
+    !a.ids ||
+    !a.labels ||
+    !a.offsets ||
+    !a.trainSamples ||
+    !a.trainRowStarts ||
+    !a.exampleSamples
+  ) {
+    return null;
+  }
+  const store: TokenStore = {
+    ids: a.ids as Int32Array,
+    labels: a.labels as Int32Array,
+    offsets: a.offsets as Float64Array,
+  };
+  const layout = (
+    samples?: Int32Array | Float64Array,
+    rowStarts?: Int32Array | Float64Array,
+  ): SplitLayout | null =>
+    samples && rowStarts ? { samples: samples as Int32Array, rowStarts: rowStarts as Int32Array } : null;
+  return assemble(
+    key,
+    h.seqLen,
+    h.padId,
+    store,
+    layout(a.trainSamples, a.trainRowStarts)!,
+    layout(a.valSamples, a.valRowStarts),
+    h.stats,
+    a.exampleSamples as Int32Array,
+  );
+}
+
+function summary(stats: DataStats, seqLen: number): string[] {
+  const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+  const line = (name: string, s: SplitStats) =>
+    `data: ${name} ${s.records} records -> ${s.samples} samples, ${s.tokens} tokens (${s.trainedTokens} trained) in ${s.rows} rows of ${seqLen} (packing efficiency ${pct(s.packingEfficiency)})`;
+  const out = [line('train', stats.train)];
+  if (stats.validation) out.push(line('validation', stats.validation));
+  if (stats.truncated > 0 || stats.dropped > 0) {
+    out.push(
+      `data: ${stats.truncated} samples cut to ${seqLen} tokens, ${stats.dropped} dropped as too long`,
+    );
+  }
+  if (stats.skippedRecords > 0) {
+    out.push(`data: skipped ${stats.skippedRecords} bad records, first: ${stats.skippedExamples.join('; ')}`);
+  }
+  return out;
+}
+
+/**
+ * Build (or load from the cache) the packed dataset of a task.
+ * @param config the task's data settings (a `TaskConfig` fits)
+ * @param tokenizer the base model's tokenizer
+ * @param opts `log` receives summary lines and warnings; `progress` shows a bar on a TTY
+ * @example
+ *   const data = await buildDataset(config, await loadTokenizer(config.base_model));
+ *   const batch = data.train.batch(data.train.epochOrder(0, config.seed).slice(0, 4));
+ */
+export async function buildDataset(
+  config: DataConfig,
+  tokenizer: MftTokenizer,
+  opts: BuildOptions = {},
+): Promise<PackedDataset> {
+  const log = opts.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  checkConfig(config);
+  const files = resolveDataset(config.dataset);
+  const seqLen = config.sequence_len;
+  const recipe = config.recipe;
+  const key = cacheKey({
+    sources: { train: files.train.map(sourceIdentity), validation: files.validation.map(sourceIdentity) },
+    recipe: {
+      format: recipe.format,
+      fields: recipe.fields,
+      train_on: recipe.train_on,
+      add_eos: recipe.add_eos,
+    },
+    data: {
+      fields: config.fields,
+      fim_rate: config.fim_rate,
+      seed: config.seed,
+      sequence_len: seqLen,
+      sample_packing: config.sample_packing,
+      truncation: config.truncation,
+      val_set_size: config.val_set_size,
+      on_bad_record: config.on_bad_record,
+    },
+    tokenizer: tokenizerIdentity(tokenizer),
+  });
+  const folder = cacheFolder(config.cache_dir, log);
+  const cachePath = join(folder, `${key}.mftdata`);
+  const cached = readCacheFile(cachePath);
+  const hit = cached ? fromCache(cached, key) : null;
+  if (hit) {
+    log(`data: loaded from cache ${cachePath}`);
+    for (const line of summary(hit.stats, seqLen)) log(line);
+    return hit;
+  }
+
+  const read = await readAndTokenize(config, tokenizer, files, { ...opts, log });
+  const { store, sampleRecord, sampleFromVal } = read;
+  let validationFrom: DataStats['validationFrom'] = 'none';
+  let valDrawn = new Set<number>();
+  if (files.validation.length > 0) {
+    validationFrom = 'files';
+    const chosen = config.sources?.val_set_size;
+    if (config.val_set_size > 0 && (chosen === undefined || chosen === 'task file' || chosen === '--set')) {
+      log('note: the dataset has validation files; val_set_size is not used');
+    }
+  } else if (config.val_set_size > 0) {
+    if (read.trainRecords < 2) {
+      fail(
+        'val_set_size',
+        `cannot hold out validation records from ${read.trainRecords} record(s)`,
+        'set val_set_size: 0',
+      );
+    }
+    validationFrom = 'val_set_size';
+    valDrawn = drawValidationRecords(read.trainRecords, config.val_set_size, config.seed);
+  }
+  const trainSamples: number[] = [];
+  const valSamples: number[] = [];
+  for (let s = 0; s < sampleRecord.length; s++) {
+    const isVal = sampleFromVal[s] === 1 || (sampleFromVal[s] === 0 && valDrawn.has(sampleRecord[s]!));
+    (isVal ? valSamples : trainSamples).push(s);
+  }
+  if (trainSamples.length === 0) {
+    const why =
+      read.bad.count > 0
+        ? `all ${read.bad.count} records were bad (first: ${read.bad.examples[0]})`
+        : read.dropped > 0
+          ? `all ${read.dropped} samples were longer than sequence_len ${seqLen} and dropped`
+          : 'the data files hold no records';
+    throw new MftError({
+      where: 'dataset',
+      message: `no training samples: ${why}`,
+      fix: 'check the data files, the recipe fields and truncation',
+    });
+  }
+  const train = layoutSplit(
+    store,
+    trainSamples,
+    seqLen,
+    config.sample_packing,
+    mixSeed(config.seed, PACK_STREAM, 0),
+  );
+  const validation =
+    valSamples.length > 0
+      ? layoutSplit(store, valSamples, seqLen, config.sample_packing, mixSeed(config.seed, PACK_STREAM, 1))
+      : null;
+  const valRecords = validationFrom === 'files' ? read.valRecords : valDrawn.size;
+  const stats: DataStats = {
+    records: read.trainRecords + read.valRecords,
+    skippedRecords: read.bad.count,
+    skippedExamples: read.bad.examples,
+    truncated: read.truncated,
+    dropped: read.dropped,
+    validationFrom: validation ? validationFrom : 'none',
+    train: splitStats(
+      store,
+      train,
+      read.trainRecords - (validationFrom === 'val_set_size' ? valRecords : 0),
+      seqLen,
+    ),
+    validation: validation ? splitStats(store, validation, valRecords, seqLen) : null,
+  };
+  const exampleSamples = Int32Array.from(trainSamples.slice(0, 64).sort((a, b) => a - b));
+  try {
+    writeCacheFile(
+      cachePath,
+      toCache(key, padIdOf(tokenizer), seqLen, stats, store, train, validation, exampleSamples),
+      folder,
+    );
+  } catch (e) {
+    log(
+      `warning: could not write the dataset cache ${cachePath} (${(e as Error).message}); continuing without it`,
+    );
+  }
+  for (const line of summary(stats, seqLen)) log(line);
+  return assemble(key, seqLen, padIdOf(tokenizer), store, train, validation, stats, exampleSamples);
+}
+
+/** The id pads use: the tokenizer's pad id, else EOS, else 0 (pads carry no loss and attend only to pads). */
+function padIdOf(tok: MftTokenizer): number {
+  return tok.padId ?? tok.eosId ?? 0;
+}

@@ -1,0 +1,187 @@
+/**
+ * The on-disk cache of tokenized, packed datasets: `<cache_dir>/data/<key>.mftdata`.
+ *
+ * The key is a sha256 over everything the result depends on: each source file (its content, or
+ * size + mtime for files over 64 MiB), the recipe, the task's data settings (sequence_len, packing,
+ * truncation, split, fields, fim_rate, seed) and the tokenizer: the content of every tokenizer file
+ * in its folder plus the special ids it reports. Editing any of them gives a new key, so a cache
+ * can never be reused after, say, a tokenizer change.
+ *
+ * File layout (little-endian): "MFTDATA1", u32 header length, the header JSON padded with spaces
+ * to a multiple of 8 bytes, then the arrays of the header's `arrays` list in order (Int32Array or
+ * Float64Array, each padded to 8 bytes). The file is written to a temporary name, fsynced and
+ * renamed, so a reader sees a whole file or none.
+ */
+import { createHash } from 'node:crypto';
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  openSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import type { MftTokenizer } from '../model/index.js';
+import { fsyncDir, tempPathFor } from '../util/index.js';
+import type { SourceFile } from './sources/index.js';
+
+/** Bump when the meaning or layout of cached data changes. */
+export const CACHE_VERSION = 1;
+
+const MAGIC = 'MFTDATA1';
+const CONTENT_HASH_LIMIT = 64 * 2 ** 20;
+// Bytes per read/write call (one call cannot move more than 2 GiB).
+const IO_CHUNK = 2 ** 30;
+
+const TOKENIZER_FILES = [
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'special_tokens_map.json',
+  'added_tokens.json',
+  'tokenizer.model',
+  'vocab.json',
+  'merges.txt',
+  'chat_template.jinja',
+  'config.json',
+];
+
+function sha256File(path: string): string {
+  return createHash('sha256').update(readFileSync(path)).digest('hex');
+}
+
+/** Identity of a source file for the key: its content hash, or size and mtime when it is large. */
+export function sourceIdentity(file: SourceFile): Record<string, string | number> {
+  const st = statSync(file.path);
+  if (st.size <= CONTENT_HASH_LIMIT) return { path: file.path, sha256: sha256File(file.path) };
+  return { path: file.path, size: st.size, mtimeMs: st.mtimeMs };
+}
+
+/** Identity of a tokenizer: the content of its files and the special ids it reports. */
+export function tokenizerIdentity(tok: MftTokenizer): Record<string, unknown> {
+  const files: Record<string, string> = {};
+  for (const name of TOKENIZER_FILES) {
+    const p = join(tok.dir, name);
+    if (existsSync(p)) files[name] = sha256File(p);
+  }
+  return {
+    files,
+    vocabSize: tok.vocabSize,
+    bosId: tok.bosId,
+    eosId: tok.eosId,
+    padId: tok.padId,
+    addsBos: tok.addsBos,
+    addsEos: tok.addsEos,
+    chatTemplate: tok.chatTemplate,
+  };
+}
+
+/** sha256 (hex) of a JSON-serialisable description of everything a dataset depends on. */
+export function cacheKey(parts: Record<string, unknown>): string {
+  return createHash('sha256')
+    .update(JSON.stringify({ version: CACHE_VERSION, ...parts }))
+    .digest('hex');
+}
+
+type CachedArray = Int32Array | Float64Array;
+
+/** A cache file's content: a JSON header and named typed arrays. */
+export interface CacheContent {
+  header: Record<string, unknown>;
+  arrays: Record<string, CachedArray>;
+}
+
+function pad8(n: number): number {
+  return (8 - (n % 8)) % 8;
+}
+
+/** Write a cache file atomically (temporary file, fsync, rename, fsync of the folder). */
+export function writeCacheFile(path: string, content: CacheContent, dir: string): void {
+  const names = Object.keys(content.arrays);
+  const header = {
+    ...content.header,
+    arrays: names.map((name) => {
+      const a = content.arrays[name]!;
+      return { name, type: a instanceof Int32Array ? 'i32' : 'f64', length: a.length };
+    }),
+  };
+  let json = JSON.stringify(header);
+  json += ' '.repeat(pad8(MAGIC.length + 4 + Buffer.byteLength(json)));
+  const head = Buffer.alloc(MAGIC.length + 4);
+  head.write(MAGIC, 0, 'ascii');
+  head.writeUInt32LE(Buffer.byteLength(json), MAGIC.length);
+
+  const tmp = tempPathFor(path);
+  const fd = openSync(tmp, 'w');
+  try {
+    const write = (bytes: Uint8Array) => {
+      let off = 0;
+      while (off < bytes.length) off += writeSync(fd, bytes, off, Math.min(IO_CHUNK, bytes.length - off));
+    };
+    write(head);
+    write(Buffer.from(json, 'utf8'));
+    for (const name of names) {
+      const a = content.arrays[name]!;
+      write(new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
+      write(new Uint8Array(pad8(a.byteLength)));
+    }
+    fsyncSync(fd);
+  } catch (e) {
+    closeSync(fd);
+    rmSync(tmp, { force: true });
+    throw e;
+  }
+  closeSync(fd);
+  renameSync(tmp, path);
+  fsyncDir(dir);
+}
+
+/** Read exactly `into.length` bytes at `position`; false at end of file. */
+function readFully(fd: number, into: Uint8Array, position: number): boolean {
+  let off = 0;
+  while (off < into.length) {
+    const n = readSync(fd, into, off, Math.min(IO_CHUNK, into.length - off), position + off);
+    if (n === 0) return false;
+    off += n;
+  }
+  return true;
+}
+
+/**
+ * Read a cache file array by array, straight into typed arrays (no whole-file buffer, so files
+ * over 2 GiB read too); null when it is missing, truncated or not a cache file.
+ */
+export function readCacheFile(path: string): CacheContent | null {
+  if (!existsSync(path)) return null;
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch {
+    return null;
+  }
+  try {
+    const head = Buffer.alloc(MAGIC.length + 4);
+    if (!readFully(fd, head, 0) || head.toString('ascii', 0, MAGIC.length) !== MAGIC) return null;
+    const headerLen = head.readUInt32LE(MAGIC.length);
+    const json = Buffer.alloc(headerLen);
+    if (!readFully(fd, json, head.length)) return null;
+    const header = JSON.parse(json.toString('utf8')) as Record<string, unknown>;
+    let at = head.length + headerLen;
+    const arrays: Record<string, CachedArray> = {};
+    for (const spec of header.arrays as { name: string; type: 'i32' | 'f64'; length: number }[]) {
+      const a = spec.type === 'i32' ? new Int32Array(spec.length) : new Float64Array(spec.length);
+      if (!readFully(fd, new Uint8Array(a.buffer), at)) return null;
+      arrays[spec.name] = a;
+      at += a.byteLength + pad8(a.byteLength);
+    }
+    return { header, arrays };
+  } catch {
+    return null;
+  } finally {
+    closeSync(fd);
+  }
+}

@@ -1,0 +1,56 @@
+/**
+ * The data stage: data files -> recipe formatting -> tokens -> packed rows -> batches.
+ * See `buildDataset` for the whole pipeline; the pieces are exported for evaluation and tests.
+ */
+export { BadRecords } from './bad-records.js';
+export { type Batch, IGNORE_INDEX } from './batch.js';
+export {
+  type BuildOptions,
+  buildDataset,
+  type DataStats,
+  drawValidationRecords,
+  type PackedDataset,
+  type SplitStats,
+} from './build-dataset.js';
+export { CACHE_VERSION } from './cache.js';
+export { CHAT_ROLES, ChatRenderer, DEFAULT_CHAT_TEMPLATE, parseMessages } from './format/chat-template.js';
+export {
+  ALPACA_PROMPT_NO_INPUT,
+  ALPACA_PROMPT_WITH_INPUT,
+  type FormatContext,
+  formatRecord,
+} from './format/format-record.js';
+export {
+  buildCodeDataset,
+  datasetContentHash,
+  type FromDirOptions,
+  type FromDirReport,
+} from './from-dir/from-dir.js';
+export { renderSample } from './inspect.js';
+export { packBestFitDecreasing } from './pack.js';
+export {
+  createPackedSplit,
+  type PackedRow,
+  type PackedSplit,
+  stepMicroBatches,
+  stepsPerEpoch,
+} from './packed-split.js';
+export { RecordError } from './record-error.js';
+export {
+  type DatasetFiles,
+  displayPath,
+  readRecords,
+  resolveDataset,
+  type SourceFile,
+  type SourceRecord,
+} from './sources/index.js';
+export { findFimTokens, tokenizeRecord, tokenizeSegments } from './tokenize.js';
+export { truncateSample } from './truncate.js';
+export type {
+  DataConfig,
+  DataRecipe,
+  FormattedRecord,
+  RecipeFormat,
+  TextSegment,
+  TokenizedSample,
+} from './types.js';

@@ -1,0 +1,52 @@
+// The shipped code dataset: its README records the content hash of its files, and it packs densely
+// for the default task (code_completion, sequence_len 256, the tinystories-260k tokenizer).
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { expect, test } from 'vitest';
+import { buildDataset } from '../../src/data/build-dataset.js';
+import { datasetContentHash } from '../../src/data/from-dir/from-dir.js';
+import { loadTokenizer } from '../../src/model/index.js';
+
+const ROOT = join(import.meta.dirname, '../..');
+const DATASET = join(ROOT, 'datasets/github_code');
+
+test('README.md names the content hash of train.jsonl + validation.jsonl', () => {
+  expect(readFileSync(join(DATASET, 'README.md'), 'utf8')).toContain(datasetContentHash(DATASET));
+});
+
+test('packing efficiency is at least 95% at sequence_len 256', async () => {
+  const cache = mkdtempSync(join(tmpdir(), 'mft-github-code-'));
+  try {
+    const tok = await loadTokenizer(join(ROOT, 'checkpoints/base/tinystories-260k'));
+    const data = await buildDataset(
+      {
+        dataset: [DATASET],
+        recipe: {
+          name: 'code_completion',
+          format: 'code_completion',
+          fields: { text: 'text' },
+          train_on: 'all',
+          add_eos: true,
+        },
+        seed: 42,
+        cache_dir: cache,
+        sequence_len: 256,
+        sample_packing: true,
+        truncation: 'split',
+        val_set_size: 0,
+        on_bad_record: 'error',
+        fields: {},
+        fim_rate: 0,
+      },
+      tok,
+      { log: () => {} },
+    );
+    expect(data.stats.skippedRecords).toBe(0);
+    expect(data.stats.validationFrom).toBe('files');
+    expect(data.stats.train.packingEfficiency).toBeGreaterThanOrEqual(0.95);
+    expect(data.stats.validation!.packingEfficiency).toBeGreaterThanOrEqual(0.95);
+  } finally {
+    rmSync(cache, { recursive: true, force: true });
+  }
+});
