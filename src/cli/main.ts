@@ -6,7 +6,15 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { formatProblem, MftError } from '../util/index.js';
+import { registerConfig } from './config.js';
+import { registerConvert } from './convert.js';
+import { registerData } from './data.js';
 import { registerDoctor } from './doctor.js';
+import { registerEval } from './eval.js';
+import { registerGenerate } from './generate.js';
+import { registerMerge } from './merge.js';
+import { registerTokenize } from './tokenize.js';
+import { registerTrain } from './train.js';
 
 function packageVersion(): string {
   const url = new URL('../../package.json', import.meta.url);
@@ -22,6 +30,14 @@ export function buildProgram(): Command {
     .showHelpAfterError()
     .exitOverride();
   registerDoctor(program);
+  registerMerge(program);
+  registerConfig(program);
+  registerData(program);
+  registerConvert(program);
+  registerTokenize(program);
+  registerGenerate(program);
+  registerEval(program);
+  registerTrain(program);
   return program;
 }
 

@@ -1,0 +1,162 @@
+/**
+ * The practical size envelope on CPU: tokens per second of the forward pass, of forward + backward
+ * with LoRA (r 8, all linear layers, layer-wise recompute), and of greedy generation with the KV
+ * cache, for Llama-shaped models of about 1M, 10M, 50M (and 135M) parameters with random weights
+ * (the timing does not depend on the values).
+ *
+ *   node --import tsx bench/model-size-envelope.ts [--backend wasm|cpu] [--sizes 1m,10m,50m,135m]
+ *                                                 [--seq 256] [--batch 4] [--runs 3]
+ */
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '../src/backend/index.js';
+import type { Batch } from '../src/data/batch.js';
+import { createLora, lossAndGrads } from '../src/lora/index.js';
+import {
+  buildModel,
+  forward,
+  generate,
+  type LoadedModel,
+  parseModelSpec,
+  type TensorData,
+} from '../src/model/index.js';
+import { Rng } from '../src/util/index.js';
+
+/** Llama shapes; 135m is SmolLM2-135M's (GQA 9/3, tied embeddings). */
+const SIZES: Record<string, Record<string, number | boolean>> = {
+  '1m': {
+    hidden_size: 128,
+    intermediate_size: 344,
+    num_hidden_layers: 4,
+    num_attention_heads: 4,
+    vocab_size: 512,
+  },
+  '10m': {
+    hidden_size: 256,
+    intermediate_size: 688,
+    num_hidden_layers: 8,
+    num_attention_heads: 8,
+    vocab_size: 8192,
+  },
+  '50m': {
+    hidden_size: 512,
+    intermediate_size: 1376,
+    num_hidden_layers: 10,
+    num_attention_heads: 8,
+    vocab_size: 16384,
+  },
+  '135m': {
+    hidden_size: 576,
+    intermediate_size: 1536,
+    num_hidden_layers: 30,
+    num_attention_heads: 9,
+    num_key_value_heads: 3,
+    vocab_size: 49152,
+    tie_word_embeddings: true,
+  },
+};
+
+function arg(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? (process.argv[i + 1] ?? fallback) : fallback;
+}
+
+function randomModel(config: Record<string, number | boolean>): LoadedModel {
+  const spec = parseModelSpec({ architectures: ['LlamaForCausalLM'], torch_dtype: 'float32', ...config });
+  const rng = new Rng(1);
+  const H = spec.hidden_size;
+  const I = spec.intermediate_size;
+  const q = spec.num_attention_heads * spec.head_dim;
+  const kv = spec.num_key_value_heads * spec.head_dim;
+  const shapes = new Map<string, number[]>([['model.embed_tokens.weight', [spec.vocab_size, H]]]);
+  for (let l = 0; l < spec.num_hidden_layers; l++) {
+    const p = `model.layers.${l}`;
+    shapes.set(`${p}.input_layernorm.weight`, [H]);
+    shapes.set(`${p}.post_attention_layernorm.weight`, [H]);
+    shapes.set(`${p}.self_attn.q_proj.weight`, [q, H]);
+    shapes.set(`${p}.self_attn.k_proj.weight`, [kv, H]);
+    shapes.set(`${p}.self_attn.v_proj.weight`, [kv, H]);
+    shapes.set(`${p}.self_attn.o_proj.weight`, [H, q]);
+    shapes.set(`${p}.mlp.gate_proj.weight`, [I, H]);
+    shapes.set(`${p}.mlp.up_proj.weight`, [I, H]);
+    shapes.set(`${p}.mlp.down_proj.weight`, [H, I]);
+  }
+  shapes.set('model.norm.weight', [H]);
+  if (!spec.tie_word_embeddings) shapes.set('lm_head.weight', [spec.vocab_size, H]);
+  const source = {
+    names: () => [...shapes.keys()],
+    read: (name: string): TensorData => {
+      const shape = shapes.get(name) as number[];
+      const n = shape.reduce((a, b) => a * b, 1);
+      const scale = shape.length === 1 ? 0 : 1 / Math.sqrt(shape[1] as number);
+      const data = Float32Array.from({ length: n }, () =>
+        shape.length === 1 ? 1 : (rng.next() * 2 - 1) * scale,
+      );
+      return { dtype: 'F32', shape, data };
+    },
+  };
+  return buildModel(`random-${spec.hidden_size}`, spec, source);
+}
+
+function params(model: LoadedModel): number {
+  const count = (t: { shape: readonly number[] }) => t.shape.reduce((a, b) => a * b, 1);
+  let n = count(model.embed_tokens) + count(model.norm);
+  if (model.lm_head !== model.embed_tokens) n += count(model.lm_head);
+  for (const l of model.layers) for (const t of Object.values(l)) n += count(t);
+  return n;
+}
+
+function randomBatch(B: number, T: number, vocab: number): Batch {
+  const rng = new Rng(2);
+  const inputIds = Int32Array.from({ length: B * T }, () => rng.int(vocab));
+  const labels = Int32Array.from({ length: B * T }, (_, i) =>
+    (i + 1) % T === 0 ? -100 : (inputIds[i + 1] as number),
+  );
+  const positionIds = Int32Array.from({ length: B * T }, (_, i) => i % T);
+  return { batchSize: B, seqLen: T, inputIds, labels, segmentIds: new Int32Array(B * T), positionIds };
+}
+
+/** Median seconds of `runs` calls after one warm-up call. */
+function time(runs: number, f: () => void): number {
+  f();
+  const s: number[] = [];
+  for (let r = 0; r < runs; r++) {
+    const t0 = performance.now();
+    f();
+    s.push((performance.now() - t0) / 1000);
+  }
+  return s.sort((a, b) => a - b)[Math.floor(s.length / 2)] as number;
+}
+
+const backend = await initBackend(arg('backend', 'wasm') as 'wasm' | 'cpu');
+const T = Number(arg('seq', '256'));
+const B = Number(arg('batch', '4'));
+const runs = Number(arg('runs', '3'));
+console.log(`backend ${backend}, batch ${B} x seq ${T}, median of ${runs} runs after a warm-up`);
+console.log('size   params   forward tok/s   fwd+bwd LoRA tok/s   generate tok/s');
+for (const size of arg('sizes', '1m,10m,50m').split(',')) {
+  const model = randomModel(SIZES[size] as Record<string, number | boolean>);
+  const batch = randomBatch(B, T, model.spec.vocab_size);
+  const fwd = time(runs, () => forward(model, batch));
+  const lora = createLora(model, {
+    r: 8,
+    alpha: 16,
+    dropout: 0,
+    targets: 'all-linear',
+    useRslora: false,
+    seed: 1,
+  });
+  const bwd = time(runs, () => {
+    const { grads } = lossAndGrads(model, lora, batch, { lossScale: 1 / (B * T) });
+    for (const g of grads.values()) g.dispose();
+  });
+  lora.dispose();
+  const newTokens = 32;
+  const gen = time(1, () =>
+    generate(model, null, [1], { maxNewTokens: newTokens, temperature: 0, topP: 1, seed: 0 }),
+  );
+  console.log(
+    `${size.padEnd(6)} ${(params(model) / 1e6).toFixed(1).padStart(6)}M ${((B * T) / fwd).toFixed(0).padStart(15)} ` +
+      `${((B * T) / bwd).toFixed(0).padStart(20)} ${(newTokens / gen).toFixed(1).padStart(16)}`,
+  );
+  if (tf.memory().numTensors > 0) console.log(`  (tensors left: ${tf.memory().numTensors})`);
+}

@@ -1,0 +1,148 @@
+/**
+ * Where the time of one training step goes. `tf.profile` times every kernel (wasm and cpu kernels
+ * run synchronously, so a kernel's time is its compute); matmuls are split by what they compute
+ * (their input shapes tell: batched = attention, vocabulary-wide = lm_head, rank-r = LoRA, else a
+ * frozen projection). Work outside kernels is timed directly: turning frozen layers into fp32
+ * tensors (`layerTensors`: widen / dequantize, upload), and building the attention masks and RoPE
+ * tables (`createAttentionContext`). The rest of the wall time is engine and JS overhead (tape
+ * bookkeeping, tidy scopes, tensor allocation).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { createLora, lossAndGrads } from '../../src/lora/index.js';
+import {
+  createAttentionContext,
+  disposeLayerTensors,
+  type LoadedModel,
+  layerTensors,
+} from '../../src/model/index.js';
+import { mixSeed } from '../../src/util/index.js';
+import { sig, type Timing, time } from '../lib/measure.js';
+import { type LlamaShape, randomBatch, randomLlama, type Storage } from '../lib/random-llama.js';
+
+export interface ProfileJob {
+  kind: 'profile';
+  model: LlamaShape;
+  storage: Storage;
+  checkpointing: boolean;
+  batchSize: number;
+  seqLen: number;
+  r: number;
+}
+
+export interface ProfileCost {
+  name: string;
+  ms: number;
+  /** Share of the profiled step's wall time. */
+  share: number;
+  /** Kernel calls (0 for work outside kernels). */
+  calls: number;
+}
+
+export interface ProfileResult {
+  kind: 'profile';
+  storage: Storage;
+  checkpointing: boolean;
+  /** The step without the profiler. */
+  step: Timing;
+  /** The step under tf.profile (the profiler adds a little). */
+  profiledWallMs: number;
+  kernelMs: number;
+  kernelCalls: number;
+  /** Every cost, largest first; the first three are the answer to "where does the time go". */
+  costs: ProfileCost[];
+}
+
+/** Which part of the model a matmul belongs to, from its input shapes. */
+function matmulRole(shapes: (number[] | null)[], vocab: number, r: number): string {
+  const dims = shapes.filter((s): s is number[] => s !== null);
+  if (dims.some((s) => s.includes(vocab))) return 'matmul: lm_head (logits and their gradient)';
+  if (dims.some((s) => s.length >= 3 && s.slice(0, -2).reduce((a, b) => a * b, 1) > 1)) {
+    return 'matmul: attention (batched Q K^T, P V and gradients)';
+  }
+  if (dims.some((s) => s.includes(r))) return 'matmul: LoRA (x A^T B^T and gradients)';
+  return 'matmul: frozen projections (x W^T, dy W)';
+}
+
+function materializeAll(model: LoadedModel): void {
+  for (let i = 0; i < model.layers.length; i++) disposeLayerTensors(layerTensors(model, i));
+}
+
+/** Profile one step (after one unprofiled warm-up step, which is also timed). */
+export async function runProfile(job: ProfileJob): Promise<ProfileResult> {
+  const model = randomLlama(job.model, job.storage, 1);
+  const lora = createLora(model, {
+    r: job.r,
+    alpha: 16,
+    dropout: 0.1,
+    targets: 'all-linear',
+    useRslora: false,
+    seed: 1,
+  });
+  const batch = randomBatch(job.model.vocab_size, job.batchSize, job.seqLen, 2);
+  const tokens = job.batchSize * job.seqLen;
+  const oneStep = (n: number) => {
+    const r = lossAndGrads(model, lora, batch, {
+      lossScale: 1 / tokens,
+      dropoutSeed: mixSeed(1, n, 0),
+      checkpointing: job.checkpointing,
+    });
+    tf.dispose([...r.grads.values()]);
+  };
+  const step = time(() => oneStep(1));
+
+  const backend = tf.getBackend();
+  const t0 = performance.now();
+  const info = await tf.profile(() => {
+    oneStep(2);
+    return [];
+  });
+  const profiledWallMs = performance.now() - t0;
+
+  const groups = new Map<string, { ms: number; calls: number }>();
+  let kernelMs = 0;
+  let kernelCalls = 0;
+  for (const k of info.kernels) {
+    // composite scopes (custom gradients) also appear, wrapping kernels already listed: skip them
+    if (tf.getKernel(k.name, backend) === undefined) continue;
+    const ms = Number(k.kernelTimeMs);
+    const name =
+      k.name === 'BatchMatMul' || k.name === '_FusedMatMul'
+        ? matmulRole(k.inputShapes, job.model.vocab_size, job.r)
+        : `kernel: ${k.name}`;
+    const g = groups.get(name) ?? { ms: 0, calls: 0 };
+    g.ms += ms;
+    g.calls += 1;
+    groups.set(name, g);
+    kernelMs += ms;
+    kernelCalls += 1;
+  }
+
+  // outside kernels, timed directly: per-pass weight materialization and the attention context
+  const passes = job.checkpointing ? 2 : 1;
+  const weightsMs = time(() => materializeAll(model)).wallS * 1000 * passes;
+  const ctxMs =
+    time(() => {
+      createAttentionContext(model.spec, batch).dispose();
+    }).wallS * 1000;
+  const otherMs = Math.max(0, profiledWallMs - kernelMs - weightsMs - ctxMs);
+  lora.dispose();
+
+  const costs: ProfileCost[] = [
+    ...[...groups.entries()].map(([name, g]) => ({ name, ms: g.ms, calls: g.calls })),
+    { name: 'outside kernels: frozen layers to fp32 tensors (widen / dequantize)', ms: weightsMs, calls: 0 },
+    { name: 'outside kernels: attention masks and RoPE tables', ms: ctxMs, calls: 0 },
+    { name: 'outside kernels: engine / JS overhead (tape, tidy, allocation)', ms: otherMs, calls: 0 },
+  ]
+    .map((c) => ({ ...c, ms: sig(c.ms), share: sig(c.ms / profiledWallMs, 3) }))
+    .sort((a, b) => b.ms - a.ms);
+  return {
+    kind: 'profile',
+    storage: job.storage,
+    checkpointing: job.checkpointing,
+    step: { wallS: sig(step.wallS), cpuS: sig(step.cpuS) },
+    profiledWallMs: sig(profiledWallMs),
+    kernelMs: sig(kernelMs),
+    kernelCalls,
+    costs,
+  };
+}

@@ -1,0 +1,144 @@
+/**
+ * 2) and 5) One LoRA training step on a Llama-shaped model with random weights: `lossAndGrads`
+ * (forward, head, layer-wise backward) plus the AdamW update of src/train, with gradient
+ * checkpointing on or off, for a storage dtype of the frozen base. Also what the base holds
+ * (bytes per parameter) and the peak RSS of the process, which runs only this job.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { createLora, lossAndGrads } from '../../src/lora/index.js';
+import { disposeLayerTensors, type LoadedModel, layerTensors } from '../../src/model/index.js';
+import { AdamW } from '../../src/train/index.js';
+import { mixSeed } from '../../src/util/index.js';
+import { paramCounts, type StepFlops, trainStepFlops } from '../lib/flops.js';
+import { peakRssMiB, repeat, rssMiB, sig, type Timing, time } from '../lib/measure.js';
+import { heldBytes, type LlamaShape, randomBatch, randomLlama, type Storage } from '../lib/random-llama.js';
+
+export interface TrainStepJob {
+  kind: 'train-step';
+  model: LlamaShape;
+  storage: Storage;
+  checkpointing: boolean;
+  batchSize: number;
+  seqLen: number;
+  r: number;
+  warmup: number;
+  runs: number;
+}
+
+export interface TrainStepResult {
+  kind: 'train-step';
+  storage: Storage;
+  checkpointing: boolean;
+  batchSize: number;
+  seqLen: number;
+  r: number;
+  params: number;
+  loraParams: number;
+  /** Bytes the frozen base holds / its parameters. */
+  bytesPerParam: number;
+  baseMiB: number;
+  /** Seconds to build (and convert / quantize) the base. */
+  buildS: number;
+  /** Median step: lossAndGrads + AdamW. */
+  step: Timing;
+  /** Of which the AdamW update. */
+  optimizer: Timing;
+  /** Of which turning the frozen layers into fp32 tensors (widen / dequantize), estimated per step. */
+  weights: Timing;
+  tokensPerS: number;
+  tokensPerCpuS: number;
+  flops: StepFlops;
+  gflopsWall: number;
+  gflopsCpu: number;
+  rssAfterBuildMiB: number;
+  peakRssMiB: number;
+  /** tf.memory().numTensors before the first and after the last step (should be equal). */
+  tensorsBefore: number;
+  tensorsAfter: number;
+}
+
+/** Materialize every layer's fp32 weights once (what each forward / recompute pass does). */
+function materializeAll(model: LoadedModel): void {
+  for (let i = 0; i < model.layers.length; i++) disposeLayerTensors(layerTensors(model, i));
+}
+
+/** Run the job in this process (which should run nothing else, for the peak RSS). */
+export function runTrainStep(job: TrainStepJob): TrainStepResult {
+  const built = time(() => randomLlama(job.model, job.storage, 1));
+  const model = built.value;
+  const rssAfterBuild = rssMiB();
+  const counts = paramCounts(model.spec);
+  const bytes = heldBytes(model);
+  const lora = createLora(model, {
+    r: job.r,
+    alpha: 16,
+    dropout: 0.1,
+    targets: 'all-linear',
+    useRslora: false,
+    seed: 1,
+  });
+  const optimizer = new AdamW(lora.variables, {
+    adam_beta1: 0.9,
+    adam_beta2: 0.999,
+    adam_epsilon: 1e-8,
+    weight_decay: 0,
+  });
+  const batch = randomBatch(job.model.vocab_size, job.batchSize, job.seqLen, 2);
+  const tokens = job.batchSize * job.seqLen;
+  let stepNo = 0;
+  const optTimes: Timing[] = [];
+  const tensorsBefore = tf.memory().numTensors;
+  const step = repeat(
+    () => {
+      stepNo++;
+      const r = lossAndGrads(model, lora, batch, {
+        lossScale: 1 / tokens,
+        dropoutSeed: mixSeed(1, stepNo, 0),
+        checkpointing: job.checkpointing,
+      });
+      optTimes.push(time(() => optimizer.update(r.grads, 1e-4)));
+      tf.dispose([...r.grads.values()]);
+    },
+    job.warmup,
+    job.runs,
+  );
+  const tensorsAfter = tf.memory().numTensors;
+  const optimizerTiming = optTimes[optTimes.length - 1]!;
+  const passes = job.checkpointing ? 2 : 1; // forward, and the recompute of the backward pass
+  const onePass = time(() => materializeAll(model));
+  const flops = trainStepFlops(model.spec, {
+    tokens,
+    seqLen: job.seqLen,
+    r: job.r,
+    targets: lora.config.targets,
+    checkpointing: job.checkpointing,
+  });
+  const loraParams = [...lora.variables.values()].reduce((s, v) => s + v.size, 0);
+  optimizer.dispose();
+  lora.dispose();
+  return {
+    kind: 'train-step',
+    storage: job.storage,
+    checkpointing: job.checkpointing,
+    batchSize: job.batchSize,
+    seqLen: job.seqLen,
+    r: job.r,
+    params: counts.total,
+    loraParams,
+    bytesPerParam: sig(bytes / counts.total),
+    baseMiB: sig(bytes / 2 ** 20),
+    buildS: sig(built.wallS),
+    step: { wallS: sig(step.wallS), cpuS: sig(step.cpuS) },
+    optimizer: { wallS: sig(optimizerTiming.wallS), cpuS: sig(optimizerTiming.cpuS) },
+    weights: { wallS: sig(onePass.wallS * passes), cpuS: sig(onePass.cpuS * passes) },
+    tokensPerS: sig(tokens / step.wallS),
+    tokensPerCpuS: sig(tokens / step.cpuS),
+    flops,
+    gflopsWall: sig(flops.total / step.wallS / 1e9),
+    gflopsCpu: sig(flops.total / step.cpuS / 1e9),
+    rssAfterBuildMiB: sig(rssAfterBuild),
+    peakRssMiB: sig(peakRssMiB()),
+    tensorsBefore,
+    tensorsAfter,
+  };
+}

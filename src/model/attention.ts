@@ -1,0 +1,111 @@
+/**
+ * Masked scaled dot-product attention with grouped key/value heads, and the per-batch context the
+ * decoder layers share (RoPE tables and masks).
+ *
+ * The mask (transformers `masking_utils`): query i sees key j only when
+ *   j <= i                       causal
+ *   segment[j] == segment[i]     same packed document (pads form their own segment)
+ *   i - W < j                    sliding window W, when the layer has one (W tokens, itself included)
+ *
+ *   attention(q, k, v) = softmax(q k^T / sqrt(head_dim) + mask) v
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { Batch } from '../data/batch.js';
+import { ropeTables } from './rope.js';
+import type { ModelSpec } from './spec.js';
+
+/** Added to the score of a masked pair: exp underflows to exactly 0 in fp32, no -Infinity NaNs. */
+export const MASKED = -1e9;
+
+/**
+ * What every decoder layer of one forward pass shares: RoPE tables for the query positions, the
+ * additive masks, and where keys/values come from (this batch alone, or a generation KV cache).
+ */
+export interface AttentionContext {
+  readonly batchSize: number;
+  /** Query length T of this pass. */
+  readonly seqLen: number;
+  /** `[B, 1, T, head_dim]` for the query (and new key) positions. */
+  readonly cos: tf.Tensor4D;
+  readonly sin: tf.Tensor4D;
+  /** Additive mask `[B, 1, T, S]` (0 or MASKED) for layer `layerIndex`; S = number of keys. */
+  mask(layerIndex: number): tf.Tensor4D;
+  /**
+   * The keys/values layer `layerIndex` attends to, given this pass's new ones `[B, kv_heads, T, head_dim]`:
+   * the same tensors in training, the cache with them appended in generation.
+   */
+  keysValues(layerIndex: number, k: tf.Tensor4D, v: tf.Tensor4D): { k: tf.Tensor4D; v: tf.Tensor4D };
+  /** Free the tables and masks. */
+  dispose(): void;
+}
+
+/**
+ * The context of a training / evaluation batch: masks built from `segmentIds` and the layers'
+ * sliding windows, RoPE from `positionIds` (positions restart at each packed document).
+ * Create it outside `tf.tidy` (or keep it) and `dispose()` it when the batch is done.
+ * @example
+ *   const ctx = createAttentionContext(model.spec, batch);
+ *   try { x = decoderLayer(model.spec, 0, x, w, ctx); } finally { ctx.dispose(); }
+ */
+export function createAttentionContext(spec: ModelSpec, batch: Batch): AttentionContext {
+  const { batchSize: B, seqLen: T } = batch;
+  const { cos, sin } = ropeTables(spec, batch.positionIds, B, T);
+  const masks = new Map<number | null, tf.Tensor4D>();
+  for (const W of new Set(spec.sliding_window)) {
+    masks.set(W, tf.tensor4d(batchMask(batch.segmentIds, B, T, W), [B, 1, T, T]));
+  }
+  return {
+    batchSize: B,
+    seqLen: T,
+    cos,
+    sin,
+    mask: (i) => masks.get(spec.sliding_window[i] ?? null) as tf.Tensor4D,
+    keysValues: (_i, k, v) => ({ k, v }),
+    dispose: () => {
+      cos.dispose();
+      sin.dispose();
+      for (const m of masks.values()) m.dispose();
+    },
+  };
+}
+
+/**
+ * The additive mask of packed rows, row-major `[B, T, T]`.
+ * @param window sliding window W, or null for full causal attention
+ */
+export function batchMask(segmentIds: Int32Array, B: number, T: number, window: number | null): Float32Array {
+  const mask = new Float32Array(B * T * T).fill(MASKED);
+  for (let b = 0; b < B; b++) {
+    const seg = segmentIds.subarray(b * T, (b + 1) * T);
+    for (let i = 0; i < T; i++) {
+      const first = window === null ? 0 : Math.max(0, i - window + 1);
+      const row = (b * T + i) * T;
+      for (let j = first; j <= i; j++) if (seg[j] === seg[i]) mask[row + j] = 0;
+    }
+  }
+  return mask;
+}
+
+/**
+ * Masked attention with GQA. Instead of repeating each key/value head n_rep times (HF's
+ * `repeat_kv`), the n_rep query heads that share a key/value head are stacked along the query axis,
+ * which is the same maths without copying k and v.
+ * @param q `[B, n_heads, T, D]` (rotated)
+ * @param k `[B, kv_heads, S, D]` (rotated)
+ * @param v `[B, kv_heads, S, D]`
+ * @param mask `[B, 1, T, S]` additive
+ * @returns `[B, n_heads, T, D]`
+ */
+export function attention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, mask: tf.Tensor4D): tf.Tensor4D {
+  return tf.tidy(() => {
+    const [B, H, T, D] = q.shape;
+    const [, KV, S] = k.shape;
+    const nRep = H / KV;
+    const qg = tf.reshape(q, [B, KV, nRep * T, D]); // [B, KV, n_rep*T, D] (head h = kv * n_rep + r)
+    const scores = tf.mul(tf.matMul(qg, k, false, true), 1 / Math.sqrt(D)); // [B, KV, n_rep*T, S]
+    const masked = tf.add(tf.reshape(scores, [B, H, T, S]), mask); // [B, H, T, S]
+    const probs = tf.softmax(masked); // [B, H, T, S]
+    const out = tf.matMul(tf.reshape(probs, [B, KV, nRep * T, S]), v); // [B, KV, n_rep*T, D]
+    return tf.reshape(out, [B, H, T, D]);
+  });
+}

@@ -1,0 +1,154 @@
+/**
+ * The pieces of a forward pass that sit around the decoder layers: token embedding, the output
+ * head with its loss, and `forward` (the whole model without gradients, layer by layer). The
+ * trainer's layer-wise backward pass is assembled from the same pieces.
+ *
+ *   x_0 = embed_tokens[input_ids];  x_{i+1} = layer_i(x_i);  logits = norm(x_L) lm_head^T
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { Batch } from '../data/batch.js';
+import { IGNORE_INDEX } from '../data/batch.js';
+import { createAttentionContext } from './attention.js';
+import { lmHeadCrossEntropySum } from './cross-entropy.js';
+import { decoderLayer } from './decoder-layer.js';
+import type { FrozenTensor } from './frozen-tensor.js';
+import type { ModelLora } from './linear.js';
+import { disposeLayerTensors, type LoadedModel, layerTensors } from './loaded-model.js';
+import { rmsNorm } from './rms-norm.js';
+import { StoredTensor } from './stored-tensor.js';
+
+/**
+ * Rows of a frozen `[n, width]` matrix as fp32, row-major `[rows.length, width]`. A StoredTensor
+ * widens only the rows asked for (the embedding of a 128K vocabulary is 2 GiB in fp32).
+ */
+export function frozenRows(t: FrozenTensor, rows: ArrayLike<number>): Float32Array {
+  const [n, width] = t.shape as [number, number];
+  for (let k = 0; k < rows.length; k++) {
+    const r = rows[k] as number;
+    if (!Number.isInteger(r) || r < 0 || r >= n) {
+      throw new Error(`token id ${r} is outside the vocabulary of ${t.name} [0, ${n})`);
+    }
+  }
+  const out = new Float32Array(rows.length * width);
+  if (t instanceof StoredTensor) {
+    for (let k = 0; k < rows.length; k++) out.set(t.rowsToFloat32(rows[k] as number), k * width);
+    return out;
+  }
+  const all = t.toFloat32();
+  for (let k = 0; k < rows.length; k++) {
+    const r = rows[k] as number;
+    out.set(all.subarray(r * width, (r + 1) * width), k * width);
+  }
+  return out;
+}
+
+/**
+ * The input embeddings of a batch, built from rows outside tfjs (frozen: no gather gradient).
+ * @returns `[B, T, hidden]`
+ */
+export function embedTokens(model: LoadedModel, batch: Batch): tf.Tensor3D {
+  const rows = frozenRows(model.embed_tokens, batch.inputIds);
+  return tf.tensor3d(rows, [batch.batchSize, batch.seqLen, model.spec.hidden_size]);
+}
+
+export interface HeadOptions {
+  /** Rows of lm_head + loss computed at once (default: about 2^24 logits per chunk). */
+  chunkSize?: number;
+}
+
+/**
+ * Final RMSNorm, lm_head and the summed cross-entropy, over chunks of the sequence so that the
+ * logits held at once stay bounded. Differentiable w.r.t. `h`.
+ * @param h `[B, T, hidden]` output of the last decoder layer
+ * @param labels row-major `[B, T]`, -100 carries no loss
+ * @returns `lossSum` (scalar tensor, the caller disposes it) and `count`, the tokens that carry loss
+ * @example
+ *   const { lossSum, count } = headLossSum(model, h, batch.labels); // mean = lossSum / count
+ */
+export function headLossSum(
+  model: LoadedModel,
+  h: tf.Tensor3D,
+  labels: Int32Array,
+  opts: HeadOptions = {},
+): { lossSum: tf.Scalar; count: number } {
+  const [B, T, hidden] = h.shape;
+  if (labels.length !== B * T) {
+    throw new Error(
+      `Argument 'labels' passed to 'headLossSum' must have ${B * T} entries, got ${labels.length}`,
+    );
+  }
+  let count = 0;
+  for (const l of labels) if (l !== IGNORE_INDEX) count++;
+  const lossSum = tf.tidy(() => {
+    const normed = rmsNorm(h, tf.tensor1d(model.norm.toFloat32()), model.spec.rms_norm_eps); // [B, T, hidden]
+    const weight = tf.tensor2d(model.lm_head.toFloat32(), [model.spec.vocab_size, hidden]); // [V, hidden]
+    return lmHeadCrossEntropySum(tf.reshape(normed, [B * T, hidden]), weight, labels, opts.chunkSize);
+  });
+  return { lossSum, count };
+}
+
+/**
+ * Final RMSNorm and lm_head: all logits `[B, T, vocab]` (for small inputs: generation's last
+ * position, tests). Use `headLossSum` for a loss.
+ */
+export function headLogits(model: LoadedModel, h: tf.Tensor3D): tf.Tensor3D {
+  return tf.tidy(() => {
+    const [B, T, hidden] = h.shape;
+    const normed = rmsNorm(h, tf.tensor1d(model.norm.toFloat32()), model.spec.rms_norm_eps); // [B, T, hidden]
+    const weight = tf.tensor2d(model.lm_head.toFloat32(), [model.spec.vocab_size, hidden]); // [V, hidden]
+    const logits = tf.matMul(tf.reshape(normed, [B * T, hidden]), tf.transpose(weight)); // [B*T, V]
+    return tf.reshape(logits, [B, T, model.spec.vocab_size]);
+  });
+}
+
+export interface ForwardOptions {
+  /** Adapters to apply (no dropout: this is inference). */
+  lora?: ModelLora;
+  /** Also return every logit, row-major `[B, T, vocab]`. */
+  returnLogits?: boolean;
+  /** See HeadOptions. */
+  chunkSize?: number;
+}
+
+export interface ForwardResult {
+  /** Sum of the token cross-entropies over labels != -100. */
+  lossSum: number;
+  /** Number of tokens that carry loss. */
+  count: number;
+  logits?: Float32Array;
+}
+
+/**
+ * The whole model on a batch, without gradients: one layer's fp32 weights at a time.
+ * @example
+ *   const { lossSum, count } = forward(model, batch); // eval loss = lossSum / count
+ */
+export function forward(model: LoadedModel, batch: Batch, opts: ForwardOptions = {}): ForwardResult {
+  const ctx = createAttentionContext(model.spec, batch);
+  let x = embedTokens(model, batch); // [B, T, hidden]
+  try {
+    for (let i = 0; i < model.layers.length; i++) {
+      const w = layerTensors(model, i);
+      try {
+        const y = decoderLayer(model.spec, i, x, w, ctx, opts.lora?.[i]); // [B, T, hidden]
+        x.dispose();
+        x = y;
+      } finally {
+        disposeLayerTensors(w);
+      }
+    }
+    const head = headLossSum(model, x, batch.labels, { chunkSize: opts.chunkSize });
+    const lossSum = head.lossSum.dataSync()[0] as number;
+    head.lossSum.dispose();
+    const result: ForwardResult = { lossSum, count: head.count };
+    if (opts.returnLogits) {
+      const logits = headLogits(model, x);
+      result.logits = logits.dataSync() as Float32Array;
+      logits.dispose();
+    }
+    return result;
+  } finally {
+    x.dispose();
+    ctx.dispose();
+  }
+}

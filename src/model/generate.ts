@@ -1,0 +1,158 @@
+/**
+ * Autoregressive generation with a KV cache: the prompt goes through the model once (prefill), then
+ * each new token is one step of length 1 that attends to the cached keys/values; the sampler picks
+ * the next id from the last position's logits. Stops after `maxNewTokens` or at an end-of-sequence
+ * id (not included in the result).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { MftError, Rng } from '../util/index.js';
+import { decoderLayer, type LayerTensors } from './decoder-layer.js';
+import { frozenRows } from './forward.js';
+import { KvCache } from './kv-cache.js';
+import type { ModelLora } from './linear.js';
+import { disposeLayerTensors, type LoadedModel, layerTensors } from './loaded-model.js';
+import { rmsNorm } from './rms-norm.js';
+import { sampleToken } from './sampling.js';
+import type { MftTokenizer } from './tokenizer.js';
+
+export interface GenerateOptions {
+  /** Most tokens to generate. */
+  maxNewTokens: number;
+  /** 0 = greedy. */
+  temperature: number;
+  /** Nucleus mass in (0, 1]; 1 = off. */
+  topP: number;
+  /** Seed of the sampler. */
+  seed: number;
+  /** Adapters to apply. */
+  lora?: ModelLora;
+  /** Called with each generated id as soon as it is chosen (streaming). */
+  onToken?(id: number): void;
+  /**
+   * Keep every layer's fp32 weights as tfjs tensors for the whole generation when they fit in this
+   * many bytes (default 1 GiB); larger models widen each layer again at every token.
+   */
+  residentBytes?: number;
+}
+
+/** Head weights and per-layer weights, either resident or built per use. */
+class Weights {
+  private readonly resident: LayerTensors[] | null;
+  readonly norm: tf.Tensor1D;
+  /** lm_head transposed, `[hidden, vocab]`: a plain matMul is the fast one on wasm. */
+  readonly headT: tf.Tensor2D;
+
+  constructor(
+    private readonly model: LoadedModel,
+    residentBytes: number,
+  ) {
+    const { hidden_size: H, vocab_size: V } = model.spec;
+    this.norm = tf.tensor1d(model.norm.toFloat32());
+    this.headT = tf.tidy(() => tf.transpose(tf.tensor2d(model.lm_head.toFloat32(), [V, H])));
+    const layerBytes = model.layers.reduce(
+      (sum, l) =>
+        sum +
+        Object.values(l).reduce((s, t) => s + 4 * t.shape.reduce((a: number, b: number) => a * b, 1), 0),
+      0,
+    );
+    this.resident = layerBytes <= residentBytes ? model.layers.map((_, i) => layerTensors(model, i)) : null;
+  }
+
+  /** Run `f` with layer i's tensors. */
+  withLayer<T>(i: number, f: (w: LayerTensors) => T): T {
+    if (this.resident) return f(this.resident[i] as LayerTensors);
+    const w = layerTensors(this.model, i);
+    try {
+      return f(w);
+    } finally {
+      disposeLayerTensors(w);
+    }
+  }
+
+  dispose(): void {
+    tf.dispose([this.norm, this.headT]);
+    for (const w of this.resident ?? []) disposeLayerTensors(w);
+  }
+}
+
+/**
+ * Generate up to `maxNewTokens` ids after `promptIds`.
+ * @param tokenizer supplies BOS / EOS ids when config.json does not (may be null)
+ * @param promptIds the prompt; empty = start from BOS
+ * @returns the generated ids only (without the prompt and without the final EOS)
+ * @example
+ *   const ids = generate(model, tok, tok.encode('Once upon a time'), { maxNewTokens: 64, temperature: 0, topP: 1, seed: 0 });
+ */
+export function generate(
+  model: LoadedModel,
+  tokenizer: MftTokenizer | null,
+  promptIds: number[],
+  opts: GenerateOptions,
+): number[] {
+  const spec = model.spec;
+  const eos = new Set<number>(spec.eos_token_id);
+  if (tokenizer?.eosId != null) eos.add(tokenizer.eosId);
+  let prompt = promptIds;
+  if (prompt.length === 0) {
+    const bos = spec.bos_token_id ?? tokenizer?.bosId ?? null;
+    if (bos === null) {
+      throw new MftError({
+        where: model.dir,
+        message: 'no prompt and no BOS token id to start from',
+        fix: 'give a prompt, or set bos_token_id in config.json',
+      });
+    }
+    prompt = [bos];
+  }
+  const rng = new Rng(opts.seed);
+  const cache = new KvCache(spec);
+  const weights = new Weights(model, opts.residentBytes ?? 2 ** 30);
+  const out: number[] = [];
+  try {
+    let input = prompt;
+    while (out.length < opts.maxNewTokens) {
+      const logits = step(model, weights, cache, input, opts.lora);
+      const id = sampleToken(logits, opts, rng);
+      if (eos.has(id)) break;
+      out.push(id);
+      opts.onToken?.(id);
+      input = [id];
+    }
+    return out;
+  } finally {
+    cache.dispose();
+    weights.dispose();
+  }
+}
+
+/** Feed `ids` at the next positions; returns the logits `[vocab]` of the last one. */
+function step(
+  model: LoadedModel,
+  weights: Weights,
+  cache: KvCache,
+  ids: number[],
+  lora?: ModelLora,
+): Float32Array {
+  const spec = model.spec;
+  const T = ids.length;
+  const ctx = cache.step(T);
+  let x: tf.Tensor3D = tf.tensor3d(frozenRows(model.embed_tokens, ids), [1, T, spec.hidden_size]); // [1, T, hidden]
+  try {
+    for (let i = 0; i < model.layers.length; i++) {
+      const y = weights.withLayer(i, (w) => decoderLayer(spec, i, x, w, ctx, lora?.[i])); // [1, T, hidden]
+      x.dispose();
+      x = y;
+    }
+    const logits = tf.tidy(() => {
+      const last = tf.slice(x, [0, T - 1, 0], [1, 1, spec.hidden_size]).reshape([1, spec.hidden_size]); // [1, hidden]
+      const normed = rmsNorm(last, weights.norm, spec.rms_norm_eps); // [1, hidden]
+      return tf.matMul(normed, weights.headT); // [1, vocab]
+    });
+    const data = logits.dataSync() as Float32Array;
+    logits.dispose();
+    return data;
+  } finally {
+    x.dispose();
+    ctx.dispose();
+  }
+}

@@ -1,0 +1,125 @@
+/**
+ * A frozen linear projection with an optional LoRA term (Hu et al. 2021, arXiv:2106.09685; PEFT's
+ * `lora.Linear`), HF weight layout `W [out, in]`:
+ *
+ *   y = x W^T (+ b) + scale * dropout(x) A^T B^T        A: [r, in], B: [out, r]
+ *
+ * `scale` is alpha / r (or alpha / sqrt(r) with rsLoRA), decided by whoever builds the LoraParams.
+ */
+import * as tf from '@tensorflow/tfjs';
+
+/** The seven projections of a decoder layer, in HF order. */
+export const LINEAR_NAMES = [
+  'q_proj',
+  'k_proj',
+  'v_proj',
+  'o_proj',
+  'gate_proj',
+  'up_proj',
+  'down_proj',
+] as const;
+export type LinearName = (typeof LINEAR_NAMES)[number];
+
+/** One LoRA adapter on one projection, in PEFT's shapes. */
+export interface LoraParams {
+  /** lora_A `[r, in]`. */
+  A: tf.Tensor2D;
+  /** lora_B `[out, r]`. */
+  B: tf.Tensor2D;
+  /** alpha / r, or alpha / sqrt(r) with rsLoRA. */
+  scale: number;
+  /** Training only: inverted dropout on the LoRA input; the same seed gives the same mask. */
+  dropout?: { rate: number; seed: number };
+}
+/** The adapters of one layer, by projection. */
+export type LayerLora = Partial<Record<LinearName, LoraParams>>;
+/** The adapters of the model, one entry per layer. */
+export type ModelLora = LayerLora[];
+
+/**
+ * `x W^T (+ b) (+ scale * dropout(x) A^T B^T)`, differentiable w.r.t. `x`, `A` and `B`.
+ * @param x `[..., in]` (rank 2 or 3)
+ * @param wT the frozen weight transposed, `W^T [in, out]` (as `layerTensors` hands it out)
+ * @param bias `[out]`
+ * @param lora adapter of this projection
+ * @returns `[..., out]`
+ * @example
+ *   const q = linear(x, w.q_proj, w.q_bias, lora?.q_proj); // [B, T, n_heads * head_dim]
+ */
+export function linear<T extends tf.Tensor>(x: T, wT: tf.Tensor2D, bias?: tf.Tensor1D, lora?: LoraParams): T {
+  return tf.tidy(() => {
+    const inDim = x.shape[x.rank - 1] as number;
+    const outDim = wT.shape[1];
+    if (wT.shape[0] !== inDim) {
+      throw new Error(`Argument 'wT' passed to 'linear' must be [${inDim}, out], got [${wT.shape}]`);
+    }
+    const x2 = tf.reshape(x, [-1, inDim]) as tf.Tensor2D; // [N, in]
+    let y = frozenMatMul(x2, wT); // [N, out]
+    if (bias) y = tf.add(y, bias);
+    if (lora) {
+      const xd = lora.dropout ? dropout(x2, lora.dropout.rate, lora.dropout.seed) : x2; // [N, in]
+      const down = matMul(xd, tf.transpose(lora.A)); // [N, r]
+      const up = matMul(down, tf.transpose(lora.B)); // [N, out]
+      y = tf.add(y, tf.mul(up, lora.scale));
+    }
+    return tf.reshape(y, [...x.shape.slice(0, -1), outDim]) as T;
+  });
+}
+
+// tfjs-backend-wasm 4.22 runs a 2-D matMul with transposeA or transposeB about 10x slower than
+// without (only the plain form reaches XNNPACK), and the autodiff gradient of a plain matMul uses
+// those flags. So every 2-D product here is a plain matMul on explicitly transposed operands, with
+// gradients written the same way, and frozen weights arrive already transposed.
+
+/**
+ * `x W^T` for a frozen weight given as `W^T [in, out]`; gradient for `x` only: `dx = dy W`.
+ * @param x `[N, in]`
+ * @returns `[N, out]`
+ */
+export function frozenMatMul(x: tf.Tensor2D, wT: tf.Tensor2D): tf.Tensor2D {
+  const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const xi = args[0] as tf.Tensor2D;
+    (args[1] as tf.GradSaveFunc)([wT]);
+    return {
+      value: tf.matMul(xi, wT) as tf.Tensor2D, // [N, out]
+      gradFunc: (dy: tf.Tensor2D, saved: tf.Tensor[]) => [
+        tf.matMul(dy, tf.transpose(saved[0] as tf.Tensor2D)),
+      ], // [N, in]
+    };
+  });
+  return op(x) as tf.Tensor2D;
+}
+
+/**
+ * `a b` for two differentiable matrices: `da = dy b^T`, `db = a^T dy`, with explicit transposes.
+ * @param a `[M, K]`
+ * @param b `[K, N]`
+ * @returns `[M, N]`
+ */
+export function matMul(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
+  const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const [ai, bi] = args as [tf.Tensor2D, tf.Tensor2D];
+    (args[2] as tf.GradSaveFunc)([ai, bi]);
+    return {
+      value: tf.matMul(ai, bi) as tf.Tensor2D,
+      gradFunc: (dy: tf.Tensor2D, saved: tf.Tensor[]) => {
+        const [as, bs] = saved as [tf.Tensor2D, tf.Tensor2D];
+        return [tf.matMul(dy, tf.transpose(bs)), tf.matMul(tf.transpose(as), dy)];
+      },
+    };
+  });
+  return op(a, b) as tf.Tensor2D;
+}
+
+/**
+ * Inverted dropout: zero each element with probability `rate`, scale the rest by 1 / (1 - rate).
+ * The mask comes from `tf.randomUniform(..., seed)`, so a recomputation with the same seed (the
+ * layer-wise backward pass recomputes every layer) draws the same mask.
+ */
+export function dropout<T extends tf.Tensor>(x: T, rate: number, seed: number): T {
+  if (rate <= 0) return x;
+  return tf.tidy(() => {
+    const keep = tf.cast(tf.greaterEqual(tf.randomUniform(x.shape, 0, 1, 'float32', seed), rate), 'float32');
+    return tf.mul(x, tf.mul(keep, 1 / (1 - rate))) as T;
+  });
+}

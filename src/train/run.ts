@@ -1,0 +1,139 @@
+/**
+ * `train(config)`: a whole run, as a script of its stages (torchtune's recipe shape):
+ *
+ *   run directory (fresh or resumed) -> backend -> tokenizer -> packed data -> frozen base ->
+ *   LoRA -> config.resolved.yaml -> the loop (train.ts) -> summary
+ */
+import { basename, extname, resolve } from 'node:path';
+import { initBackend } from '../backend/index.js';
+import { type TaskConfig, taskValues } from '../config/index.js';
+import { buildDataset } from '../data/index.js';
+import { createLora, type MftTrainingInfo } from '../lora/index.js';
+import { loadModel, loadTokenizer } from '../model/index.js';
+import { fail } from '../util/index.js';
+import type { CheckpointInfo } from './checkpoint.js';
+import { loraTrainable } from './lora-trainable.js';
+import { createProgress, type Progress } from './progress.js';
+import {
+  checkFreshRunDir,
+  checkResumeSettings,
+  displayPath,
+  findResumeTarget,
+  prepareFreshRunDir,
+  writeResolvedConfig,
+} from './run-dir.js';
+import { type LoopResult, trainLoop } from './train.js';
+
+export interface TrainOptions {
+  /** Run directory; default: the task's `output_dir`. */
+  outputDir?: string;
+  /** Continue the newest checkpoint of the run directory (true) or of the given run / checkpoint directory. */
+  resume?: string | true;
+  /** Replace an earlier run in the output directory. */
+  overwrite?: boolean;
+  /** Progress display; default: a bar on a TTY stderr, plain lines otherwise. */
+  progress?: Progress;
+  /** Install SIGINT / SIGTERM handlers (finish the step, checkpoint, stop); default true. */
+  handleSignals?: boolean;
+}
+
+export interface TrainResult extends LoopResult {
+  /** The base model directory. */
+  baseModel: string;
+  /** The task file the run was configured from. */
+  configFile: string;
+  /** The tfjs backend the run used. */
+  backend: string;
+}
+
+/**
+ * Fine-tune a LoRA adapter as the task config says, writing the run directory of design.md.
+ * @param config a loaded task file (`loadTaskConfig`)
+ * @param opts outputDir, resume, overwrite, progress, handleSignals
+ * @example const result = await train(await loadTaskConfig('configs/code_completion.yaml'));
+ *          console.log(result.adapterDir);
+ */
+export async function train(config: TaskConfig, opts: TrainOptions = {}): Promise<TrainResult> {
+  if (opts.resume !== undefined && opts.overwrite) {
+    fail(
+      '--overwrite',
+      'cannot be combined with --resume',
+      'use --resume to continue the run, or --overwrite to start it again',
+    );
+  }
+  const progress = opts.progress ?? createProgress(process.stderr);
+
+  // 1) the run directory: a fresh one must be empty (or an earlier run with --overwrite); a
+  //    resumed one must have been started with the same settings
+  const outputDir = resolve(opts.outputDir ?? config.output_dir);
+  let runDir = outputDir;
+  let resumeFrom: CheckpointInfo | null = null;
+  if (opts.resume !== undefined) {
+    const target = findResumeTarget(
+      opts.resume === true ? true : resolve(opts.resume),
+      outputDir,
+      opts.outputDir === undefined && config.sources.output_dir === 'default',
+      `${basename(config.configFile, extname(config.configFile))}-`,
+    );
+    runDir = target.runDir;
+    resumeFrom = target.checkpoint;
+    checkResumeSettings(runDir, taskValues(config));
+    progress.note(`resuming ${displayPath(runDir)} from ${basename(resumeFrom.dir)}`);
+  } else {
+    checkFreshRunDir(runDir, opts.overwrite === true);
+  }
+
+  // 2) backend, tokenizer, packed data
+  const backend = await initBackend(config.backend);
+  const tokenizer = await loadTokenizer(config.base_model);
+  const data = await buildDataset(config, tokenizer, {
+    log: (line) => progress.note(line),
+    progress: process.stderr.isTTY === true,
+  });
+
+  // 3) the frozen base (quantized while loading with QLoRA) and fresh LoRA weights
+  const model = await loadModel(config.base_model, {
+    quantization: config.quantization,
+    doubleQuant: config.double_quant,
+    precision: config.precision,
+  });
+  const lora = createLora(model, {
+    r: config.lora_r,
+    alpha: config.lora_alpha,
+    dropout: config.lora_dropout,
+    targets: config.lora_target_modules,
+    useRslora: config.use_rslora,
+    seed: config.seed,
+  });
+  const training: MftTrainingInfo = {
+    base_model: config.base_model,
+    config_hash: model.configHash,
+    quantization: config.quantization,
+    double_quant: config.double_quant,
+    precision: config.precision,
+  };
+
+  // 4) config.resolved.yaml (fresh runs; a resumed run keeps the one it started with)
+  if (!resumeFrom) {
+    prepareFreshRunDir(runDir, opts.overwrite === true);
+    const sources = { ...config.sources, ...(opts.outputDir !== undefined ? { output_dir: '--output-dir' } : {}) };
+    writeResolvedConfig(runDir, { ...taskValues(config), output_dir: runDir }, sources, [
+      `task file: ${config.configFile}`,
+      `recipe: ${config.recipe.file}`,
+      `backend used: ${backend}`,
+    ]);
+  }
+
+  // 5) the loop
+  try {
+    const result = await trainLoop(
+      config,
+      loraTrainable(model, lora, config.gradient_checkpointing, training),
+      { train: data.train, validation: data.validation, seqLen: data.seqLen },
+      { runDir, resumeFrom, progress, handleSignals: opts.handleSignals ?? true },
+    );
+    return { ...result, baseModel: config.base_model, configFile: config.configFile, backend };
+  } finally {
+    lora.dispose();
+  }
+}

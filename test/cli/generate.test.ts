@@ -1,0 +1,139 @@
+/**
+ * `mft generate` end to end. THE check: the embedded stories260K model, greedy, no prompt, prints
+ * exactly the text of llama2.c's run.c (test/fixtures/stories260K/).
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, describe, expect, test } from 'vitest';
+import { initBackend } from '../../src/backend/index.js';
+import { saveAdapter } from '../../src/lora/peft-adapter.js';
+import { generate, loadModel, type ModelLora } from '../../src/model/index.js';
+import { Rng } from '../../src/util/index.js';
+import { REPO_ROOT, runCli } from './run-cli.js';
+
+const MODEL = join(REPO_ROOT, 'checkpoints/base/tinystories-260k');
+const FIX = join(REPO_ROOT, 'test/fixtures/stories260K');
+const expectedIds = readFileSync(join(FIX, 'greedy_t0_n256_noprompt.ids.txt'), 'utf8')
+  .trim()
+  .split(/\s+/)
+  .map(Number);
+
+const tmp = mkdtempSync(join(tmpdir(), 'mft-generate-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+describe('mft generate', () => {
+  test('stories260K greedy without a prompt prints exactly run.c output', () => {
+    const r = runCli(['generate', '--model', MODEL, '--max-new-tokens', '256', '--temperature', '0']);
+    expect(r.stderr).toMatch(/256 tokens in/);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toBe(readFileSync(join(FIX, 'greedy_t0_n256_noprompt.txt'), 'utf8'));
+  });
+
+  test('--json with a prompt: prompt ids, generated ids and their text only', () => {
+    const r = runCli([
+      'generate',
+      '--model',
+      MODEL,
+      '--prompt',
+      'Once upon a time',
+      '--max-new-tokens',
+      '20',
+      '--temperature',
+      '0',
+      '--json',
+    ]);
+    expect(r.status).toBe(0);
+    const out = JSON.parse(r.stdout) as { prompt_ids: number[]; ids: number[]; text: string };
+    // run.c's greedy story starts with "Once upon a time" (ids 403 407 261 378) and continues alike.
+    expect(out.prompt_ids).toEqual([1, 403, 407, 261, 378]);
+    expect(out.ids).toEqual(expectedIds.slice(4, 24));
+    expect(out.text.startsWith(', there was a little girl named Lily.')).toBe(true);
+  });
+
+  test('--adapter rebuilds the NF4 base recorded in mft_training.json and applies the adapter', async () => {
+    await initBackend('wasm');
+    const base = await loadModel(MODEL, { quantization: 'nf4', doubleQuant: true });
+    const rng = new Rng(3);
+    const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
+    const lora: ModelLora = [];
+    base.layers.forEach((layer, i) => {
+      lora.push({});
+      for (const name of ['q_proj', 'down_proj'] as const) {
+        const [out, inp] = layer[name].shape as [number, number];
+        const A = Float32Array.from({ length: 2 * inp }, () => rng.next() - 0.5);
+        const B = Float32Array.from({ length: out * 2 }, () => (rng.next() - 0.5) * 0.2);
+        const part = name === 'q_proj' ? 'self_attn' : 'mlp';
+        tensors.set(`base_model.model.model.layers.${i}.${part}.${name}.lora_A.weight`, {
+          shape: [2, inp],
+          data: A,
+        });
+        tensors.set(`base_model.model.model.layers.${i}.${part}.${name}.lora_B.weight`, {
+          shape: [out, 2],
+          data: B,
+        });
+        (lora[i] as Record<string, unknown>)[name] = {
+          A: tf.tensor2d(A, [2, inp]),
+          B: tf.tensor2d(B, [out, 2]),
+          scale: 4 / 2,
+        };
+      }
+    });
+    const dir = join(tmp, 'run');
+    saveAdapter(join(dir, 'adapter'), {
+      config: {
+        peft_type: 'LORA',
+        task_type: 'CAUSAL_LM',
+        r: 2,
+        lora_alpha: 4,
+        lora_dropout: 0,
+        target_modules: ['q_proj', 'down_proj'],
+        bias: 'none',
+        use_rslora: false,
+        fan_in_fan_out: false,
+        base_model_name_or_path: MODEL,
+        inference_mode: true,
+      },
+      tensors,
+      training: {
+        base_model: MODEL,
+        config_hash: base.configHash,
+        quantization: 'nf4',
+        double_quant: true,
+        precision: 'auto',
+      },
+    });
+    const greedy20 = { maxNewTokens: 20, temperature: 0, topP: 1, seed: 0, lora };
+    const expected = generate(base, null, [1], greedy20);
+    // The adapter changes the story, and so does the NF4 storage under it.
+    const unquantized = generate(await loadModel(MODEL), null, [1], greedy20);
+    for (const l of lora) for (const p of Object.values(l)) tf.dispose([p.A, p.B]);
+    expect(unquantized).not.toEqual(expectedIds.slice(0, 20));
+    expect(expected).not.toEqual(unquantized);
+
+    // A run directory works too; --model comes from mft_training.json.
+    const r = runCli([
+      'generate',
+      '--adapter',
+      dir,
+      '--max-new-tokens',
+      '20',
+      '--temperature',
+      '0',
+      '--json',
+    ]);
+    expect(r.stderr).not.toMatch(/error/);
+    expect(r.status).toBe(0);
+    expect((JSON.parse(r.stdout) as { ids: number[] }).ids).toEqual(expected);
+  });
+
+  test('user mistakes exit 2 with the place and the fix', () => {
+    const both = runCli(['generate', '--model', MODEL, '--prompt', 'a', '--file', 'b.txt', '--top-p', '0']);
+    expect(both.status).toBe(2);
+    expect(both.stderr).toMatch(/--top-p: expected a number in \(0, 1\], got "0"/);
+    const missing = runCli(['generate', '--model', join(tmp, 'nowhere')]);
+    expect(missing.status).toBe(2);
+    expect(missing.stderr).toMatch(/config\.json: no config\.json: not a Hugging Face model directory/);
+  });
+});

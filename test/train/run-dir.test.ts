@@ -1,0 +1,132 @@
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, test } from 'vitest';
+import {
+  checkResumeSettings,
+  findResumeTarget,
+  prepareFreshRunDir,
+  readResolvedConfig,
+  writeResolvedConfig,
+} from '../../src/train/run-dir.js';
+
+let dir = '';
+afterEach(() => {
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+function fakeCheckpoint(runDir: string, step: number): void {
+  mkdirSync(join(runDir, `checkpoint-${step}`), { recursive: true });
+  writeFileSync(
+    join(runDir, `checkpoint-${step}`, 'trainer_state.json'),
+    JSON.stringify({
+      version: 1,
+      step,
+      total_steps: 10,
+      epoch: 0,
+      row_in_epoch: 0,
+      rng_state: { seed: 1, next_step: step + 1 },
+    }),
+  );
+}
+
+const config = {
+  task: 'code_completion',
+  dataset: ['/data/train.jsonl'],
+  seed: 42,
+  learning_rate: 0.002,
+  lora_target_modules: 'all-linear',
+  fields: { text: 'content' },
+  max_steps: null,
+  num_epochs: Number.POSITIVE_INFINITY,
+  logging_steps: 10,
+  output_dir: '/runs/a',
+  recipe: { name: 'code_completion' },
+  configFile: '/x.yaml',
+  sources: { seed: 'default', learning_rate: 'recipe' },
+};
+
+describe('run directory', () => {
+  test('config.resolved.yaml records every setting with its source and reads back', () => {
+    dir = mkdtempSync(join(tmpdir(), 'mft-run-'));
+    writeResolvedConfig(dir, config, config.sources);
+    const text = readFileSync(join(dir, 'config.resolved.yaml'), 'utf8');
+    expect(text).toContain('learning_rate: 0.002  # recipe\n');
+    expect(text).toContain('fields: { text: content }\n');
+    expect(text).not.toContain('recipe:');
+    const back = readResolvedConfig(dir)!;
+    expect(back.learning_rate).toBe(0.002);
+    expect(back.num_epochs).toBe(Number.POSITIVE_INFINITY);
+    expect(back.dataset).toEqual(['/data/train.jsonl']);
+  });
+
+  test('a directory holding a run is refused without --overwrite; --overwrite replaces the run', () => {
+    dir = mkdtempSync(join(tmpdir(), 'mft-run-'));
+    const run = join(dir, 'run');
+    prepareFreshRunDir(run, false); // absent: created
+    writeResolvedConfig(run, config);
+    fakeCheckpoint(run, 5);
+    expect(() => prepareFreshRunDir(run, false)).toThrow(
+      /output_dir: .*run already holds a run \(newest checkpoint: step 5\) \(fix: --resume to continue it, --overwrite to replace it/,
+    );
+    prepareFreshRunDir(run, true);
+    expect(readdirSync(run)).toEqual([]);
+  });
+
+  test('a non-empty directory that is not a run is refused even with --overwrite', () => {
+    dir = mkdtempSync(join(tmpdir(), 'mft-run-'));
+    writeFileSync(join(dir, 'thesis.tex'), 'precious');
+    expect(() => prepareFreshRunDir(dir, true)).toThrow(
+      /is not empty and does not hold an mft run \(it has thesis.tex\)/,
+    );
+    expect(existsSync(join(dir, 'thesis.tex'))).toBe(true);
+  });
+
+  test('--resume finds the newest checkpoint of a run dir, or takes a checkpoint dir', () => {
+    dir = mkdtempSync(join(tmpdir(), 'mft-run-'));
+    fakeCheckpoint(dir, 5);
+    fakeCheckpoint(dir, 10);
+    expect(findResumeTarget(dir, '/elsewhere', false, 'x-').checkpoint.step).toBe(10);
+    const t = findResumeTarget(join(dir, 'checkpoint-5'), '/elsewhere', false, 'x-');
+    expect(t).toEqual({ runDir: dir, checkpoint: { step: 5, dir: join(dir, 'checkpoint-5') } });
+    expect(findResumeTarget(true, dir, false, 'x-').checkpoint.step).toBe(10);
+  });
+
+  test('--resume without a directory finds the newest run of the same task file under the default root', () => {
+    dir = mkdtempSync(join(tmpdir(), 'mft-run-'));
+    fakeCheckpoint(join(dir, 'task-20240101-101010'), 3);
+    fakeCheckpoint(join(dir, 'task-20240102-090000'), 7);
+    fakeCheckpoint(join(dir, 'other-20250101-000000'), 9);
+    const t = findResumeTarget(true, join(dir, 'task-20990101-000000'), true, 'task-');
+    expect(t.runDir).toBe(join(dir, 'task-20240102-090000'));
+    expect(t.checkpoint.step).toBe(7);
+    expect(() => findResumeTarget(true, join(dir, 'none-1'), true, 'none-')).toThrow(
+      /--resume: no run of this task file/,
+    );
+  });
+
+  test('--resume of a directory without a checkpoint is a user error', () => {
+    dir = mkdtempSync(join(tmpdir(), 'mft-run-'));
+    expect(() => findResumeTarget(dir, dir, false, 'x-')).toThrow(
+      /--resume: .* has no complete checkpoint-<step> folder/,
+    );
+    expect(() => findResumeTarget(join(dir, 'nope'), dir, false, 'x-')).toThrow(/does not exist/);
+  });
+
+  test('resuming with changed settings names each changed key; logging and paths may change', () => {
+    dir = mkdtempSync(join(tmpdir(), 'mft-run-'));
+    writeResolvedConfig(dir, config);
+    checkResumeSettings(dir, { ...config, logging_steps: 1, output_dir: '/moved' });
+    expect(() => checkResumeSettings(dir, { ...config, learning_rate: 0.01, seed: 1 })).toThrow(
+      /learning_rate: was 0.002 in the run being resumed, now 0.01.*\nseed: was 42 in the run being resumed, now 1/s,
+    );
+  });
+});
