@@ -64,7 +64,7 @@ export function sizesFor(backend: string, quick: boolean, runs?: number): Sizes 
   if (quick) {
     return {
       model: TINY_MODEL,
-      batchSize: 2,
+      batchSize: 1,
       seqLen: 64,
       r: 8,
       warmup: 0,
@@ -73,7 +73,7 @@ export function sizesFor(backend: string, quick: boolean, runs?: number): Sizes 
       matmulSeconds: 0.3,
       promptTokens: 8,
       newTokens: 8,
-      mainJobSet: ['max_steps=1', 'micro_batch_size=2', 'eval_max_samples=2'],
+      mainJobSet: ['max_steps=1', 'micro_batch_size=1', 'eval_max_samples=1'],
     };
   }
   if (backend === 'cpu') {
@@ -96,13 +96,13 @@ export function sizesFor(backend: string, quick: boolean, runs?: number): Sizes 
     batchSize: 4,
     seqLen: 256,
     r: 16,
-    warmup: 1,
+    warmup: 0,
     runs: runs ?? 2,
     matmulSizes: [512, 1024, 2048],
     matmulSeconds: 2,
     promptTokens: 32,
     newTokens: 32,
-    mainJobSet: ['max_steps=20'],
+    mainJobSet: ['max_steps=10'],
   };
 }
 
@@ -159,6 +159,6 @@ export function backendPlan(
 /** The backend-independent data job. */
 export function dataJob(quick: boolean): Job {
   return quick
-    ? { kind: 'data', configFile: MAIN_CONFIG, streamMB: 4, pipelineMB: 1 }
-    : { kind: 'data', configFile: MAIN_CONFIG, streamMB: 256, pipelineMB: 32 };
+    ? { kind: 'data', configFile: MAIN_CONFIG, streamMB: 4, pipelineMB: 0.5, stageRecords: 20 }
+    : { kind: 'data', configFile: MAIN_CONFIG, streamMB: 256, pipelineMB: 32, stageRecords: null };
 }

@@ -39,7 +39,7 @@ export interface Repeated extends Timing {
 
 /**
  * Run `f` `warmup` times untimed, then `runs` times timed; returns the run with the median wall
- * time and every run.
+ * time (the lower median: of two runs, the faster) and every run.
  */
 export function repeat(f: () => void, warmup: number, runs: number): Repeated {
   for (let i = 0; i < warmup; i++) f();

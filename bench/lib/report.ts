@@ -123,6 +123,13 @@ export function formatReport(r: BenchReport): string {
       ),
     );
     out.push(`  FLOPs: ${r.flopFormula}`, `  ${r.mfuDefinition}`);
+    for (const t of r.trainSteps) {
+      if (t.tensorsAfter !== t.tensorsBefore) {
+        out.push(
+          `  note: ${t.tensorsAfter - t.tensorsBefore} tensors left behind by ${t.storage} steps (a leak)`,
+        );
+      }
+    }
   }
   if (r.inference.length > 0) {
     out.push('', '3) eval forward and generation (KV cache, greedy, LoRA applied)');
@@ -194,7 +201,7 @@ export function formatReport(r: BenchReport): string {
     );
     const st = d.real.stages;
     out.push(
-      `  stages on github_code: read+parse ${f3(st.readParse.wallS)} s, tokenize ${f3(st.tokenize.wallS)} s (${f0(st.tokensPerSTokenize)} tok/s), pack ${f3(st.pack.wallS)} s; pipeline RSS ${f1(d.pipeline.rssBytesPerToken)} bytes per kept token`,
+      `  stages on github_code: read+parse (all records) ${f3(st.readParse.wallS)} s, tokenize ${st.records} records ${f3(st.tokenize.wallS)} s (${f0(st.tokensPerSTokenize)} tok/s), pack ${f3(st.pack.wallS)} s; pipeline RSS ${f1(d.pipeline.rssBytesPerToken)} bytes per kept token`,
     );
   }
   if (r.footprint) {
@@ -213,8 +220,9 @@ export function formatReport(r: BenchReport): string {
       ),
     );
     if (r.trainSteps.length > 0) {
+      const where = r.quick ? 'quick: all configurations share one process' : 'one process per configuration';
       out.push(
-        `  peak RSS of the training run (one process per configuration): ${r.trainSteps.map((t) => `${t.storage}${t.checkpointing ? '' : ' no-ckpt'} ${f0(t.peakRssMiB)} MiB`).join(', ')}`,
+        `  peak RSS of the training run (${where}): ${r.trainSteps.map((t) => `${t.storage}${t.checkpointing ? '' : ' no-ckpt'} ${f0(t.peakRssMiB)} MiB`).join(', ')}`,
       );
     }
   }

@@ -33,6 +33,8 @@ export interface DataJob {
   streamMB: number;
   /** Size of the generated file run through the whole pipeline, MB. */
   pipelineMB: number;
+  /** Records of the real dataset timed stage by stage (null: all). */
+  stageRecords: number | null;
 }
 
 export interface PipelineFigures {
@@ -56,7 +58,14 @@ export interface DataResult {
   seqLen: number;
   real: PipelineFigures & {
     cacheHit: Timing;
-    stages: { readParse: Timing; tokenize: Timing; pack: Timing; tokensPerSTokenize: number };
+    /** Read + parse of all records; tokenize and pack of the first `records` of them. */
+    stages: {
+      records: number;
+      readParse: Timing;
+      tokenize: Timing;
+      pack: Timing;
+      tokensPerSTokenize: number;
+    };
   };
   stream: {
     fileMB: number;
@@ -155,8 +164,9 @@ export async function runData(job: DataJob): Promise<DataResult> {
     });
     const field = config.fields['text'] ?? config.recipe.fields['text'] ?? 'text';
     const lengths: number[] = [];
+    const staged = records.slice(0, job.stageRecords ?? records.length);
     const tokenize = time(() => {
-      for (const r of records) lengths.push(tok.encode(String(r[field] ?? '')).length + 1);
+      for (const r of staged) lengths.push(tok.encode(String(r[field] ?? '')).length + 1);
     });
     const L = config.sequence_len;
     const pieces = lengths.flatMap((n) =>
@@ -188,7 +198,7 @@ export async function runData(job: DataJob): Promise<DataResult> {
     const task = join(tmp, 'pipeline.yaml');
     writeFileSync(
       task,
-      `task: code_completion\ndataset: pipeline.jsonl\nbase_model: ${JSON.stringify(config.base_model)}\ncache_dir: cache2\nval_set_size: 0\n`,
+      `task: code_completion\ndataset: ./pipeline.jsonl\nbase_model: ${JSON.stringify(config.base_model)}\ncache_dir: cache2\nval_set_size: 0\n`,
     );
     const pipeConfig = await loadTaskConfig(task);
     const pipeStart = rssMiB();
@@ -208,6 +218,7 @@ export async function runData(job: DataJob): Promise<DataResult> {
         ...pipelineFigures(built.value.stats, built),
         cacheHit: { wallS: sig(cacheHit.wallS), cpuS: sig(cacheHit.cpuS) },
         stages: {
+          records: staged.length,
           readParse: { wallS: sig(readParse.wallS), cpuS: sig(readParse.cpuS) },
           tokenize: { wallS: sig(tokenize.wallS), cpuS: sig(tokenize.cpuS) },
           pack: { wallS: sig(pack.wallS), cpuS: sig(pack.cpuS) },

@@ -142,13 +142,15 @@ export async function runMainJob(job: MainJobJob): Promise<MainJobResult> {
       ds.validation === null ? 0 : 1 + (E ? Math.floor(fullSteps / E) + (fullSteps % E === 0 ? 0 : 1) : 1);
     const perStep = sums.step / Math.max(1, stepTimes);
     const perEval = sums.eval / Math.max(1, evalCount);
-    // a full job has bigger micro-batches than an override may use: scale by positions per step
-    const stepScale =
-      (unset.micro_batch_size * unset.gradient_accumulation_steps) /
-      (config.micro_batch_size * config.gradient_accumulation_steps);
+    // the job as configured may have other micro-batches and rows than the overrides: scale by the
+    // positions per step and per eval
+    const positions = (c: typeof config) =>
+      c.micro_batch_size * c.gradient_accumulation_steps * c.sequence_len;
+    const evalRows = (c: typeof config) =>
+      Math.min(c.eval_max_samples ?? Number.POSITIVE_INFINITY, ds.validation?.numRows ?? 0);
+    const stepScale = positions(unset) / positions(config);
     const evalScale =
-      Math.min(unset.eval_max_samples ?? Number.POSITIVE_INFINITY, ds.validation?.numRows ?? 0) /
-      Math.max(1, Math.min(config.eval_max_samples ?? Number.POSITIVE_INFINITY, ds.validation?.numRows ?? 0));
+      (evalRows(unset) * unset.sequence_len) / Math.max(1, evalRows(config) * config.sequence_len);
     const projTraining = perStep * stepScale * fullSteps;
     const projEval = perEval * evalScale * fullEvals;
     const fixed = startup + data + modelLoad + sums.saved + sums.other;

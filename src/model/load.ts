@@ -23,7 +23,7 @@ export type Precision = 'auto' | 'fp32' | 'bf16' | 'fp16';
 export interface LoadModelOptions {
   /** Storage of the decoder's linear weights (default 'none'). */
   quantization?: Quantization;
-  /** NF4 only: quantize the block absmaxes too (QLoRA's double quantization; default true). */
+  /** Quantize the block absmaxes too (QLoRA's double quantization; default: true for nf4, false for int8). */
   doubleQuant?: boolean;
   /** Storage of everything not quantized; 'auto' (default) keeps the checkpoint dtype. */
   precision?: Precision;
@@ -39,7 +39,7 @@ export interface TensorSource {
 /**
  * Read `<dir>/config.json` and the safetensors weights (single file or shards).
  * @param dir a Hugging Face model directory
- * @param opts quantization ('none'), doubleQuant (true), precision ('auto')
+ * @param opts quantization ('none'), doubleQuant (nf4: true, int8: false), precision ('auto')
  * @example
  *   const model = await loadModel('checkpoints/base/tinystories-260k', { quantization: 'nf4' });
  */
@@ -117,7 +117,9 @@ export function buildModel(
       });
     }
     if (quantized && quantization !== 'none') {
-      return quantize(name, shape, toFloat32(data), quantization, { doubleQuant: opts.doubleQuant ?? true });
+      return quantize(name, shape, toFloat32(data), quantization, {
+        doubleQuant: opts.doubleQuant ?? quantization === 'nf4',
+      });
     }
     return StoredTensor.fromData(name, data, storageFor(data.dtype, precision));
   };

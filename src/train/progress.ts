@@ -111,7 +111,7 @@ export function barProgress(stream: NodeJS.WriteStream): Progress {
     },
     step(r) {
       // exponential moving average of the step loss, for a readable trend
-      smoothed = Number.isNaN(smoothed) ? r.loss : 0.9 * smoothed + 0.1 * r.loss;
+      if (Number.isFinite(r.loss)) smoothed = Number.isNaN(smoothed) ? r.loss : 0.9 * smoothed + 0.1 * r.loss;
       bar?.update(r.step, {
         epoch: r.epoch.toFixed(2),
         loss: smoothed.toFixed(4),

@@ -116,7 +116,10 @@ export async function train(config: TaskConfig, opts: TrainOptions = {}): Promis
   // 4) config.resolved.yaml (fresh runs; a resumed run keeps the one it started with)
   if (!resumeFrom) {
     prepareFreshRunDir(runDir, opts.overwrite === true);
-    const sources = { ...config.sources, ...(opts.outputDir !== undefined ? { output_dir: '--output-dir' } : {}) };
+    const sources = {
+      ...config.sources,
+      ...(opts.outputDir !== undefined ? { output_dir: '--output-dir' } : {}),
+    };
     writeResolvedConfig(runDir, { ...taskValues(config), output_dir: runDir }, sources, [
       `task file: ${config.configFile}`,
       `recipe: ${config.recipe.file}`,

@@ -238,19 +238,24 @@ export async function trainLoop(
       // 3) forward + layer-wise backward of each micro-batch: the gradient of (step loss sum / step
       //    tokens), summed over micro-batches, with the tokens counted before any backward pass
       const { loss, tokens: stepTokens, grads } = stepGradients(model, batches, cfg.seed, step);
-      let gradNorm: number;
+      let gradNorm = 0;
       try {
-        // 4) clip by global norm (the norm before clipping is logged)
-        gradNorm = clipByGlobalNorm(grads, cfg.max_grad_norm);
+        if (stepTokens === 0) {
+          // rows with no token that carries loss (e.g. prompt-only pieces): nothing to learn from
+          progress.note(`step ${step}: no token of its rows carries loss; no update`);
+        } else {
+          // 4) clip by global norm (the norm before clipping is logged)
+          gradNorm = clipByGlobalNorm(grads, cfg.max_grad_norm);
 
-        // 5) a non-finite loss or gradient stops the run before it reaches the weights
-        if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
-          throw nonFiniteError(step, loss, gradNorm, cfg, result.lastCheckpoint);
+          // 5) a non-finite loss or gradient stops the run before it reaches the weights
+          if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
+            throw nonFiniteError(step, loss, gradNorm, cfg, result.lastCheckpoint);
+          }
+
+          // 6) AdamW (decoupled weight decay) on the LoRA weights
+          optimizer.update(grads, lr);
+          result.lastLoss = loss;
         }
-
-        // 6) AdamW (decoupled weight decay) on the LoRA weights
-        optimizer.update(grads, lr);
-        result.lastLoss = loss;
       } finally {
         tf.dispose([...grads.values()]);
       }
@@ -271,7 +276,7 @@ export async function trainLoop(
       window = { positions: window.positions + positions, seconds: window.seconds + seconds };
 
       // 7) log: a metrics row every logging_steps (and the first and last step)
-      const logged = step % cfg.logging_steps === 0 || step === 1 || step === total;
+      const logged = (step % cfg.logging_steps === 0 || step === 1 || step === total) && stepTokens > 0;
       const report = {
         step,
         totalSteps: total,
@@ -347,7 +352,8 @@ export async function trainLoop(
  * @param batches the step's micro-batches
  * @param seed run seed: micro-batch m of step s draws its dropout masks from mixSeed(seed, s, m)
  * @param step 1-based step number
- * @returns loss (token-weighted mean), tokens (trained tokens of the step), grads (caller disposes)
+ * @returns loss (token-weighted mean; NaN and no grads when no token carries loss), tokens (trained
+ *   tokens of the step), grads (caller disposes)
  * @example const { loss, grads } = stepGradients(trainable, batches, 42, 1);
  */
 export function stepGradients(
@@ -357,7 +363,8 @@ export function stepGradients(
   step: number,
 ): { loss: number; tokens: number; grads: Map<string, tf.Tensor> } {
   const tokens = batches.reduce((n, b) => n + trainedTokens(b), 0);
-  const lossScale = 1 / Math.max(1, tokens);
+  if (tokens === 0) return { loss: Number.NaN, tokens, grads: new Map() };
+  const lossScale = 1 / tokens;
   const grads = new Map<string, tf.Tensor>();
   let lossSum = 0;
   try {
@@ -375,7 +382,7 @@ export function stepGradients(
     tf.dispose([...grads.values()]);
     throw e;
   }
-  return { loss: lossSum / Math.max(1, tokens), tokens, grads };
+  return { loss: lossSum / tokens, tokens, grads };
 }
 
 /** trainer_state of a run that has not made a step yet. */

@@ -36,7 +36,9 @@ function rows(): Batch[] {
 function concat(batches: Batch[]): Batch {
   const cat = (k: 'inputIds' | 'labels' | 'segmentIds' | 'positionIds') => {
     const out = new Int32Array(batches.length * T);
-    batches.forEach((b, i) => out.set(b[k], i * T));
+    batches.forEach((b, i) => {
+      out.set(b[k], i * T);
+    });
     return out;
   };
   return {
@@ -57,7 +59,14 @@ beforeAll(async () => {
   const rng = new Rng(9);
   for (const [key, v] of lora.variables) {
     if (key.includes('lora_B')) {
-      tf.tidy(() => v.assign(tf.tensor(Float32Array.from({ length: v.size }, () => (rng.next() - 0.5) * 0.2), v.shape)));
+      tf.tidy(() =>
+        v.assign(
+          tf.tensor(
+            Float32Array.from({ length: v.size }, () => (rng.next() - 0.5) * 0.2),
+            v.shape,
+          ),
+        ),
+      );
     }
   }
   trainable = {

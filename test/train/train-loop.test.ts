@@ -259,6 +259,39 @@ describe('trainLoop', () => {
     model.dispose();
   });
 
+  test('a step whose rows carry no loss makes no update and no metrics row', async () => {
+    const inner = patternSplit(8, 8, 1);
+    // rows 0 and 1 lose every label; the order is fixed so step 1 gets exactly them
+    const masked = {
+      ...inner,
+      batch: (rows: number[]) => {
+        const b = inner.batch(rows);
+        rows.forEach((r, i) => {
+          if (r < 2) b.labels.fill(-100, i * 8, (i + 1) * 8);
+        });
+        return b;
+      },
+      epochOrder: () => [0, 1, 2, 3, 4, 5, 6, 7],
+    };
+    const model = new BigramTrainable({ seed: 1 });
+    const before = model.variables.get('bigram.lora_A.weight')!.dataSync().slice();
+    const lines: string[] = [];
+    const runDir = tempDir();
+    const s = {
+      ...settings,
+      gradient_accumulation_steps: 1,
+      max_steps: 1,
+      warmup_steps: 0,
+      eval_steps: null,
+    };
+    const r = await trainLoop(s, model, { train: masked, validation: null, seqLen: 8 }, ctx(runDir, lines));
+    expect(r.step).toBe(1);
+    expect(lines).toContain('step 1: no token of its rows carries loss; no update');
+    expect(Array.from(model.variables.get('bigram.lora_A.weight')!.dataSync())).toEqual(Array.from(before));
+    expect(readMetrics(join(runDir, 'metrics.jsonl'))).toEqual([]);
+    model.dispose();
+  });
+
   test('the run directory ends with only run files', async () => {
     const runDir = tempDir();
     const model = new BigramTrainable({ seed: 1 });
