@@ -8,13 +8,14 @@ import type { InferenceJob, InferenceResult } from './sections/inference.js';
 import type { MainJobJob, MainJobResult } from './sections/main-job.js';
 import type { MatmulJob, MatmulResult } from './sections/matmul.js';
 import type { ProfileJob, ProfileResult } from './sections/profile.js';
-import type { TrainStepJob, TrainStepResult } from './sections/train-step.js';
+import type { TrainStepJob, TrainStepNoFit, TrainStepResult } from './sections/train-step.js';
 
 export type Job = MatmulJob | TrainStepJob | InferenceJob | FootprintJob | ProfileJob | DataJob | MainJobJob;
 
 export type JobResult =
   | MatmulResult
   | TrainStepResult
+  | TrainStepNoFit
   | InferenceResult
   | FootprintResult
   | ProfileResult

@@ -57,6 +57,11 @@ export interface Sizes {
   promptTokens: number;
   newTokens: number;
   mainJobSet: string[];
+  /**
+   * A smaller micro-batch at which fp32 is also measured with and without checkpointing: one tape
+   * over the whole model does not fit the 4 GiB wasm heap at the main size (null: not needed).
+   */
+  compareBatch: number | null;
 }
 
 /** Sizes for a backend in a mode; `runs` overrides the timed repetitions. */
@@ -74,6 +79,7 @@ export function sizesFor(backend: string, quick: boolean, runs?: number): Sizes 
       promptTokens: 8,
       newTokens: 8,
       mainJobSet: ['max_steps=1', 'micro_batch_size=1', 'eval_max_samples=1'],
+      compareBatch: null,
     };
   }
   if (backend === 'cpu') {
@@ -89,6 +95,7 @@ export function sizesFor(backend: string, quick: boolean, runs?: number): Sizes 
       promptTokens: 16,
       newTokens: 16,
       mainJobSet: ['max_steps=2', 'eval_max_samples=8'],
+      compareBatch: null,
     };
   }
   return {
@@ -102,7 +109,8 @@ export function sizesFor(backend: string, quick: boolean, runs?: number): Sizes 
     matmulSeconds: 2,
     promptTokens: 32,
     newTokens: 32,
-    mainJobSet: ['max_steps=10'],
+    mainJobSet: [], // the whole job, as configured
+    compareBatch: 2,
   };
 }
 
@@ -141,6 +149,19 @@ export function backendPlan(
     for (const storage of TRAIN_STORAGES) {
       for (const checkpointing of [true, false]) {
         train.push({ kind: 'train-step', ...shape, storage, checkpointing, warmup: s.warmup, runs: s.runs });
+      }
+    }
+    if (s.compareBatch !== null) {
+      for (const checkpointing of [true, false]) {
+        train.push({
+          kind: 'train-step',
+          ...shape,
+          batchSize: s.compareBatch,
+          storage: 'fp32',
+          checkpointing,
+          warmup: s.warmup,
+          runs: s.runs,
+        });
       }
     }
   }

@@ -98,7 +98,7 @@ const RESULTS = fileURLToPath(new URL('./results/', import.meta.url));
 function describe(job: Job): string {
   switch (job.kind) {
     case 'train-step':
-      return `train-step ${job.storage}${job.checkpointing ? ' checkpointing' : ' one tape'}`;
+      return `train-step ${job.storage} ${job.batchSize}x${job.seqLen}${job.checkpointing ? ' checkpointing' : ' one tape'}`;
     case 'inference':
     case 'profile':
       return `${job.kind} ${job.storage}`;
@@ -147,7 +147,8 @@ function assemble(
   const of = <K extends JobResult['kind']>(kind: K) =>
     results.filter((r): r is Extract<JobResult, { kind: K }> => r.kind === kind);
   const matmul = of('matmul')[0] ?? null;
-  const trainSteps: TrainStepFigures[] = of('train-step').map((t) => ({
+  const steps = of('train-step');
+  const trainSteps: TrainStepFigures[] = steps.flatMap((t) => (t.fits ? [t] : [])).map((t) => ({
     ...t,
     mfu: matmul ? sig(t.gflopsCpu / matmul.peakGflopsCpu, 3) : Number.NaN,
     mfuWall: matmul ? sig(t.gflopsWall / matmul.peakGflopsWall, 3) : Number.NaN,
@@ -164,6 +165,7 @@ function assemble(
     mfuDefinition: MFU_DEFINITION,
     matmul,
     trainSteps,
+    trainStepsNoFit: steps.flatMap((t) => (t.fits ? [] : [t])),
     inference: of('inference'),
     footprint: of('footprint')[0] ?? null,
     profile: of('profile')[0] ?? null,

@@ -8,7 +8,7 @@ import type { InferenceResult } from '../sections/inference.js';
 import type { MainJobResult } from '../sections/main-job.js';
 import type { MatmulResult } from '../sections/matmul.js';
 import type { ProfileResult } from '../sections/profile.js';
-import type { TrainStepResult } from '../sections/train-step.js';
+import type { TrainStepNoFit, TrainStepResult } from '../sections/train-step.js';
 import type { Machine, Versions } from './machine.js';
 
 export const REPORT_SCHEMA = 1;
@@ -34,6 +34,8 @@ export interface BenchReport {
   mfuDefinition: string;
   matmul: MatmulResult | null;
   trainSteps: TrainStepFigures[];
+  /** Configurations that ran out of memory. */
+  trainStepsNoFit: TrainStepNoFit[];
   inference: InferenceResult[];
   footprint: FootprintResult | null;
   profile: ProfileResult | null;
@@ -86,17 +88,42 @@ export function formatReport(r: BenchReport): string {
       ),
     );
   }
-  if (r.trainSteps.length > 0) {
-    const s = r.trainSteps[0]!;
+  if (r.trainSteps.length + r.trainStepsNoFit.length > 0) {
+    const s = r.trainSteps[0];
     out.push(
       '',
-      `2) LoRA training step: ${(s.params / 1e6).toFixed(1)}M params, micro-batch ${s.batchSize} x ${s.seqLen}, r ${s.r} all-linear (${(s.loraParams / 1e6).toFixed(2)}M trainable), lossAndGrads + AdamW`,
+      `2) LoRA training step${s ? `: ${(s.params / 1e6).toFixed(1)}M params, r ${s.r} all-linear (${(s.loraParams / 1e6).toFixed(2)}M trainable)` : ''}, lossAndGrads + AdamW, one micro-batch`,
     );
+    const ran = r.trainSteps.map((t) => [
+      t.storage,
+      t.checkpointing ? 'yes' : 'no',
+      `${t.batchSize} x ${t.seqLen}`,
+      f2(t.step.wallS),
+      f2(t.step.cpuS),
+      f1(t.tokensPerS),
+      f1(t.tokensPerCpuS),
+      f1(t.flops.total / 1e9),
+      pct(t.mfu),
+      f2(t.weights.wallS),
+      f3(t.optimizer.wallS),
+      t.heapMiB === null ? '-' : String(f0(t.heapMiB)),
+      f0(t.peakRssMiB),
+    ]);
+    const failed = r.trainStepsNoFit.map((t) => [
+      t.storage,
+      t.checkpointing ? 'yes' : 'no',
+      `${t.batchSize} x ${t.seqLen}`,
+      'out of memory',
+      ...Array.from({ length: 7 }, () => '-'),
+      t.heapMiB === null ? '-' : String(f0(t.heapMiB)),
+      f0(t.peakRssMiB),
+    ]);
     out.push(
       table(
         [
           'storage',
           'ckpt',
+          'batch',
           'step s',
           'CPU s',
           'tok/s',
@@ -105,24 +132,16 @@ export function formatReport(r: BenchReport): string {
           'MFU',
           'weights s',
           'AdamW s',
+          'heap MiB',
           'peak RSS MiB',
         ],
-        r.trainSteps.map((t) => [
-          t.storage,
-          t.checkpointing ? 'yes' : 'no',
-          f2(t.step.wallS),
-          f2(t.step.cpuS),
-          f1(t.tokensPerS),
-          f1(t.tokensPerCpuS),
-          f1(t.flops.total / 1e9),
-          pct(t.mfu),
-          f2(t.weights.wallS),
-          f3(t.optimizer.wallS),
-          f0(t.peakRssMiB),
-        ]),
+        [...ran, ...failed],
       ),
     );
     out.push(`  FLOPs: ${r.flopFormula}`, `  ${r.mfuDefinition}`);
+    out.push(
+      '  weights s: turning the frozen layers into fp32 tensors per step (widen / dequantize); heap: the wasm heap (it only grows; 4 GiB at most)',
+    );
     for (const t of r.trainSteps) {
       if (t.tensorsAfter !== t.tensorsBefore) {
         out.push(
@@ -222,7 +241,7 @@ export function formatReport(r: BenchReport): string {
     if (r.trainSteps.length > 0) {
       const where = r.quick ? 'quick: all configurations share one process' : 'one process per configuration';
       out.push(
-        `  peak RSS of the training run (${where}): ${r.trainSteps.map((t) => `${t.storage}${t.checkpointing ? '' : ' no-ckpt'} ${f0(t.peakRssMiB)} MiB`).join(', ')}`,
+        `  peak RSS of the training run (${where}): ${r.trainSteps.map((t) => `${t.storage}${t.checkpointing ? '' : ' one tape'} ${t.batchSize}x${t.seqLen} ${f0(t.peakRssMiB)} MiB`).join(', ')}`,
       );
     }
   }
@@ -231,7 +250,7 @@ export function formatReport(r: BenchReport): string {
     const p = j.phases;
     out.push(
       '',
-      `6) main job: ${shortPath(j.configFile)} --set ${j.set.join(' ')} (${j.steps} steps of ${j.microBatchSize} x ${j.seqLen}, ${j.evals} evals)`,
+      `6) main job: ${shortPath(j.configFile)}${j.set.length > 0 ? ` --set ${j.set.join(' ')}` : ' as configured'} (${j.steps} steps of ${j.microBatchSize} x ${j.seqLen}, ${j.evals} evals)`,
     );
     out.push(
       table(
@@ -302,7 +321,7 @@ export function keyFigures(r: BenchReport): KeyFigure[] {
     add('matmul GFLOP/s (per CPU-s)', r.matmul.peakGflopsCpu, 'higher');
   }
   for (const t of r.trainSteps) {
-    const k = `train ${t.storage}${t.checkpointing ? ' ckpt' : ''}`;
+    const k = `train ${t.storage} ${t.batchSize}x${t.seqLen}${t.checkpointing ? ' ckpt' : ' one tape'}`;
     add(`${k} tok/s`, t.tokensPerS, 'higher');
     add(`${k} tok/CPU-s`, t.tokensPerCpuS, 'higher');
     add(`${k} MFU`, t.mfu, 'higher');

@@ -25,8 +25,10 @@ export interface TrainStepJob {
   runs: number;
 }
 
+/** A configuration that ran. */
 export interface TrainStepResult {
   kind: 'train-step';
+  fits: true;
   storage: Storage;
   checkpointing: boolean;
   batchSize: number;
@@ -52,9 +54,43 @@ export interface TrainStepResult {
   gflopsCpu: number;
   rssAfterBuildMiB: number;
   peakRssMiB: number;
+  /** Size of the wasm heap after the steps (it only grows: its peak); null on other backends. */
+  heapMiB: number | null;
   /** tf.memory().numTensors before the first and after the last step (should be equal). */
   tensorsBefore: number;
   tensorsAfter: number;
+}
+
+/** A configuration that ran out of memory (the wasm heap stops at 4 GiB). */
+export interface TrainStepNoFit {
+  kind: 'train-step';
+  fits: false;
+  storage: Storage;
+  checkpointing: boolean;
+  batchSize: number;
+  seqLen: number;
+  r: number;
+  heapMiB: number | null;
+  peakRssMiB: number;
+  error: string;
+}
+
+/** The wasm heap's size in MiB, or null on other backends. */
+export function wasmHeapMiB(): number | null {
+  const wasm = (tf.backend() as unknown as { wasm?: { HEAPU8?: Uint8Array } }).wasm;
+  const bytes = wasm?.HEAPU8?.buffer.byteLength;
+  return bytes === undefined ? null : bytes / 2 ** 20;
+}
+
+// What tfjs-backend-wasm throws once its heap has reached 4 GiB and cannot grow (its allocator
+// aborts, or a kernel writes past the end), and what V8 throws when a typed array cannot be allocated.
+const WASM_OUT_OF_MEMORY = /Aborted\(\)|memory access out of bounds|Cannot enlarge memory/;
+const JS_OUT_OF_MEMORY = /Array buffer allocation failed|out of memory/i;
+
+function isOutOfMemory(message: string): boolean {
+  const heap = wasmHeapMiB();
+  if (heap !== null && heap >= 4000 && WASM_OUT_OF_MEMORY.test(message)) return true;
+  return JS_OUT_OF_MEMORY.test(message);
 }
 
 /** Materialize every layer's fp32 weights once (what each forward / recompute pass does). */
@@ -62,8 +98,37 @@ function materializeAll(model: LoadedModel): void {
   for (let i = 0; i < model.layers.length; i++) disposeLayerTensors(layerTensors(model, i));
 }
 
-/** Run the job in this process (which should run nothing else, for the peak RSS). */
-export function runTrainStep(job: TrainStepJob): TrainStepResult {
+/**
+ * Run the job in this process (which should run nothing else, for the peak RSS). Running out of
+ * memory is a result (the configuration does not fit), not a failure; after a wasm abort the
+ * process's backend is unusable, so such a job must be the last one of its process.
+ */
+export function runTrainStep(job: TrainStepJob): TrainStepResult | TrainStepNoFit {
+  try {
+    return measureTrainStep(job);
+  } catch (e) {
+    const message = String((e as Error)?.message ?? e);
+    if (!isOutOfMemory(message)) throw e;
+    return {
+      kind: 'train-step',
+      fits: false,
+      storage: job.storage,
+      checkpointing: job.checkpointing,
+      batchSize: job.batchSize,
+      seqLen: job.seqLen,
+      r: job.r,
+      heapMiB: sigOrNull(wasmHeapMiB()),
+      peakRssMiB: sig(peakRssMiB()),
+      error: message.split('\n')[0]!,
+    };
+  }
+}
+
+function sigOrNull(x: number | null): number | null {
+  return x === null ? null : sig(x);
+}
+
+function measureTrainStep(job: TrainStepJob): TrainStepResult {
   const built = time(() => randomLlama(job.model, job.storage, 1));
   const model = built.value;
   const rssAfterBuild = rssMiB();
@@ -118,6 +183,7 @@ export function runTrainStep(job: TrainStepJob): TrainStepResult {
   lora.dispose();
   return {
     kind: 'train-step',
+    fits: true,
     storage: job.storage,
     checkpointing: job.checkpointing,
     batchSize: job.batchSize,
@@ -138,6 +204,7 @@ export function runTrainStep(job: TrainStepJob): TrainStepResult {
     gflopsCpu: sig(flops.total / step.cpuS / 1e9),
     rssAfterBuildMiB: sig(rssAfterBuild),
     peakRssMiB: sig(peakRssMiB()),
+    heapMiB: sigOrNull(wasmHeapMiB()),
     tensorsBefore,
     tensorsAfter,
   };

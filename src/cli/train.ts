@@ -38,7 +38,7 @@ export function summaryLines(r: TrainResult, sets: string[] = []): string[] {
       `  mft eval --model ${shown(r.baseModel)} --adapter ${shown(r.adapterDir)} ${shown(r.configFile)} --compare`,
     );
     lines.push(
-      `  mft merge --model ${shown(r.baseModel)} --adapter ${shown(r.runDir)} --out ${shown(r.runDir)}/merged`,
+      `  mft merge --model ${shown(r.baseModel)} --adapter ${shown(r.runDir)} --out ${shown(r.runDir)}-merged`,
     );
   } else {
     lines.push('resume with:');
