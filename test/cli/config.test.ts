@@ -15,7 +15,7 @@ describe('mft config check', () => {
     expect(r.stdout).toMatch(/^lora_alpha +16 +\(task file\)$/m);
     expect(r.stdout).toMatch(/^lora_r +4 +\(--set\)$/m);
     expect(r.stdout).toMatch(/^learning_rate +0\.0002 +\(task file\)$/m);
-    expect(r.stdout).toMatch(/^sequence_len +256 +\(recipe code_completion\)$/m);
+    expect(r.stdout).toMatch(/^sequence_len +128 +\(recipe code_completion\)$/m);
     expect(r.stdout).toMatch(/^adam_beta2 +0\.999 +\(default\)$/m);
   });
 
