@@ -13,21 +13,10 @@
  * renamed, so a reader sees a whole file or none.
  */
 import { createHash } from 'node:crypto';
-import {
-  closeSync,
-  existsSync,
-  fsyncSync,
-  openSync,
-  readFileSync,
-  readSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeSync,
-} from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import type { MftTokenizer } from '../model/index.js';
-import { fsyncDir, tempPathFor } from '../util/index.js';
+import { type MftTokenizer, TOKENIZER_FILES } from '../model/index.js';
+import { fsyncDir, writeFileAtomic } from '../util/index.js';
 import type { SourceFile } from './sources/index.js';
 
 /** Bump when the meaning or layout of cached data changes. */
@@ -35,20 +24,11 @@ export const CACHE_VERSION = 1;
 
 const MAGIC = 'MFTDATA1';
 const CONTENT_HASH_LIMIT = 64 * 2 ** 20;
-// Bytes per read/write call (one call cannot move more than 2 GiB).
+// Bytes per read call (one call cannot move more than 2 GiB).
 const IO_CHUNK = 2 ** 30;
 
-const TOKENIZER_FILES = [
-  'tokenizer.json',
-  'tokenizer_config.json',
-  'special_tokens_map.json',
-  'added_tokens.json',
-  'tokenizer.model',
-  'vocab.json',
-  'merges.txt',
-  'chat_template.jinja',
-  'config.json',
-];
+/** The files hashed into a tokenizer's identity: its own, and config.json (it may name BOS/EOS). */
+const TOKENIZER_IDENTITY_FILES = [...TOKENIZER_FILES, 'config.json'];
 
 function sha256File(path: string): string {
   return createHash('sha256').update(readFileSync(path)).digest('hex');
@@ -64,7 +44,7 @@ export function sourceIdentity(file: SourceFile): Record<string, string | number
 /** Identity of a tokenizer: the content of its files and the special ids it reports. */
 export function tokenizerIdentity(tok: MftTokenizer): Record<string, unknown> {
   const files: Record<string, string> = {};
-  for (const name of TOKENIZER_FILES) {
+  for (const name of TOKENIZER_IDENTITY_FILES) {
     const p = join(tok.dir, name);
     if (existsSync(p)) files[name] = sha256File(p);
   }
@@ -115,28 +95,12 @@ export function writeCacheFile(path: string, content: CacheContent, dir: string)
   head.write(MAGIC, 0, 'ascii');
   head.writeUInt32LE(Buffer.byteLength(json), MAGIC.length);
 
-  const tmp = tempPathFor(path);
-  const fd = openSync(tmp, 'w');
-  try {
-    const write = (bytes: Uint8Array) => {
-      let off = 0;
-      while (off < bytes.length) off += writeSync(fd, bytes, off, Math.min(IO_CHUNK, bytes.length - off));
-    };
-    write(head);
-    write(Buffer.from(json, 'utf8'));
-    for (const name of names) {
-      const a = content.arrays[name]!;
-      write(new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
-      write(new Uint8Array(pad8(a.byteLength)));
-    }
-    fsyncSync(fd);
-  } catch (e) {
-    closeSync(fd);
-    rmSync(tmp, { force: true });
-    throw e;
+  const parts: Uint8Array[] = [head, Buffer.from(json, 'utf8')];
+  for (const name of names) {
+    const a = content.arrays[name]!;
+    parts.push(new Uint8Array(a.buffer, a.byteOffset, a.byteLength), new Uint8Array(pad8(a.byteLength)));
   }
-  closeSync(fd);
-  renameSync(tmp, path);
+  writeFileAtomic(path, parts);
   fsyncDir(dir);
 }
 

@@ -25,6 +25,7 @@ import {
   SINGLE_FILE,
   specHash,
   type TensorData,
+  TOKENIZER_FILES,
 } from '../model/index.js';
 import { dequantize, quantize } from '../quant/index.js';
 import { fail, fsyncDir, MftError, tempPathFor, writeFileAtomic } from '../util/index.js';
@@ -35,14 +36,7 @@ export type MergeBase = 'plain' | 'dequantized';
 
 /** Files of a base model directory copied next to the merged weights (when present). */
 export const COPIED_FILES = [
-  'tokenizer.json',
-  'tokenizer_config.json',
-  'special_tokens_map.json',
-  'added_tokens.json',
-  'tokenizer.model',
-  'vocab.json',
-  'merges.txt',
-  'chat_template.jinja',
+  ...TOKENIZER_FILES,
   'chat_template.json',
   'generation_config.json',
   'LICENSE',

@@ -70,4 +70,4 @@ export {
   specHash,
 } from './spec.js';
 export { type FloatStorage, StoredTensor } from './stored-tensor.js';
-export { loadTokenizer, type MftTokenizer } from './tokenizer.js';
+export { loadTokenizer, type MftTokenizer, TOKENIZER_FILES } from './tokenizer.js';

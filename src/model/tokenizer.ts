@@ -44,6 +44,18 @@ export interface MftTokenizer {
   readonly dir: string;
 }
 
+/** The files a Hugging Face tokenizer folder may hold (only tokenizer.json is required). */
+export const TOKENIZER_FILES = [
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'special_tokens_map.json',
+  'added_tokens.json',
+  'tokenizer.model',
+  'vocab.json',
+  'merges.txt',
+  'chat_template.jinja',
+] as const;
+
 type Json = Record<string, unknown>;
 
 /**

@@ -12,6 +12,7 @@
  * absmaxes with its dynamic (non-linear) 8-bit map; we chose the linear one because its error bound
  * is a one-line formula and it costs the same memory.
  */
+import { roundToInt8 } from './int8.js';
 import { blockCount, checkBlockSize, sharedFloat32, sharedInt8 } from './shared-arrays.js';
 
 /** Absmaxes per double-quantization block. */
@@ -64,9 +65,7 @@ export function doubleQuantize(
     if (s32 === 0) continue; // every absmax equals the offset: codes stay 0
     const f = 127 / s32;
     for (let i = start; i < end; i++) {
-      const x = (absmax[i]! - offset) * f;
-      const r = x >= 0 ? Math.floor(x + 0.5) : -Math.floor(0.5 - x);
-      codes[i] = Math.min(127, Math.max(-127, r));
+      codes[i] = roundToInt8((absmax[i]! - offset) * f);
     }
   }
   return { codes, scales, offset, size, blockSize };

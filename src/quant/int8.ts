@@ -7,7 +7,7 @@
  *
  * An all-zero block has a = 0 and codes 0, and dequantizes to exactly 0.
  */
-import { blockCount, checkBlockSize, sharedFloat32, sharedInt8 } from './shared-arrays.js';
+import { blockAbsmax, blockCount, checkBlockSize, sharedFloat32, sharedInt8 } from './shared-arrays.js';
 
 /** Default int8 block size. */
 export const INT8_BLOCK_SIZE = 64;
@@ -21,6 +21,15 @@ export interface Int8Blocks {
   /** Number of values. */
   readonly size: number;
   readonly blockSize: number;
+}
+
+/**
+ * The int8 code of `x` (a value already scaled by 127 / scale): rounded half away from zero, so +x
+ * and -x mirror; |x| <= 127 up to rounding, the clamp to [-127, 127] makes it certain.
+ */
+export function roundToInt8(x: number): number {
+  const r = x >= 0 ? Math.floor(x + 0.5) : -Math.floor(0.5 - x);
+  return Math.min(127, Math.max(-127, r));
 }
 
 /**
@@ -40,19 +49,12 @@ export function quantizeInt8(values: Float32Array, blockSize: number = INT8_BLOC
   for (let b = 0; b < nBlocks; b++) {
     const start = b * blockSize;
     const end = Math.min(start + blockSize, size);
-    let a = 0;
-    for (let i = start; i < end; i++) {
-      const v = Math.abs(values[i]!);
-      if (v > a) a = v;
-    }
+    const a = blockAbsmax(values, start, end);
     absmax[b] = a;
     if (a === 0) continue; // codes stay 0
     const f = 127 / a;
     for (let i = start; i < end; i++) {
-      const x = values[i]! * f;
-      // Round half away from zero; |x| <= 127 up to rounding, the clamp makes it certain.
-      const r = x >= 0 ? Math.floor(x + 0.5) : -Math.floor(0.5 - x);
-      codes[i] = Math.min(127, Math.max(-127, r));
+      codes[i] = roundToInt8(values[i]! * f);
     }
   }
   return { codes, absmax, size, blockSize };

@@ -9,7 +9,7 @@
  * A block whose values are all zero has a = 0; its values get the code of 0.0 (index 7), so it
  * dequantizes to exactly 0 (never 0 / 0 = NaN), even when double quantization perturbs its absmax.
  */
-import { blockCount, checkBlockSize, sharedFloat32, sharedUint8 } from './shared-arrays.js';
+import { blockAbsmax, blockCount, checkBlockSize, sharedFloat32, sharedUint8 } from './shared-arrays.js';
 
 /**
  * The 16 NF4 levels, verbatim from bitsandbytes (`bitsandbytes/functional.py`, `get_4bit_type('nf4')`,
@@ -73,11 +73,7 @@ export function quantizeNf4(values: Float32Array, blockSize: number = NF4_BLOCK_
   for (let b = 0; b < nBlocks; b++) {
     const start = b * blockSize;
     const end = Math.min(start + blockSize, size);
-    let a = 0;
-    for (let i = start; i < end; i++) {
-      const v = Math.abs(values[i]!);
-      if (v > a) a = v;
-    }
+    const a = blockAbsmax(values, start, end);
     absmax[b] = a;
     // A zero block: every value is 0, so every code is the zero code.
     const inv = a > 0 ? 1 / a : 0;

@@ -17,10 +17,6 @@ export function absmaxByteLength(absmax: BlockAbsmax): number {
     : absmax.codes.byteLength + absmax.scales.byteLength + 4;
 }
 
-function plainAbsmax(absmax: BlockAbsmax): Float32Array {
-  return absmax instanceof Float32Array ? absmax : dequantizeDoubleQuant(absmax);
-}
-
 function checkCodes(name: string, shape: readonly number[], codes: number, expected: number): void {
   if (codes !== expected) {
     throw new Error(
@@ -29,21 +25,18 @@ function checkCodes(name: string, shape: readonly number[], codes: number, expec
   }
 }
 
-/** A frozen weight stored as NF4 codes (two per byte) with one absmax per block of 64. */
-export class Nf4Tensor implements FrozenTensor {
-  readonly storage = 'nf4' as const;
+/** What NF4 and int8 weights share: block absmaxes (plain or double-quantized) and their byte count. */
+abstract class BlockQuantTensor {
   readonly size: number;
 
   constructor(
     readonly name: string,
     readonly shape: readonly number[],
-    /** `ceil(size / 2)` bytes, element 2k in the high nibble. */
-    readonly codes: Uint8Array,
+    readonly codes: Uint8Array | Int8Array,
     readonly absmax: BlockAbsmax,
     readonly blockSize: number,
   ) {
     this.size = shape.reduce((a, b) => a * b, 1);
-    checkCodes(name, shape, codes.length, Math.ceil(this.size / 2));
   }
 
   /** Codes plus every scale (and the double-quantization offset). */
@@ -55,51 +48,53 @@ export class Nf4Tensor implements FrozenTensor {
     return !(this.absmax instanceof Float32Array);
   }
 
+  /** The block absmaxes as fp32 (dequantized first when double-quantized). */
+  protected plainAbsmax(): Float32Array {
+    return this.absmax instanceof Float32Array ? this.absmax : dequantizeDoubleQuant(this.absmax);
+  }
+}
+
+/** A frozen weight stored as NF4 codes (two per byte) with one absmax per block of 64. */
+export class Nf4Tensor extends BlockQuantTensor implements FrozenTensor {
+  readonly storage = 'nf4' as const;
+
+  constructor(
+    name: string,
+    shape: readonly number[],
+    /** `ceil(size / 2)` bytes, element 2k in the high nibble. */
+    readonly codes: Uint8Array,
+    absmax: BlockAbsmax,
+    blockSize: number,
+  ) {
+    super(name, shape, codes, absmax, blockSize);
+    checkCodes(name, shape, codes.length, Math.ceil(this.size / 2));
+  }
+
   /** Dequantized fp32 values; pass `out` (at least `size` long) to reuse a buffer. */
   toFloat32(out?: Float32Array): Float32Array {
-    const q = {
-      codes: this.codes,
-      absmax: plainAbsmax(this.absmax),
-      size: this.size,
-      blockSize: this.blockSize,
-    };
+    const q = { codes: this.codes, absmax: this.plainAbsmax(), size: this.size, blockSize: this.blockSize };
     return dequantizeNf4(q, out);
   }
 }
 
 /** A frozen weight stored as one int8 code per value with one absmax per block of 64. */
-export class Int8Tensor implements FrozenTensor {
+export class Int8Tensor extends BlockQuantTensor implements FrozenTensor {
   readonly storage = 'int8' as const;
-  readonly size: number;
 
   constructor(
-    readonly name: string,
-    readonly shape: readonly number[],
+    name: string,
+    shape: readonly number[],
     readonly codes: Int8Array,
-    readonly absmax: BlockAbsmax,
-    readonly blockSize: number,
+    absmax: BlockAbsmax,
+    blockSize: number,
   ) {
-    this.size = shape.reduce((a, b) => a * b, 1);
+    super(name, shape, codes, absmax, blockSize);
     checkCodes(name, shape, codes.length, this.size);
-  }
-
-  /** Codes plus every scale (and the double-quantization offset). */
-  get byteLength(): number {
-    return this.codes.byteLength + absmaxByteLength(this.absmax);
-  }
-
-  get doubleQuant(): boolean {
-    return !(this.absmax instanceof Float32Array);
   }
 
   /** Dequantized fp32 values; pass `out` (at least `size` long) to reuse a buffer. */
   toFloat32(out?: Float32Array): Float32Array {
-    const q = {
-      codes: this.codes,
-      absmax: plainAbsmax(this.absmax),
-      size: this.size,
-      blockSize: this.blockSize,
-    };
+    const q = { codes: this.codes, absmax: this.plainAbsmax(), size: this.size, blockSize: this.blockSize };
     return dequantizeInt8(q, out);
   }
 }

@@ -24,6 +24,16 @@ export function blockCount(size: number, blockSize: number): number {
   return Math.ceil(size / blockSize);
 }
 
+/** max |values[i]| over the block `[start, end)`: the scale blockwise absmax quantization uses. */
+export function blockAbsmax(values: Float32Array, start: number, end: number): number {
+  let a = 0;
+  for (let i = start; i < end; i++) {
+    const v = Math.abs(values[i]!);
+    if (v > a) a = v;
+  }
+  return a;
+}
+
 /** Throws when `blockSize` is not a positive integer (and even, when `even`). */
 export function checkBlockSize(blockSize: number, fn: string, even: boolean): void {
   if (!Number.isInteger(blockSize) || blockSize <= 0 || (even && blockSize % 2 !== 0)) {

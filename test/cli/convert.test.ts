@@ -1,16 +1,15 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { CONVERTED_FILES } from '../../src/model/llama2c.js';
+import { fileTempDir } from '../helpers/tmp-dir.js';
 import { runCli } from './run-cli.js';
 
 const SHIPPED = 'checkpoints/base/tinystories-260k';
 const CHECKPOINT = 'test/fixtures/stories260K/stories260K.bin';
 const TOKENIZER = 'test/fixtures/stories260K/tok512.model';
 
-const tmp = mkdtempSync(join(tmpdir(), 'mft-convert-'));
-afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+const tmp = fileTempDir('convert');
 
 describe('mft convert llama2c', () => {
   test('re-converting stories260K reproduces the shipped checkpoints/base/tinystories-260k byte for byte', () => {

@@ -1,14 +1,14 @@
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { makeTempDir, removeTempDirs } from '../helpers/tmp-dir.js';
 import { REPO_ROOT, runCli } from './run-cli.js';
 
 let dir: string;
 const BASE = join(REPO_ROOT, 'checkpoints/base/tinystories-260k');
 
 beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'mft-cli-data-'));
+  dir = makeTempDir('cli-data');
   writeFileSync(
     join(dir, 'data.jsonl'),
     [
@@ -28,9 +28,7 @@ beforeAll(() => {
   writeFileSync(join(dir, 'task.yaml'), task('data.jsonl'));
   writeFileSync(join(dir, 'bad.yaml'), task('bad.jsonl'));
 });
-afterAll(() => {
-  rmSync(dir, { recursive: true, force: true });
-});
+afterAll(removeTempDirs);
 
 describe('mft data inspect', () => {
   test('prints the figures and examples with the untrained tokens bracketed', () => {

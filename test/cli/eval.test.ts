@@ -3,13 +3,13 @@
  * project; test/fixtures/llama-golden/README.md), line completions from llama2.c's greedy story
  * (test/fixtures/stories260K/), and the trained-adapter check from the trainer's own metrics.jsonl.
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { loadTaskConfig } from '../../src/config/index.js';
 import { SafetensorsFile } from '../../src/model/index.js';
 import { type Progress, readMetrics, train } from '../../src/train/index.js';
+import { fileTempDir } from '../helpers/tmp-dir.js';
 import { runCli } from './run-cli.js';
 
 const GOLDEN = 'test/fixtures/llama-golden';
@@ -20,8 +20,7 @@ const goldenJson = JSON.parse(readFileSync(`${GOLDEN}/golden.json`, 'utf8')) as 
 };
 const golden = SafetensorsFile.open(`${GOLDEN}/golden.safetensors`);
 const story = readFileSync('test/fixtures/stories260K/greedy_t0_n256_noprompt.txt', 'utf8').split('\n');
-const tmp = mkdtempSync(join(tmpdir(), 'mft-eval-cli-'));
-afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+const tmp = fileTempDir('eval-cli');
 
 function jsonl(name: string, records: unknown[]): string {
   const path = join(tmp, name);

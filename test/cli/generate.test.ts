@@ -2,15 +2,15 @@
  * `mft generate` end to end. THE check: the embedded stories260K model, greedy, no prompt, prints
  * exactly the text of llama2.c's run.c (test/fixtures/stories260K/).
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { afterAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
 import { saveAdapter } from '../../src/lora/peft-adapter.js';
 import { generate, loadModel, type ModelLora } from '../../src/model/index.js';
 import { Rng } from '../../src/util/index.js';
+import { fileTempDir } from '../helpers/tmp-dir.js';
 import { REPO_ROOT, runCli } from './run-cli.js';
 
 const MODEL = join(REPO_ROOT, 'checkpoints/base/tinystories-260k');
@@ -20,8 +20,7 @@ const expectedIds = readFileSync(join(FIX, 'greedy_t0_n256_noprompt.ids.txt'), '
   .split(/\s+/)
   .map(Number);
 
-const tmp = mkdtempSync(join(tmpdir(), 'mft-generate-'));
-afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+const tmp = fileTempDir('generate');
 
 describe('mft generate', () => {
   test('stories260K greedy without a prompt prints exactly run.c output', () => {

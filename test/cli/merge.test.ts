@@ -1,15 +1,14 @@
 /** `mft merge` end to end through the CLI: streams, exit codes, --checkpoint, --json. */
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { SafetensorsFile } from '../../src/model/index.js';
+import { fileTempDir } from '../helpers/tmp-dir.js';
 import { runCli } from './run-cli.js';
 
 const BASE = 'test/fixtures/llama-golden';
 const ADAPTER = `${BASE}/adapter`;
-const root = mkdtempSync(join(tmpdir(), 'mft-cli-merge-'));
-afterAll(() => rmSync(root, { recursive: true, force: true }));
+const root = fileTempDir('cli-merge');
 
 describe('mft merge', () => {
   test('writes the merged model, prints its folder on stdout and the adapter used on stderr', () => {

@@ -1,8 +1,8 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { afterAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { loadTokenizer } from '../../src/model/tokenizer.js';
+import { fileTempDir } from '../helpers/tmp-dir.js';
 import { REPO_ROOT, runCli } from './run-cli.js';
 
 const MODEL = 'checkpoints/base/tinystories-260k';
@@ -10,8 +10,7 @@ const MODEL = 'checkpoints/base/tinystories-260k';
 // (test/fixtures/stories260K/greedy_t0_n256_noprompt.ids.txt), after BOS = 1.
 const ONCE = [403, 407, 261, 378];
 
-const tmp = mkdtempSync(join(tmpdir(), 'mft-tokenize-'));
-afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+const tmp = fileTempDir('tokenize');
 
 describe('mft tokenize', () => {
   test('--text prints one JSON array of ids (with BOS) and nothing else', () => {

@@ -4,11 +4,11 @@
  * output directory that holds a run, and the stop on a non-finite loss.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { type MetricsRow, readMetrics } from '../../src/train/metrics.js';
+import { makeTempDir, removeTempDirs } from '../helpers/tmp-dir.js';
 import { REPO_ROOT, runCli } from './run-cli.js';
 
 const BASE = join(REPO_ROOT, 'checkpoints/base/tinystories-260k');
@@ -99,7 +99,7 @@ function comparable(rows: MetricsRow[]): unknown[] {
 }
 
 beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'mft-train-cli-'));
+  dir = makeTempDir('train-cli');
   const names = ['Tom', 'Lily', 'Sam', 'Mia', 'Ben'];
   const things = ['a red ball', 'a big tree', 'a small dog', 'a blue boat', 'a shiny star'];
   const lines = Array.from({ length: 48 }, (_, i) => {
@@ -110,9 +110,7 @@ beforeAll(() => {
   writeFileSync(join(dir, 'data.jsonl'), `${lines.join('\n')}\n`);
 });
 
-afterAll(() => {
-  rmSync(dir, { recursive: true, force: true });
-});
+afterAll(removeTempDirs);
 
 describe('mft train', () => {
   test('resume after kill -9 gives the per-step losses and the final adapter of an uninterrupted run', async () => {

@@ -1,33 +1,19 @@
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
-import { homedir, tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { homedir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { loadTaskConfig, NOT_SUPPORTED_YET, TASK_KEYS, type TaskConfig } from '../../src/config/index.js';
 import { loadTaskConfigWith } from '../../src/config/load-task-config.js';
 import { formatProblem, MftError } from '../../src/util/index.js';
 import { REPO_ROOT } from '../cli/run-cli.js';
+import { makeTempDir, removeTempDirs } from '../helpers/tmp-dir.js';
 
 const root = (...p: string[]) => join(REPO_ROOT, ...p);
 const CONFIGS = root('test/fixtures/configs');
-const temps: string[] = [];
-afterAll(() => {
-  for (const t of temps) rmSync(t, { recursive: true, force: true });
-});
+afterAll(removeTempDirs);
 
 /** A fresh folder outside the repository. */
-function tempDir(): string {
-  const d = mkdtempSync(join(tmpdir(), 'mft-config-'));
-  temps.push(d);
-  return d;
-}
+const tempDir = () => makeTempDir('config');
 
 function write(dir: string, name: string, text: string): string {
   const p = join(dir, name);

@@ -1,14 +1,13 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { FORMATS, loadRecipe, loadTaskConfig } from '../../src/config/index.js';
 import { formatProblem, MftError } from '../../src/util/index.js';
 import { REPO_ROOT } from '../cli/run-cli.js';
+import { fileTempDir } from '../helpers/tmp-dir.js';
 
 const SHIPPED = ['alpaca', 'code_completion', 'completion', 'instruct', 'text'];
-const dir = mkdtempSync(join(tmpdir(), 'mft-recipe-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const dir = fileTempDir('recipe');
 
 function problemsOf(f: () => unknown): string[] {
   try {

@@ -1,11 +1,11 @@
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { buildDataset, drawValidationRecords } from '../../src/data/build-dataset.js';
 import type { DataConfig, DataRecipe, RecipeFormat } from '../../src/data/types.js';
 import { loadTokenizer } from '../../src/model/index.js';
 import { MftError } from '../../src/util/index.js';
+import { makeTempDir, removeTempDirs } from '../helpers/tmp-dir.js';
 import { charIds, charTokenizer } from './char-tokenizer.js';
 
 const FIXTURES = join(import.meta.dirname, '../fixtures');
@@ -13,11 +13,9 @@ let dir: string;
 let n = 0;
 
 beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'mft-build-'));
+  dir = makeTempDir('build');
 });
-afterAll(() => {
-  rmSync(dir, { recursive: true, force: true });
-});
+afterAll(removeTempDirs);
 
 function file(name: string, content: string | Buffer): string {
   const p = join(dir, name);

@@ -1,12 +1,12 @@
 // The shipped code dataset: its README records the content hash of its files, and it packs densely
 // for the default task (code_completion, sequence_len 256, the tinystories-260k tokenizer).
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect, test } from 'vitest';
 import { buildDataset } from '../../src/data/build-dataset.js';
 import { datasetContentHash } from '../../src/data/from-dir/from-dir.js';
 import { loadTokenizer } from '../../src/model/index.js';
+import { makeTempDir, removeTempDirs } from '../helpers/tmp-dir.js';
 
 const ROOT = join(import.meta.dirname, '../..');
 const DATASET = join(ROOT, 'datasets/github_code');
@@ -16,7 +16,7 @@ test('README.md names the content hash of train.jsonl + validation.jsonl', () =>
 });
 
 test('packing efficiency is at least 95% at sequence_len 256', async () => {
-  const cache = mkdtempSync(join(tmpdir(), 'mft-github-code-'));
+  const cache = makeTempDir('github-code');
   try {
     const tok = await loadTokenizer(join(ROOT, 'checkpoints/base/tinystories-260k'));
     const data = await buildDataset(
@@ -47,6 +47,6 @@ test('packing efficiency is at least 95% at sequence_len 256', async () => {
     expect(data.stats.train.packingEfficiency).toBeGreaterThanOrEqual(0.95);
     expect(data.stats.validation!.packingEfficiency).toBeGreaterThanOrEqual(0.95);
   } finally {
-    rmSync(cache, { recursive: true, force: true });
+    removeTempDirs();
   }
 });

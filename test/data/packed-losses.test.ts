@@ -1,8 +1,7 @@
 // Packing must not change what the model computes: every sample's loss is the same whether it
 // sits alone in a padded row or packed with others (segment mask, restarted positions, -100 on
 // the last token of each sample). Run through the real model forward on llama-golden.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, expect, test } from 'vitest';
@@ -12,6 +11,7 @@ import type { PackedSplit } from '../../src/data/packed-split.js';
 import type { DataConfig } from '../../src/data/types.js';
 import { forward, type LoadedModel, loadModel } from '../../src/model/index.js';
 import { Rng } from '../../src/util/index.js';
+import { makeTempDir, removeTempDirs } from '../helpers/tmp-dir.js';
 import { charTokenizer } from './char-tokenizer.js';
 
 const VOCAB = 384; // llama-golden
@@ -20,12 +20,10 @@ let model: LoadedModel;
 
 beforeAll(async () => {
   await initBackend('wasm');
-  dir = mkdtempSync(join(tmpdir(), 'mft-packed-loss-'));
+  dir = makeTempDir('packed-loss');
   model = await loadModel(join(import.meta.dirname, '../fixtures/llama-golden'));
 });
-afterAll(() => {
-  rmSync(dir, { recursive: true, force: true });
-});
+afterAll(removeTempDirs);
 
 /** Per-sample loss sums (float64 cross-entropy over the returned logits), keyed by store sample index. */
 function perSampleLoss(split: PackedSplit, seqLen: number): Map<number, number> {

@@ -1,23 +1,20 @@
 // End-to-end builds over the real data files in test/fixtures/data with real tokenizers.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { buildDataset } from '../../src/data/build-dataset.js';
 import type { DataConfig, DataRecipe } from '../../src/data/types.js';
 import { loadTokenizer, type MftTokenizer } from '../../src/model/index.js';
+import { makeTempDir, removeTempDirs } from '../helpers/tmp-dir.js';
 
 const FIXTURES = join(import.meta.dirname, '../fixtures');
 let cache: string;
 let smol: MftTokenizer;
 
 beforeAll(async () => {
-  cache = mkdtempSync(join(tmpdir(), 'mft-real-'));
+  cache = makeTempDir('real');
   smol = await loadTokenizer(join(FIXTURES, 'tokenizers/smollm2-135m-instruct'));
 });
-afterAll(() => {
-  rmSync(cache, { recursive: true, force: true });
-});
+afterAll(removeTempDirs);
 
 function config(dataset: string, recipe: DataRecipe, over: Partial<DataConfig> = {}): DataConfig {
   return {

@@ -3,20 +3,19 @@
  * records tokenized by the model's tokenizer (loaded only then), the model's context as the limit,
  * and the held-out draw that matches the trainer's validation split (`buildDataset`).
  */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { loadRecipe } from '../../src/config/index.js';
 import { buildDataset } from '../../src/data/index.js';
 import { type EvalDataSpec, LazyTokenizer, readEvalData, resolveEvalSource } from '../../src/eval/index.js';
 import { loadTokenizer } from '../../src/model/index.js';
 import { MftError } from '../../src/util/index.js';
+import { fileTempDir } from '../helpers/tmp-dir.js';
 
 const GOLDEN = new URL('../fixtures/llama-golden/', import.meta.url).pathname; // no tokenizer files
 const STORIES = new URL('../../checkpoints/base/tinystories-260k/', import.meta.url).pathname;
-const tmp = mkdtempSync(join(tmpdir(), 'mft-eval-data-'));
-afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+const tmp = fileTempDir('eval-data');
 
 function jsonl(name: string, records: unknown[]): string {
   const path = join(tmp, name);

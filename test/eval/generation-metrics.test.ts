@@ -4,11 +4,10 @@
  * produced outside this project: greedy decoding from BOS gives the story, so a prompt that is the
  * story up to a line boundary must be continued with the story's next line.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { beforeAll, describe, expect, test } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
 import { loadRecipe } from '../../src/config/index.js';
 import {
@@ -21,12 +20,12 @@ import {
   scoreGenerations,
 } from '../../src/eval/index.js';
 import { type LoadedModel, loadModel, type MftTokenizer } from '../../src/model/index.js';
+import { fileTempDir } from '../helpers/tmp-dir.js';
 
 const STORIES = new URL('../../checkpoints/base/tinystories-260k/', import.meta.url).pathname;
 const FIXTURE = new URL('../fixtures/stories260K/', import.meta.url).pathname;
 const story = readFileSync(`${FIXTURE}greedy_t0_n256_noprompt.txt`, 'utf8').split('\n');
-const tmp = mkdtempSync(join(tmpdir(), 'mft-eval-gen-'));
-afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+const tmp = fileTempDir('eval-gen');
 
 /** 2 LCS / (|a| + |b|) by a plain full-table dynamic programme, for the expected similarity. */
 function similarity(a: string, b: string): number {

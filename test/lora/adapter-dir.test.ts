@@ -1,23 +1,12 @@
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { resolveAdapterDir } from '../../src/lora/adapter-dir.js';
-import { MftError } from '../../src/util/index.js';
+import { errorOf } from '../helpers/error-of.js';
+import { fileTempDir } from '../helpers/tmp-dir.js';
 
 const ADAPTER = 'test/fixtures/llama-golden/adapter';
-const root = mkdtempSync(join(tmpdir(), 'mft-adapter-dir-'));
-afterAll(() => rmSync(root, { recursive: true, force: true }));
-
-function errorOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(MftError);
-    return (e as Error).message;
-  }
-  throw new Error('expected an error');
-}
+const root = fileTempDir('adapter-dir');
 
 describe('resolveAdapterDir', () => {
   const run = join(root, 'run');

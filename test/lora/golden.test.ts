@@ -3,8 +3,6 @@
  * the tiny Llama, against logits, loss and LoRA gradients computed by an independent PyTorch
  * implementation in float64. Run on wasm and cpu.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -15,20 +13,10 @@ import { loraFromAdapter, loraToAdapter } from '../../src/lora/lora-state.js';
 import { loadAdapter, saveAdapter } from '../../src/lora/peft-adapter.js';
 import { forward, type LoadedModel, loadModel } from '../../src/model/index.js';
 import { SafetensorsFile } from '../../src/model/safetensors.js';
+import { causalBatch, relMaxErr } from '../helpers/golden.js';
+import { makeTempDir, removeTempDirs } from '../helpers/tmp-dir.js';
 
 const FIXTURE = join(import.meta.dirname, '..', 'fixtures', 'llama-golden');
-
-/** max |ours - ref| / max |ref| (the fixture's definition of relative error). */
-function relErr(ours: ArrayLike<number>, ref: ArrayLike<number>): number {
-  expect(ours.length).toBe(ref.length);
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < ref.length; i++) {
-    num = Math.max(num, Math.abs(ours[i]! - ref[i]!));
-    den = Math.max(den, Math.abs(ref[i]!));
-  }
-  return num / den;
-}
 
 const golden = SafetensorsFile.open(join(FIXTURE, 'golden.safetensors'));
 const goldenGrads = SafetensorsFile.open(join(FIXTURE, 'lora_grads.safetensors'));
@@ -38,18 +26,7 @@ const loraLoss = (golden.read('lora_loss').data as Float32Array)[0]!; // mean ov
 const baseLogits = golden.read('logits').data as Float32Array;
 
 /** The golden batch: two rows of 24 tokens, next-token labels, the last position carries no loss. */
-function goldenBatch(): Batch {
-  const [B, T] = [2, 24];
-  const labels = new Int32Array(B * T).fill(-100);
-  const positionIds = new Int32Array(B * T);
-  for (let b = 0; b < B; b++) {
-    for (let t = 0; t < T; t++) {
-      positionIds[b * T + t] = t;
-      if (t < T - 1) labels[b * T + t] = inputIds[b * T + t + 1]!;
-    }
-  }
-  return { batchSize: B, seqLen: T, inputIds, labels, segmentIds: new Int32Array(B * T), positionIds };
-}
+const goldenBatch = (): Batch => causalBatch(inputIds, 2, 24);
 
 afterAll(() => {
   golden.close();
@@ -70,9 +47,9 @@ describe.each(['wasm', 'cpu'] as const)('llama-golden LoRA on %s', (backend) => 
     const lora = loraFromAdapter(model, loadAdapter(join(FIXTURE, 'adapter')));
     expect(lora.config.scale).toBe(2); // lora_alpha / r = 8 / 4
     const out = forward(model, batch, { lora: lora.toModelLora(), returnLogits: true });
-    expect(relErr(out.logits!, loraLogits)).toBeLessThan(1e-4);
+    expect(relMaxErr(out.logits!, loraLogits)).toBeLessThan(1e-4);
     // the adapter matters: the base logits are far from the LoRA ones
-    expect(relErr(baseLogits, loraLogits)).toBeGreaterThan(1e-2);
+    expect(relMaxErr(baseLogits, loraLogits)).toBeGreaterThan(1e-2);
     expect(out.count).toBe(46);
     expect(Math.abs(out.lossSum / out.count - loraLoss)).toBeLessThan(1e-4);
     lora.dispose();
@@ -90,7 +67,7 @@ describe.each(['wasm', 'cpu'] as const)('llama-golden LoRA on %s', (backend) => 
       for (const [key, g] of r.grads) {
         const ref = goldenGrads.read(key);
         expect(g.shape, key).toEqual(ref.shape);
-        expect(relErr(g.dataSync(), ref.data as Float32Array), key).toBeLessThan(1e-3);
+        expect(relMaxErr(g.dataSync(), ref.data as Float32Array), key).toBeLessThan(1e-3);
       }
       tf.dispose([...r.grads.values()]);
       lora.dispose();
@@ -100,7 +77,7 @@ describe.each(['wasm', 'cpu'] as const)('llama-golden LoRA on %s', (backend) => 
   test('save (loraToAdapter + saveAdapter), reload: the same logits', () => {
     const lora = loraFromAdapter(model, loadAdapter(join(FIXTURE, 'adapter')));
     const before = forward(model, batch, { lora: lora.toModelLora(), returnLogits: true });
-    const dir = mkdtempSync(join(tmpdir(), 'mft-lora-golden-'));
+    const dir = makeTempDir('lora-golden');
     try {
       saveAdapter(dir, loraToAdapter(lora));
       lora.dispose();
@@ -117,10 +94,10 @@ describe.each(['wasm', 'cpu'] as const)('llama-golden LoRA on %s', (backend) => 
       const back = loraFromAdapter(model, reloaded);
       const after = forward(model, batch, { lora: back.toModelLora(), returnLogits: true });
       expect(after.logits).toEqual(before.logits);
-      expect(relErr(after.logits!, loraLogits)).toBeLessThan(1e-4);
+      expect(relMaxErr(after.logits!, loraLogits)).toBeLessThan(1e-4);
       back.dispose();
     } finally {
-      rmSync(dir, { recursive: true, force: true });
+      removeTempDirs();
     }
   });
 });

@@ -3,31 +3,21 @@
  * layout (shards, index, config.json, copied files), dtype rounding, refusals, adapter resolution,
  * and the merged model's logits against the fixture's `lora_logits` (computed outside this project).
  */
-import {
-  copyFileSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
-import type { Batch } from '../../src/data/batch.js';
 import { mergeAdapter, parseSize } from '../../src/lora/merge.js';
 import { loadAdapter, type PeftAdapter } from '../../src/lora/peft-adapter.js';
 import { forward, loadModel, openCheckpoint, SafetensorsFile } from '../../src/model/index.js';
 import { dequantize, quantize } from '../../src/quant/index.js';
-import { MftError } from '../../src/util/index.js';
+import { errorOf } from '../helpers/error-of.js';
+import { causalBatch, relMaxErr } from '../helpers/golden.js';
+import { fileTempDir } from '../helpers/tmp-dir.js';
 
 const BASE = 'test/fixtures/llama-golden';
 const ADAPTER = `${BASE}/adapter`;
-const root = mkdtempSync(join(tmpdir(), 'mft-merge-'));
-afterAll(() => rmSync(root, { recursive: true, force: true }));
+const root = fileTempDir('merge');
 let n = 0;
 const fresh = (name: string) => join(root, `${name}-${n++}`);
 
@@ -98,16 +88,6 @@ function wordValue(h: number, kind: 'bf16' | 'fp16'): number {
   const e = (h >> mb) & (2 ** eb - 1);
   const m = h & (2 ** mb - 1);
   return e === 0 ? s * m * 2 ** (1 - bias - mb) : s * 2 ** (e - bias) * (1 + m / 2 ** mb);
-}
-
-function errorOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(MftError);
-    return (e as Error).message;
-  }
-  throw new Error('expected an error');
 }
 
 const merge = (out: string, extra: Partial<Parameters<typeof mergeAdapter>[0]> = {}) =>
@@ -341,27 +321,10 @@ describe.each(['wasm', 'cpu'] as const)('the merged model on %s', (backend) => {
     const ids = golden.read('input_ids').data as Int32Array;
     const ref = golden.read('lora_logits').data as Float32Array;
     golden.close();
-    const [B, T] = [2, 24];
-    const labels = new Int32Array(B * T).fill(-100);
-    const positionIds = new Int32Array(B * T);
-    for (let b = 0; b < B; b++) {
-      for (let t = 0; t < T; t++) {
-        positionIds[b * T + t] = t;
-        if (t < T - 1) labels[b * T + t] = ids[b * T + t + 1] as number;
-      }
-    }
-    const batch: Batch = {
-      batchSize: B,
-      seqLen: T,
-      inputIds: ids,
-      labels,
-      segmentIds: new Int32Array(B * T),
-      positionIds,
-    };
+    const batch = causalBatch(ids, 2, 24);
     const model = await loadModel(out);
     const r = forward(model, batch, { returnLogits: true });
-    const maxRef = ref.reduce((a, v) => Math.max(a, Math.abs(v)), 0);
-    expect(maxAbsDiff(r.logits as Float32Array, ref) / maxRef).toBeLessThan(1e-4);
+    expect(relMaxErr(r.logits as Float32Array, ref)).toBeLessThan(1e-4);
     const goldenJson = JSON.parse(readFileSync(`${BASE}/golden.json`, 'utf8'));
     expect(Math.abs(r.lossSum / r.count - goldenJson.lora_loss)).toBeLessThan(1e-4);
   });

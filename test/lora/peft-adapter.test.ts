@@ -1,17 +1,16 @@
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
 import { loraFromAdapter } from '../../src/lora/index.js';
 import { loadAdapter, type MftTrainingInfo, saveAdapter } from '../../src/lora/peft-adapter.js';
 import { forward, loadModel } from '../../src/model/index.js';
 import { SafetensorsFile, writeSafetensors } from '../../src/model/safetensors.js';
-import { MftError } from '../../src/util/index.js';
+import { errorOf } from '../helpers/error-of.js';
+import { fileTempDir } from '../helpers/tmp-dir.js';
 
 const FIXTURE = 'test/fixtures/llama-golden/adapter';
-const root = mkdtempSync(join(tmpdir(), 'mft-peft-'));
-afterAll(() => rmSync(root, { recursive: true, force: true }));
+const root = fileTempDir('peft');
 let n = 0;
 
 const fixtureConfig = JSON.parse(readFileSync(join(FIXTURE, 'adapter_config.json'), 'utf8')) as Record<
@@ -29,16 +28,6 @@ function withConfig(edit: (c: Record<string, unknown>) => void): string {
   edit(c);
   writeFileSync(join(dir, 'adapter_config.json'), JSON.stringify(c));
   return dir;
-}
-
-function errorOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(MftError);
-    return (e as Error).message;
-  }
-  throw new Error('expected an error');
 }
 
 describe('loadAdapter', () => {

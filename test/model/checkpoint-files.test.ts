@@ -1,13 +1,12 @@
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { openCheckpoint } from '../../src/model/checkpoint-files.js';
 import { writeSafetensors } from '../../src/model/safetensors.js';
-import { MftError } from '../../src/util/index.js';
+import { errorOf } from '../helpers/error-of.js';
+import { fileTempDir } from '../helpers/tmp-dir.js';
 
-const root = mkdtempSync(join(tmpdir(), 'mft-ckpt-'));
-afterAll(() => rmSync(root, { recursive: true, force: true }));
+const root = fileTempDir('ckpt');
 
 /** A two-shard checkpoint; `weightMap` may be altered to break it. */
 function sharded(name: string, weightMap?: Record<string, string>): string {
@@ -30,16 +29,6 @@ function sharded(name: string, weightMap?: Record<string, string>): string {
     JSON.stringify({ metadata: { total_size: 14 }, weight_map: map }),
   );
   return dir;
-}
-
-function errorOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(MftError);
-    return (e as Error).message;
-  }
-  throw new Error('expected an error');
 }
 
 describe('openCheckpoint', () => {

@@ -4,7 +4,6 @@
  * RoPE scaling, Qwen2 biases with tied embeddings, Llama attention_bias, packing, bf16 / NF4
  * storage; and the gradients of the layer-wise pieces against float64 finite differences.
  */
-import { rmSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
@@ -24,22 +23,17 @@ import {
   type ModelLora,
 } from '../../src/model/index.js';
 import { Rng } from '../../src/util/index.js';
+import { removeTempDirs } from '../helpers/tmp-dir.js';
 import { type RefWeights, referenceLogits, referenceLossSum } from './reference-decoder.js';
 import { type TinyModel, type TinyOptions, writeTinyModel } from './tiny-model.js';
 
-const dirs: string[] = [];
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+afterAll(removeTempDirs);
 beforeAll(async () => {
   await initBackend('wasm');
 });
 
-function tiny(opts: TinyOptions): TinyModel {
-  const m = writeTinyModel(opts);
-  dirs.push(m.dir);
-  return m;
-}
+/** A tiny model written to a temporary folder (removed after the file's tests). */
+const tiny = (opts: TinyOptions): TinyModel => writeTinyModel(opts);
 
 interface Row {
   ids: number[];

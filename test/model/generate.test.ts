@@ -3,29 +3,24 @@
  * sequence each step (reference-decoder.ts), also past a sliding window; tensors stay flat over many
  * tokens; EOS stops; seeded top-p sampling; and stories260K's greedy output from llama2.c's run.c.
  */
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
 import { argmax, generate, loadModel, loadTokenizer, sampleToken } from '../../src/model/index.js';
 import { Rng } from '../../src/util/index.js';
+import { removeTempDirs } from '../helpers/tmp-dir.js';
 import { referenceLogits } from './reference-decoder.js';
 import { type TinyModel, type TinyOptions, writeTinyModel } from './tiny-model.js';
 
-const dirs: string[] = [];
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+afterAll(removeTempDirs);
 beforeAll(async () => {
   await initBackend('wasm');
 });
 
-function tiny(opts: TinyOptions): TinyModel {
-  const m = writeTinyModel(opts);
-  dirs.push(m.dir);
-  return m;
-}
+/** A tiny model written to a temporary folder (removed after the file's tests). */
+const tiny = (opts: TinyOptions): TinyModel => writeTinyModel(opts);
 
 /** Greedy decoding with the float64 reference, recomputing the full sequence every step. */
 function referenceGreedy(m: TinyModel, prompt: number[], n: number): number[] {

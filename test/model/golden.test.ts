@@ -15,39 +15,15 @@ import {
   type ModelLora,
   SafetensorsFile,
 } from '../../src/model/index.js';
+import { causalBatch, GOLDEN_DIR, relMaxErr } from '../helpers/golden.js';
 
-const DIR = new URL('../fixtures/llama-golden/', import.meta.url).pathname;
-
-function relMaxErr(ours: ArrayLike<number>, ref: ArrayLike<number>): number {
-  let maxDiff = 0;
-  let maxRef = 0;
-  for (let i = 0; i < ref.length; i++) {
-    maxDiff = Math.max(maxDiff, Math.abs((ours[i] as number) - (ref[i] as number)));
-    maxRef = Math.max(maxRef, Math.abs(ref[i] as number));
-  }
-  return maxDiff / maxRef;
-}
-
-/** A plain causal batch whose labels are the ids shifted left (last position: -100). */
-function causalBatch(ids: Int32Array, B: number, T: number): Batch {
-  const labels = new Int32Array(B * T).fill(-100);
-  const positionIds = new Int32Array(B * T);
-  for (let b = 0; b < B; b++) {
-    for (let t = 0; t < T; t++) {
-      positionIds[b * T + t] = t;
-      if (t < T - 1) labels[b * T + t] = ids[b * T + t + 1] as number;
-    }
-  }
-  return { batchSize: B, seqLen: T, inputIds: ids, labels, segmentIds: new Int32Array(B * T), positionIds };
-}
-
-const golden = SafetensorsFile.open(`${DIR}golden.safetensors`);
+const golden = SafetensorsFile.open(`${GOLDEN_DIR}golden.safetensors`);
 const ref = (name: string) => golden.read(name).data as Float32Array | Int32Array;
 const goldenJson = (await import('../fixtures/llama-golden/golden.json', { with: { type: 'json' } })).default;
 
 /** The adapter of adapter/ as the model consumes it (scale lora_alpha / r = 2), read directly. */
 function adapterLora(): ModelLora {
-  const f = SafetensorsFile.open(`${DIR}adapter/adapter_model.safetensors`);
+  const f = SafetensorsFile.open(`${GOLDEN_DIR}adapter/adapter_model.safetensors`);
   const lora: ModelLora = [];
   for (let i = 0; i < 2; i++) {
     lora.push({});
@@ -72,7 +48,7 @@ describe.each(['wasm', 'cpu'] as const)('llama-golden on %s', (backend) => {
   let model: LoadedModel;
   beforeAll(async () => {
     await initBackend(backend);
-    model = await loadModel(DIR);
+    model = await loadModel(GOLDEN_DIR);
   });
 
   test('plain batch: logits and mean loss match the float64 reference', () => {

@@ -1,22 +1,15 @@
-import { closeSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { closeSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { convertLlama2c, permuteRotaryRows, readLlama2cCheckpoint } from '../../src/model/llama2c.js';
 import { loadTokenizer } from '../../src/model/tokenizer.js';
 import { MftError, Rng } from '../../src/util/index.js';
+import { makeTempDir, removeTempDirs } from '../helpers/tmp-dir.js';
 
 const STORIES = 'test/fixtures/stories260K';
 
-const tmpDirs: string[] = [];
-function tempDir(): string {
-  const d = mkdtempSync(join(tmpdir(), 'mft-l2c-'));
-  tmpDirs.push(d);
-  return d;
-}
-afterAll(() => {
-  for (const d of tmpDirs) rmSync(d, { recursive: true, force: true });
-});
+const tempDir = () => makeTempDir('l2c');
+afterAll(removeTempDirs);
 
 function randn(rng: Rng, n: number): Float64Array {
   return Float64Array.from({ length: n }, () => rng.next() * 2 - 1);

@@ -1,12 +1,11 @@
-import { mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { SafetensorsFile, SafetensorsWriter, writeSafetensors } from '../../src/model/safetensors.js';
-import { MftError } from '../../src/util/index.js';
+import { errorOf } from '../helpers/error-of.js';
+import { fileTempDir } from '../helpers/tmp-dir.js';
 
-const dir = mkdtempSync(join(tmpdir(), 'mft-st-'));
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const dir = fileTempDir('st');
 let counter = 0;
 
 /** A safetensors file built by hand: u64 LE header length, header text, data bytes. */
@@ -21,15 +20,7 @@ function rawFile(header: string | object, data: Uint8Array = new Uint8Array(0), 
 }
 
 /** Exact error text of opening `path`. */
-function openError(path: string): string {
-  try {
-    SafetensorsFile.open(path).close();
-  } catch (e) {
-    expect(e).toBeInstanceOf(MftError);
-    return (e as Error).message;
-  }
-  throw new Error('expected an error');
-}
+const openError = (path: string): string => errorOf(() => SafetensorsFile.open(path).close());
 
 const FIX = ' (fix: the file is corrupt or truncated: download or write it again)';
 

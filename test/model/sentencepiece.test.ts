@@ -1,6 +1,5 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import {
@@ -12,21 +11,15 @@ import {
 } from '../../src/model/sentencepiece.js';
 import { loadTokenizer, type MftTokenizer } from '../../src/model/tokenizer.js';
 import { MftError } from '../../src/util/index.js';
+import { makeTempDir, removeTempDirs } from '../helpers/tmp-dir.js';
 
 const rust = createRequire(import.meta.url)('tokenizers') as typeof import('tokenizers');
 
 const TOK512 = 'test/fixtures/stories260K/tok512.model';
 const MISTRAL = 'test/fixtures/tokenizers/mistral-7b-v0.1';
 
-const tmpDirs: string[] = [];
-function tempDir(): string {
-  const d = mkdtempSync(join(tmpdir(), 'mft-spm-'));
-  tmpDirs.push(d);
-  return d;
-}
-afterAll(() => {
-  for (const d of tmpDirs) rmSync(d, { recursive: true, force: true });
-});
+const tempDir = () => makeTempDir('spm');
+afterAll(removeTempDirs);
 
 /** Convert a tokenizer.model into a folder holding only tokenizer.json. */
 function convertToDir(modelPath: string): string {

@@ -3,11 +3,12 @@
  * windows, Qwen2 biases, Llama attention_bias), RoPE scaling, and every maths-changing field that is
  * not implemented refused with an MftError. Also the weight checks of loadModel.
  */
-import { rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { loadModel, parseModelSpec, specHash, writeSafetensors } from '../../src/model/index.js';
-import { MftError } from '../../src/util/index.js';
+import { errorOf } from '../helpers/error-of.js';
+import { removeTempDirs } from '../helpers/tmp-dir.js';
 import { writeTinyModel } from './tiny-model.js';
 
 const llama = {
@@ -18,16 +19,6 @@ const llama = {
   num_hidden_layers: 4,
   num_attention_heads: 32,
 };
-
-function problemsOf(f: () => unknown): string {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(MftError);
-    return (e as Error).message;
-  }
-  throw new Error('expected an MftError');
-}
 
 describe('parseModelSpec', () => {
   test('Llama defaults: kv heads = heads, head_dim = hidden / heads, no window, no biases', () => {
@@ -116,13 +107,13 @@ describe('parseModelSpec', () => {
   });
 
   test('an unsupported architecture names the supported ones', () => {
-    expect(problemsOf(() => parseModelSpec({ ...llama, architectures: ['GPT2LMHeadModel'] }))).toMatch(
+    expect(errorOf(() => parseModelSpec({ ...llama, architectures: ['GPT2LMHeadModel'] }))).toMatch(
       /architectures: "GPT2LMHeadModel" is not supported; mft supports LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM/,
     );
   });
 
   test('fields that change the maths and are not implemented are refused, all reported together', () => {
-    const msg = problemsOf(() =>
+    const msg = errorOf(() =>
       parseModelSpec(
         {
           ...llama,
@@ -146,18 +137,18 @@ describe('parseModelSpec', () => {
     expect(msg).toMatch(/quantization_config: pre-quantized checkpoints/);
     expect(msg).toMatch(/attention_dropout: attention dropout 0\.1 is not implemented/);
     expect(msg).toMatch(/num_key_value_heads: 5 does not divide num_attention_heads 32/);
-    expect(
-      problemsOf(() => parseModelSpec({ ...llama, rope_scaling: { type: 'dynamic', factor: 2 } })),
-    ).toMatch(/"dynamic" is not implemented/);
+    expect(errorOf(() => parseModelSpec({ ...llama, rope_scaling: { type: 'dynamic', factor: 2 } }))).toMatch(
+      /"dynamic" is not implemented/,
+    );
   });
 
   test('missing or malformed sizes are named', () => {
     const { hidden_size: _, ...noHidden } = llama;
-    expect(problemsOf(() => parseModelSpec(noHidden))).toMatch(/hidden_size: missing/);
-    expect(problemsOf(() => parseModelSpec({ ...llama, vocab_size: '32000' }))).toMatch(
+    expect(errorOf(() => parseModelSpec(noHidden))).toMatch(/hidden_size: missing/);
+    expect(errorOf(() => parseModelSpec({ ...llama, vocab_size: '32000' }))).toMatch(
       /vocab_size: expected a positive integer, got "32000"/,
     );
-    expect(problemsOf(() => parseModelSpec([]))).toMatch(/must hold a JSON object/);
+    expect(errorOf(() => parseModelSpec([]))).toMatch(/must hold a JSON object/);
   });
 
   test('specHash is stable and changes with any field', () => {
@@ -170,10 +161,7 @@ describe('parseModelSpec', () => {
 });
 
 describe('loadModel checks the weights against config.json', () => {
-  const dirs: string[] = [];
-  afterAll(() => {
-    for (const d of dirs) rmSync(d, { recursive: true, force: true });
-  });
+  afterAll(removeTempDirs);
 
   /** A tiny model whose tensors are rewritten by `edit`. */
   function edited(
@@ -181,7 +169,6 @@ describe('loadModel checks the weights against config.json', () => {
     edit: (t: { name: string; shape: number[]; data: Float32Array }[]) => typeof t,
   ): string {
     const m = writeTinyModel(opts);
-    dirs.push(m.dir);
     const tensors = [...m.weights].map(([name, data]) => ({
       name,
       shape: shapeOf(name, m.ref.hidden_size, m.ref.vocab_size, data.length),
@@ -207,7 +194,6 @@ describe('loadModel checks the weights against config.json', () => {
 
   test('a wrong shape names the tensor and both shapes', async () => {
     const m = writeTinyModel({});
-    dirs.push(m.dir);
     writeFileSync(join(m.dir, 'config.json'), JSON.stringify({ ...m.config, intermediate_size: 20 }));
     await expect(loadModel(m.dir)).rejects.toThrow(
       /tensor model\.layers\.0\.mlp\.gate_proj\.weight has shape \[24,16\], config\.json implies \[20,16\]/,

@@ -2,11 +2,11 @@
  * Tiny random Llama / Mistral / Qwen2 checkpoints for tests: a config.json and a model.safetensors
  * in a temp dir (so loadModel is exercised), plus the same weights as float64 for the reference.
  */
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeSafetensors } from '../../src/model/index.js';
 import { Rng } from '../../src/util/index.js';
+import { makeTempDir } from '../helpers/tmp-dir.js';
 import type { RefConfig, RefWeights } from './reference-decoder.js';
 
 export interface TinyModel {
@@ -118,8 +118,7 @@ export function writeTinyModel(opts: TinyOptions = {}): TinyModel {
     ...(arch === 'LlamaForCausalLM' ? { attention_bias: opts.attentionBias === true } : {}),
     ...opts.extra,
   };
-  const dir = mkdtempSync(join(tmpdir(), 'mft-tiny-'));
-  mkdirSync(dir, { recursive: true });
+  const dir = makeTempDir('tiny');
   writeFileSync(join(dir, 'config.json'), JSON.stringify(config, null, 2));
   writeSafetensors(
     join(dir, 'model.safetensors'),

@@ -1,10 +1,10 @@
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { loadTokenizer } from '../../src/model/tokenizer.js';
 import { MftError, Rng } from '../../src/util/index.js';
+import { makeTempDir, removeTempDirs } from '../helpers/tmp-dir.js';
 
 // The official Rust implementation (devDependency), the reference for every comparison here.
 const rust = createRequire(import.meta.url)('tokenizers') as typeof import('tokenizers');
@@ -90,15 +90,8 @@ function corpus(): string[] {
   return texts;
 }
 
-const tmpDirs: string[] = [];
-function tempDir(): string {
-  const d = mkdtempSync(join(tmpdir(), 'mft-tok-'));
-  tmpDirs.push(d);
-  return d;
-}
-afterAll(() => {
-  for (const d of tmpDirs) rmSync(d, { recursive: true, force: true });
-});
+const tempDir = () => makeTempDir('tok');
+afterAll(removeTempDirs);
 
 describe('loadTokenizer on real tokenizers', () => {
   for (const name of NAMES) {

@@ -14,7 +14,6 @@ import { readFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
-import type { Batch } from '../../src/data/batch.js';
 import { type LoraState, loraFromAdapter, lossAndGrads } from '../../src/lora/index.js';
 import {
   buildModel,
@@ -27,10 +26,10 @@ import {
   SafetensorsFile,
   type TensorSource,
 } from '../../src/model/index.js';
+import { causalBatch, GOLDEN_DIR, relMaxErr } from '../helpers/golden.js';
 import { randomNormal, refNf4RoundTrip } from './reference.js';
 
-const DIR = new URL('../fixtures/llama-golden/', import.meta.url).pathname;
-const goldenJson = JSON.parse(readFileSync(`${DIR}golden.json`, 'utf8')) as {
+const goldenJson = JSON.parse(readFileSync(`${GOLDEN_DIR}golden.json`, 'utf8')) as {
   loss: number;
   lora_loss: number;
 };
@@ -46,29 +45,16 @@ function readAll(path: string): Map<string, { shape: number[]; data: Float32Arra
   }
 }
 
-const golden = SafetensorsFile.open(`${DIR}golden.safetensors`);
+const golden = SafetensorsFile.open(`${GOLDEN_DIR}golden.safetensors`);
 const inputIds = golden.read('input_ids').data as Int32Array;
 golden.close();
 // The fixture's PEFT adapter, read from its two files (adapter_config.json, adapter_model.safetensors).
 const adapter = {
-  config: JSON.parse(readFileSync(`${DIR}adapter/adapter_config.json`, 'utf8')),
-  tensors: readAll(`${DIR}adapter/adapter_model.safetensors`),
+  config: JSON.parse(readFileSync(`${GOLDEN_DIR}adapter/adapter_config.json`, 'utf8')),
+  tensors: readAll(`${GOLDEN_DIR}adapter/adapter_model.safetensors`),
 } as Parameters<typeof loraFromAdapter>[1];
 // d(lora_loss) / d(each LoRA tensor); lora_loss is the MEAN over the 2 * 23 predictions.
-const refGrads = readAll(`${DIR}lora_grads.safetensors`);
-
-/** The fixture's plain causal batch [2, 24]: labels are the ids shifted left, last position -100. */
-function causalBatch(ids: Int32Array, B: number, T: number): Batch {
-  const labels = new Int32Array(B * T).fill(-100);
-  const positionIds = new Int32Array(B * T);
-  for (let b = 0; b < B; b++) {
-    for (let t = 0; t < T; t++) {
-      positionIds[b * T + t] = t;
-      if (t < T - 1) labels[b * T + t] = ids[b * T + t + 1]!;
-    }
-  }
-  return { batchSize: B, seqLen: T, inputIds: ids, labels, segmentIds: new Int32Array(B * T), positionIds };
-}
+const refGrads = readAll(`${GOLDEN_DIR}lora_grads.safetensors`);
 
 const batch = causalBatch(inputIds, 2, 24);
 const count = 2 * 23;
@@ -76,7 +62,7 @@ const isLinear = (name: string) => LINEAR_NAMES.some((l) => name.endsWith(`.${l}
 
 /** The fixture's weights with every decoder linear replaced by `f(values)` (an fp32 model). */
 function mappedSource(f: (values: Float32Array, name: string) => Float32Array): TensorSource {
-  const files = openCheckpoint(DIR);
+  const files = openCheckpoint(GOLDEN_DIR);
   return {
     names: () => files.names(),
     read: (name) => {
@@ -112,16 +98,6 @@ function cosineStats(grads: Map<string, tf.Tensor>, ref: Map<string, { data: Flo
   return { global: ab / Math.sqrt(aa * bb), worst, perTensor };
 }
 
-function relMaxErr(ours: ArrayLike<number>, ref: ArrayLike<number>): number {
-  let d = 0;
-  let m = 0;
-  for (let i = 0; i < ref.length; i++) {
-    d = Math.max(d, Math.abs(ours[i]! - ref[i]!));
-    m = Math.max(m, Math.abs(ref[i]!));
-  }
-  return d / m;
-}
-
 function disposeAll(grads: Map<string, tf.Tensor>): void {
   for (const g of grads.values()) g.dispose();
 }
@@ -132,8 +108,8 @@ describe.each(['wasm', 'cpu'] as const)('QLoRA on llama-golden (%s)', (backend) 
 
   beforeAll(async () => {
     await initBackend(backend);
-    models.nf4 = await loadModel(DIR, { quantization: 'nf4', doubleQuant: true });
-    models.int8 = await loadModel(DIR, { quantization: 'int8', doubleQuant: false });
+    models.nf4 = await loadModel(GOLDEN_DIR, { quantization: 'nf4', doubleQuant: true });
+    models.int8 = await loadModel(GOLDEN_DIR, { quantization: 'int8', doubleQuant: false });
     lora = loraFromAdapter(models.nf4, adapter);
   });
   afterAll(() => lora?.dispose());
@@ -167,8 +143,8 @@ describe.each(['wasm', 'cpu'] as const)('QLoRA on llama-golden (%s)', (backend) 
 
   test('nf4 + double quant: loss and LoRA gradients equal fp32 ones on the reference-rounded weights', () => {
     const rounded = buildModel(
-      DIR,
-      readModelSpec(DIR),
+      GOLDEN_DIR,
+      readModelSpec(GOLDEN_DIR),
       mappedSource((v) => refNf4RoundTrip(v, true)),
     );
     const q = lossAndGrads(models.nf4!, lora, batch, { lossScale: 1 / count });
@@ -204,8 +180,8 @@ describe.each(['wasm', 'cpu'] as const)('QLoRA on llama-golden (%s)', (backend) 
     // Control: fp32 weights plus independent Gaussian noise with NF4's relative RMS error (9.2%).
     let seed = 1;
     const noisy = buildModel(
-      DIR,
-      readModelSpec(DIR),
+      GOLDEN_DIR,
+      readModelSpec(GOLDEN_DIR),
       mappedSource((v) => {
         const rms = Math.sqrt(v.reduce((s, x) => s + x * x, 0) / v.length);
         const noise = randomNormal(v.length, seed++, 0.092 * rms);

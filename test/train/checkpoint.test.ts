@@ -1,13 +1,4 @@
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
 import {
@@ -21,11 +12,10 @@ import {
   TRAINER_STATE_VERSION,
   type TrainerState,
 } from '../../src/train/checkpoint.js';
+import { makeTempDir, removeTempDirs } from '../helpers/tmp-dir.js';
 
 let dir = '';
-afterEach(() => {
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
+afterEach(removeTempDirs);
 
 function state(step: number, extra: Partial<TrainerState> = {}): TrainerState {
   return {
@@ -59,7 +49,7 @@ function save(runDir: string, step: number, extra: Partial<TrainerState> = {}): 
 
 describe('checkpoints', () => {
   test('a checkpoint holds the adapter, the optimizer moments and trainer_state, and reads back', () => {
-    dir = mkdtempSync(join(tmpdir(), 'mft-ckpt-'));
+    dir = makeTempDir('ckpt');
     const path = save(dir, 5);
     expect(path).toBe(join(dir, 'checkpoint-5'));
     expect(readdirSync(path).sort()).toEqual([
@@ -77,7 +67,7 @@ describe('checkpoints', () => {
   });
 
   test('a write that fails midway leaves no checkpoint under its name and the previous one intact', () => {
-    dir = mkdtempSync(join(tmpdir(), 'mft-ckpt-'));
+    dir = makeTempDir('ckpt');
     save(dir, 5);
     expect(() =>
       saveCheckpoint(dir, {
@@ -93,7 +83,7 @@ describe('checkpoints', () => {
   });
 
   test('a directory left by a kill before the rename is not a checkpoint and is cleaned up', () => {
-    dir = mkdtempSync(join(tmpdir(), 'mft-ckpt-'));
+    dir = makeTempDir('ckpt');
     save(dir, 5);
     // what a kill -9 during the write of checkpoint-10 leaves
     mkdirSync(join(dir, '.mft-tmp-checkpoint-10-1234'));
@@ -106,7 +96,7 @@ describe('checkpoints', () => {
   });
 
   test('rotation keeps save_total_limit newest plus the best', () => {
-    dir = mkdtempSync(join(tmpdir(), 'mft-ckpt-'));
+    dir = makeTempDir('ckpt');
     for (const s of [10, 20, 30, 40, 50]) save(dir, s);
     expect(rotateCheckpoints(dir, 2, 20)).toEqual([10, 30]);
     expect(listCheckpoints(dir).map((c) => c.step)).toEqual([20, 40, 50]);
@@ -115,7 +105,7 @@ describe('checkpoints', () => {
   });
 
   test('saving a step that exists replaces it (a resumed run rewriting its future)', () => {
-    dir = mkdtempSync(join(tmpdir(), 'mft-ckpt-'));
+    dir = makeTempDir('ckpt');
     save(dir, 5, { elapsed: 1 });
     save(dir, 5, { elapsed: 2 });
     expect(readTrainerState(join(dir, 'checkpoint-5')).elapsed).toBe(2);
@@ -123,7 +113,7 @@ describe('checkpoints', () => {
   });
 
   test('a malformed trainer_state.json is a user error naming the file', () => {
-    dir = mkdtempSync(join(tmpdir(), 'mft-ckpt-'));
+    dir = makeTempDir('ckpt');
     const path = save(dir, 5);
     writeFileSync(join(path, 'trainer_state.json'), '{"step": 5');
     expect(() => readTrainerState(path)).toThrow(/trainer_state.json: cannot be read/);
@@ -137,7 +127,7 @@ describe('checkpoints', () => {
   });
 
   test('an optimizer file that is not mft state is refused', () => {
-    dir = mkdtempSync(join(tmpdir(), 'mft-ckpt-'));
+    dir = makeTempDir('ckpt');
     expect(() => readOptimizerState(join(dir, 'optimizer.safetensors'))).toThrow(
       /optimizer.safetensors: missing/,
     );

@@ -1,5 +1,4 @@
-import { appendFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { appendFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
 import {
@@ -9,11 +8,10 @@ import {
   type TrainRow,
   truncateMetrics,
 } from '../../src/train/metrics.js';
+import { makeTempDir, removeTempDirs } from '../helpers/tmp-dir.js';
 
 let dir = '';
-afterEach(() => {
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
+afterEach(removeTempDirs);
 
 function trainRow(step: number): TrainRow {
   return {
@@ -43,7 +41,7 @@ function evalRow(step: number): EvalRow {
 
 describe('metrics.jsonl', () => {
   test('one JSON object per line; eval rows never use the key loss', () => {
-    dir = mkdtempSync(join(tmpdir(), 'mft-metrics-'));
+    dir = makeTempDir('metrics');
     const path = join(dir, 'metrics.jsonl');
     appendMetrics(path, trainRow(1));
     appendMetrics(path, evalRow(1));
@@ -65,7 +63,7 @@ describe('metrics.jsonl', () => {
   });
 
   test('truncating to a checkpoint step keeps rows <= step and drops a line torn by a kill', () => {
-    dir = mkdtempSync(join(tmpdir(), 'mft-metrics-'));
+    dir = makeTempDir('metrics');
     const path = join(dir, 'metrics.jsonl');
     for (let s = 1; s <= 7; s++) appendMetrics(path, trainRow(s));
     appendMetrics(path, evalRow(5));

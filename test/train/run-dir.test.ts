@@ -1,13 +1,4 @@
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, test } from 'vitest';
 import {
@@ -17,11 +8,10 @@ import {
   readResolvedConfig,
   writeResolvedConfig,
 } from '../../src/train/run-dir.js';
+import { makeTempDir, removeTempDirs } from '../helpers/tmp-dir.js';
 
 let dir = '';
-afterEach(() => {
-  if (dir) rmSync(dir, { recursive: true, force: true });
-});
+afterEach(removeTempDirs);
 
 function fakeCheckpoint(runDir: string, step: number): void {
   mkdirSync(join(runDir, `checkpoint-${step}`), { recursive: true });
@@ -56,7 +46,7 @@ const config = {
 
 describe('run directory', () => {
   test('config.resolved.yaml records every setting with its source and reads back', () => {
-    dir = mkdtempSync(join(tmpdir(), 'mft-run-'));
+    dir = makeTempDir('run');
     writeResolvedConfig(dir, config, config.sources);
     const text = readFileSync(join(dir, 'config.resolved.yaml'), 'utf8');
     expect(text).toContain('learning_rate: 0.002  # recipe\n');
@@ -69,7 +59,7 @@ describe('run directory', () => {
   });
 
   test('a directory holding a run is refused without --overwrite; --overwrite replaces the run', () => {
-    dir = mkdtempSync(join(tmpdir(), 'mft-run-'));
+    dir = makeTempDir('run');
     const run = join(dir, 'run');
     prepareFreshRunDir(run, false); // absent: created
     writeResolvedConfig(run, config);
@@ -82,7 +72,7 @@ describe('run directory', () => {
   });
 
   test('a non-empty directory that is not a run is refused even with --overwrite', () => {
-    dir = mkdtempSync(join(tmpdir(), 'mft-run-'));
+    dir = makeTempDir('run');
     writeFileSync(join(dir, 'thesis.tex'), 'precious');
     expect(() => prepareFreshRunDir(dir, true)).toThrow(
       /is not empty and does not hold an mft run \(it has thesis.tex\)/,
@@ -91,7 +81,7 @@ describe('run directory', () => {
   });
 
   test('--resume finds the newest checkpoint of a run dir, or takes a checkpoint dir', () => {
-    dir = mkdtempSync(join(tmpdir(), 'mft-run-'));
+    dir = makeTempDir('run');
     fakeCheckpoint(dir, 5);
     fakeCheckpoint(dir, 10);
     expect(findResumeTarget(dir, '/elsewhere', false, 'x-').checkpoint.step).toBe(10);
@@ -101,7 +91,7 @@ describe('run directory', () => {
   });
 
   test('--resume without a directory finds the newest run of the same task file under the default root', () => {
-    dir = mkdtempSync(join(tmpdir(), 'mft-run-'));
+    dir = makeTempDir('run');
     fakeCheckpoint(join(dir, 'task-20240101-101010'), 3);
     fakeCheckpoint(join(dir, 'task-20240102-090000'), 7);
     fakeCheckpoint(join(dir, 'other-20250101-000000'), 9);
@@ -114,7 +104,7 @@ describe('run directory', () => {
   });
 
   test('--resume of a directory without a checkpoint is a user error', () => {
-    dir = mkdtempSync(join(tmpdir(), 'mft-run-'));
+    dir = makeTempDir('run');
     expect(() => findResumeTarget(dir, dir, false, 'x-')).toThrow(
       /--resume: .* has no complete checkpoint-<step> folder/,
     );
@@ -122,7 +112,7 @@ describe('run directory', () => {
   });
 
   test('resuming with changed settings names each changed key; logging and paths may change', () => {
-    dir = mkdtempSync(join(tmpdir(), 'mft-run-'));
+    dir = makeTempDir('run');
     writeResolvedConfig(dir, config);
     checkResumeSettings(dir, { ...config, logging_steps: 1, output_dir: '/moved' });
     expect(() => checkResumeSettings(dir, { ...config, learning_rate: 0.01, seed: 1 })).toThrow(

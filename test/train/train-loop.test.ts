@@ -1,5 +1,4 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterEach, beforeAll, describe, expect, test } from 'vitest';
@@ -8,22 +7,15 @@ import { latestCheckpoint, listCheckpoints, readTrainerState } from '../../src/t
 import { type MetricsRow, readMetrics, type TrainRow } from '../../src/train/metrics.js';
 import { plainProgress } from '../../src/train/progress.js';
 import { type TrainSettings, trainLoop } from '../../src/train/train.js';
+import { makeTempDir, removeTempDirs } from '../helpers/tmp-dir.js';
 import { BigramTrainable, patternData, patternSplit } from './stand-ins.js';
 
 beforeAll(async () => {
   await initBackend('wasm');
 });
 
-let dirs: string[] = [];
-afterEach(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-  dirs = [];
-});
-function tempDir(): string {
-  const d = mkdtempSync(join(tmpdir(), 'mft-loop-'));
-  dirs.push(d);
-  return d;
-}
+afterEach(removeTempDirs);
+const tempDir = () => makeTempDir('loop');
 
 const settings: TrainSettings = {
   seed: 3,

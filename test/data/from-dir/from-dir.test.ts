@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, test } from 'vitest';
 import { buildCodeDataset, classifyFile, walkSourceTree } from '../../../src/data/from-dir/from-dir.js';
 import { languageOf } from '../../../src/data/from-dir/languages.js';
+import { makeTempDir, removeTempDirs } from '../../helpers/tmp-dir.js';
 
 let root: string;
 
@@ -22,11 +22,9 @@ function readJsonl(path: string): { text: string; path: string; lang: string }[]
 }
 
 beforeEach(() => {
-  root = mkdtempSync(join(tmpdir(), 'mft-from-dir-'));
+  root = makeTempDir('from-dir');
 });
-afterEach(() => {
-  rmSync(root, { recursive: true, force: true });
-});
+afterEach(removeTempDirs);
 
 describe('classifyFile', () => {
   const b = (s: string) => Buffer.from(s, 'utf8');

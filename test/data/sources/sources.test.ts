@@ -1,5 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -11,16 +10,15 @@ import {
   type SourceRecord,
 } from '../../../src/data/sources/index.js';
 import { firstInvalidUtf8 } from '../../../src/data/sources/jsonl.js';
+import { makeTempDir, removeTempDirs } from '../../helpers/tmp-dir.js';
 
 const FIXTURES = join(import.meta.dirname, '../../fixtures/data');
 let dir: string;
 
 beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'mft-sources-'));
+  dir = makeTempDir('sources');
 });
-afterAll(() => {
-  rmSync(dir, { recursive: true, force: true });
-});
+afterAll(removeTempDirs);
 
 async function collect(file: SourceFile): Promise<SourceRecord[]> {
   const out: SourceRecord[] = [];
