@@ -5,6 +5,7 @@
  *   npm run bench -- --quick               reduced sizes, under a minute (CI runs it; asserts nothing about speed)
  *   npm run bench -- --compare FILE        also print the ratios against an earlier result
  *   npm run bench -- --compare OLD --with NEW   compare two result files, run nothing
+ *   npm run bench -- --show FILE           print the table of a result file, run nothing
  *   options: --backend wasm,cpu  --only train,profile  --runs N  --out DIR
  *
  * Each measurement runs in a worker process (bench/worker.ts); training configurations and the
@@ -20,6 +21,7 @@ import { probeBackends } from '../src/backend/index.js';
 import { writeFileAtomic } from '../src/util/index.js';
 import type { Job, JobOutcome, JobResult, WorkerTask } from './jobs.js';
 import { FLOP_FORMULA } from './lib/flops.js';
+import { formatJson } from './lib/json.js';
 import { loadNow, machine, versions } from './lib/machine.js';
 import { sig } from './lib/measure.js';
 import {
@@ -35,6 +37,7 @@ import type { DataResult } from './sections/data.js';
 
 interface Args {
   quick: boolean;
+  show: string | null;
   compare: string | null;
   with: string | null;
   backends: string[] | null;
@@ -51,6 +54,7 @@ function usage(message: string): never {
 function parseArgs(argv: string[]): Args {
   const args: Args = {
     quick: false,
+    show: null,
     compare: null,
     with: null,
     backends: null,
@@ -63,6 +67,7 @@ function parseArgs(argv: string[]): Args {
     const value = () => argv[++i] ?? usage(`${a} needs a value`);
     if (a === '--quick') args.quick = true;
     else if (a === '--compare') args.compare = value();
+    else if (a === '--show') args.show = value();
     else if (a === '--with') args.with = value();
     else if (a === '--backend') args.backends = value().split(',');
     else if (a === '--out') args.out = value();
@@ -148,11 +153,13 @@ function assemble(
     results.filter((r): r is Extract<JobResult, { kind: K }> => r.kind === kind);
   const matmul = of('matmul')[0] ?? null;
   const steps = of('train-step');
-  const trainSteps: TrainStepFigures[] = steps.flatMap((t) => (t.fits ? [t] : [])).map((t) => ({
-    ...t,
-    mfu: matmul ? sig(t.gflopsCpu / matmul.peakGflopsCpu, 3) : Number.NaN,
-    mfuWall: matmul ? sig(t.gflopsWall / matmul.peakGflopsWall, 3) : Number.NaN,
-  }));
+  const trainSteps: TrainStepFigures[] = steps
+    .flatMap((t) => (t.fits ? [t] : []))
+    .map((t) => ({
+      ...t,
+      mfu: matmul ? sig(t.gflopsCpu / matmul.peakGflopsCpu, 3) : Number.NaN,
+      mfuWall: matmul ? sig(t.gflopsWall / matmul.peakGflopsWall, 3) : Number.NaN,
+    }));
   return {
     schema: REPORT_SCHEMA,
     date: new Date().toISOString(),
@@ -180,6 +187,10 @@ function assemble(
 
 async function main(): Promise<number> {
   const args = parseArgs(process.argv.slice(2));
+  if (args.show) {
+    process.stdout.write(`${formatReport(readReport(args.show))}\n`);
+    return 0;
+  }
   if (args.compare && args.with) {
     process.stdout.write(
       `${formatComparison(readReport(args.with), readReport(args.compare), args.compare)}\n`,
@@ -225,7 +236,7 @@ async function main(): Promise<number> {
       report.machine.loadEnd = loadNow();
       failed ||= report.failures.length > 0;
       const file = join(outDir, `${day}-${backend}${args.quick ? '-quick' : ''}.json`);
-      writeFileAtomic(file, `${JSON.stringify(report, null, 2)}\n`);
+      writeFileAtomic(file, formatJson(report));
       process.stdout.write(`${formatReport(report)}\n\nwritten: ${file}\n\n`);
       if (before) process.stdout.write(`${formatComparison(report, before, args.compare!)}\n\n`);
     }

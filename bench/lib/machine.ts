@@ -5,6 +5,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
+import { isAbsolute, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export interface Machine {
@@ -28,6 +29,12 @@ export interface Versions {
 }
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+/** A path inside the repository as a relative path (results stay comparable between checkouts). */
+export function repoRelative(path: string): string {
+  const rel = relative(ROOT, path);
+  return rel.startsWith('..') || isAbsolute(rel) ? path : rel;
+}
 
 /** The machine, with the current load average. */
 export function machine(): Machine {

@@ -14,7 +14,7 @@ import type { Machine, Versions } from './machine.js';
 export const REPORT_SCHEMA = 1;
 
 export const MFU_DEFINITION =
-  'MFU = model FLOPs of the step (formula above) / step time / the matmul rate of the largest square product; ' +
+  'MFU = model FLOPs of the step (formula above) / step time / the best matmul rate of the square products; ' +
   'both rates per CPU second (one tfjs thread), so a shared machine does not skew it; mfuWall uses wall time';
 
 export interface TrainStepFigures extends TrainStepResult {
@@ -49,7 +49,12 @@ export interface BenchReport {
 export function table(header: string[], rows: (string | number)[][]): string {
   const cells = [header, ...rows.map((r) => r.map(String))];
   const widths = header.map((_, c) => Math.max(...cells.map((r) => (r[c] ?? '').length)));
-  const numeric = header.map((_, c) => rows.length > 0 && rows.every((r) => typeof r[c] === 'number'));
+  // a column of numbers (and '-' for none) is right-aligned
+  const numeric = header.map(
+    (_, c) =>
+      rows.some((r) => typeof r[c] === 'number') &&
+      rows.every((r) => typeof r[c] === 'number' || r[c] === '-'),
+  );
   return cells
     .map((r) =>
       r.map((cell, c) => (numeric[c] ? cell.padStart(widths[c]!) : cell.padEnd(widths[c]!))).join('  '),
@@ -106,17 +111,18 @@ export function formatReport(r: BenchReport): string {
       pct(t.mfu),
       f2(t.weights.wallS),
       f3(t.optimizer.wallS),
-      t.heapMiB === null ? '-' : String(f0(t.heapMiB)),
+      t.heapMiB === null ? '-' : f0(t.heapMiB),
       f0(t.peakRssMiB),
+      '',
     ]);
     const failed = r.trainStepsNoFit.map((t) => [
       t.storage,
       t.checkpointing ? 'yes' : 'no',
       `${t.batchSize} x ${t.seqLen}`,
-      'out of memory',
-      ...Array.from({ length: 7 }, () => '-'),
-      t.heapMiB === null ? '-' : String(f0(t.heapMiB)),
+      ...Array.from({ length: 8 }, () => '-'),
+      t.heapMiB === null ? '-' : f0(t.heapMiB),
       f0(t.peakRssMiB),
+      t.heapMiB === null ? 'out of memory' : 'out of memory (wasm heap full)',
     ]);
     out.push(
       table(
@@ -134,6 +140,7 @@ export function formatReport(r: BenchReport): string {
           'AdamW s',
           'heap MiB',
           'peak RSS MiB',
+          '',
         ],
         [...ran, ...failed],
       ),
@@ -280,8 +287,16 @@ export function formatReport(r: BenchReport): string {
     );
     out.push(
       table(
-        ['cost', 'seconds', 'share', 'calls'],
-        p.costs.slice(0, 10).map((c) => [c.name, f3(c.ms / 1000), pct(c.share), c.calls]),
+        ['cost', 'seconds', 'share', 'calls', 'GFLOP/s'],
+        p.costs
+          .slice(0, 10)
+          .map((c) => [
+            c.name,
+            f3(c.ms / 1000),
+            pct(c.share),
+            c.calls,
+            c.gflops === null ? '-' : f2(c.gflops),
+          ]),
       ),
     );
     out.push(

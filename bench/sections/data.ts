@@ -23,6 +23,7 @@ import { join } from 'node:path';
 import { loadTaskConfig } from '../../src/config/index.js';
 import { buildDataset, packBestFitDecreasing, readRecords, resolveDataset } from '../../src/data/index.js';
 import { loadTokenizer } from '../../src/model/index.js';
+import { repoRelative } from '../lib/machine.js';
 import { rssMiB, sig, type Timing, time, timeAsync } from '../lib/measure.js';
 
 export interface DataJob {
@@ -209,10 +210,10 @@ export async function runData(job: DataJob): Promise<DataResult> {
 
     return {
       kind: 'data',
-      dataset: all.map((f) => f.path).join(', '),
+      dataset: all.map((f) => repoRelative(f.path)).join(', '),
       datasetSha256: hash.digest('hex'),
       datasetBytes: all.reduce((s, f) => s + statSync(f.path).size, 0),
-      tokenizer: config.base_model,
+      tokenizer: repoRelative(config.base_model),
       seqLen: L,
       real: {
         ...pipelineFigures(built.value.stats, built),

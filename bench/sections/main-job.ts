@@ -16,6 +16,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { repoRelative } from '../lib/machine.js';
 import { sig, type Timing, timeAsync } from '../lib/measure.js';
 
 export interface MainJobJob {
@@ -158,7 +159,7 @@ export async function runMainJob(job: MainJobJob): Promise<MainJobResult> {
     const r = (x: number) => sig(x);
     return {
       kind: 'main-job',
-      configFile: job.configFile,
+      configFile: repoRelative(job.configFile),
       backend: result.backend,
       set: job.set,
       steps: result.step,

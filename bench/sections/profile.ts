@@ -36,6 +36,8 @@ export interface ProfileCost {
   share: number;
   /** Kernel calls (0 for work outside kernels). */
   calls: number;
+  /** Matmuls: the rate they ran at (FLOPs from their shapes / their time), GFLOP/s; else null. */
+  gflops: number | null;
 }
 
 export interface ProfileResult {
@@ -61,6 +63,19 @@ function matmulRole(shapes: (number[] | null)[], vocab: number, r: number): stri
   }
   if (dims.some((s) => s.includes(r))) return 'matmul: LoRA (x A^T B^T and gradients)';
   return 'matmul: frozen projections (x W^T, dy W)';
+}
+
+/** FLOPs of one batched matmul from its shapes: out [..., M, N], and K from a's size. */
+function matmulFlops(inputs: (number[] | null)[], outputs: number[][]): number {
+  const a = inputs[0];
+  const out = outputs[0];
+  if (!a || !out || out.length < 2) return 0;
+  const size = (s: number[]) => s.reduce((x, y) => x * y, 1);
+  const M = out[out.length - 2]!;
+  const N = out[out.length - 1]!;
+  const batchA = size(a.slice(0, -2));
+  const K = size(a) / (batchA * M);
+  return 2 * size(out.slice(0, -2)) * M * N * K;
 }
 
 function materializeAll(model: LoadedModel): void {
@@ -98,20 +113,19 @@ export async function runProfile(job: ProfileJob): Promise<ProfileResult> {
   });
   const profiledWallMs = performance.now() - t0;
 
-  const groups = new Map<string, { ms: number; calls: number }>();
+  const groups = new Map<string, { ms: number; calls: number; flops: number }>();
   let kernelMs = 0;
   let kernelCalls = 0;
   for (const k of info.kernels) {
     // composite scopes (custom gradients) also appear, wrapping kernels already listed: skip them
     if (tf.getKernel(k.name, backend) === undefined) continue;
     const ms = Number(k.kernelTimeMs);
-    const name =
-      k.name === 'BatchMatMul' || k.name === '_FusedMatMul'
-        ? matmulRole(k.inputShapes, job.model.vocab_size, job.r)
-        : `kernel: ${k.name}`;
-    const g = groups.get(name) ?? { ms: 0, calls: 0 };
+    const isMatmul = k.name === 'BatchMatMul' || k.name === '_FusedMatMul';
+    const name = isMatmul ? matmulRole(k.inputShapes, job.model.vocab_size, job.r) : `kernel: ${k.name}`;
+    const g = groups.get(name) ?? { ms: 0, calls: 0, flops: 0 };
     g.ms += ms;
     g.calls += 1;
+    if (isMatmul) g.flops += matmulFlops(k.inputShapes, k.outputShapes);
     groups.set(name, g);
     kernelMs += ms;
     kernelCalls += 1;
@@ -128,10 +142,25 @@ export async function runProfile(job: ProfileJob): Promise<ProfileResult> {
   lora.dispose();
 
   const costs: ProfileCost[] = [
-    ...[...groups.entries()].map(([name, g]) => ({ name, ms: g.ms, calls: g.calls })),
-    { name: 'outside kernels: frozen layers to fp32 tensors (widen / dequantize)', ms: weightsMs, calls: 0 },
-    { name: 'outside kernels: attention masks and RoPE tables', ms: ctxMs, calls: 0 },
-    { name: 'outside kernels: engine / JS overhead (tape, tidy, allocation)', ms: otherMs, calls: 0 },
+    ...[...groups.entries()].map(([name, g]) => ({
+      name,
+      ms: g.ms,
+      calls: g.calls,
+      gflops: g.flops > 0 ? sig(g.flops / g.ms / 1e6) : null,
+    })),
+    {
+      name: 'outside kernels: frozen layers to fp32 tensors (widen / dequantize)',
+      ms: weightsMs,
+      calls: 0,
+      gflops: null,
+    },
+    { name: 'outside kernels: attention masks and RoPE tables', ms: ctxMs, calls: 0, gflops: null },
+    {
+      name: 'outside kernels: engine / JS overhead (tape, tidy, allocation)',
+      ms: otherMs,
+      calls: 0,
+      gflops: null,
+    },
   ]
     .map((c) => ({ ...c, ms: sig(c.ms), share: sig(c.ms / profiledWallMs, 3) }))
     .sort((a, b) => b.ms - a.ms);
