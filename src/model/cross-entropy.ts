@@ -92,10 +92,14 @@ export function crossEntropySum(logits: tf.Tensor2D, labels: Int32Array): tf.Sca
 
 /**
  * The output head and the loss fused and run over chunks of rows, so that at most
- * `chunkSize x vocab` logits exist at once in the forward AND the backward (the backward recomputes
- * each chunk's logits instead of keeping them). Only rows that carry loss are computed.
+ * `chunkSize x vocab` logits exist at once. Only rows that carry loss are computed.
  *
  *   z = h W^T;  loss = sum CE(z, label);  dloss/dh = (softmax(z) - onehot(label)) W = softmax(z) W - W[label]
+ *
+ * When a gradient tape is recording, the forward also computes dloss/dh from each chunk's logits
+ * while they exist (`[rows, hidden]`, far smaller than the logits) and saves it, so the backward
+ * only scales it by dy: two matmuls per chunk instead of three (forward, recomputed logits, p W).
+ * Without a tape (evaluation) only the logits are computed.
  *
  * @param hidden `[N, hidden]` (already through the final norm); the only differentiable input
  * @param weight `[V, hidden]` lm_head (or the tied embedding), constant
@@ -120,47 +124,63 @@ export function lmHeadCrossEntropySum(
   const chunk = Math.max(1, chunkSize ?? defaultChunkRows(V));
   const { rows, targets } = lossRows(labels);
   const M = rows.length;
+  // Inside the custom op the engine reports no tape (it is running a kernel), so ask before.
+  const taped = tf.engine().isTapeOn();
 
   const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const h = args[0] as tf.Tensor2D;
-    (args[1] as tf.GradSaveFunc)([h, weight]);
-    const value = tf.tidy(() => {
-      const weightT = tf.transpose(weight); // [hidden, V] (a plain matMul is the fast one on wasm)
-      let total: tf.Scalar = tf.scalar(0);
-      for (let s = 0; s < M; s += chunk) {
-        const e = Math.min(M, s + chunk);
+    const save = args[1] as tf.GradSaveFunc;
+    // Plain (untransposed) 2-D matMuls are the fast ones on wasm, and only with a narrow output:
+    // z is computed per block of vocabulary columns, p W per block of hidden columns.
+    const weightTs = blocks(V, VOCAB_BLOCK).map(([at, n]) =>
+      tf.transpose(tf.slice(weight, [at, 0], [n, Hd])),
+    ); // [hidden, n]
+    const weightCols = taped
+      ? blocks(Hd, HIDDEN_BLOCK).map(([at, n]) => tf.slice(weight, [0, at], [V, n]))
+      : []; // [V, n]
+    let total: tf.Scalar = tf.scalar(0);
+    const parts: tf.Tensor2D[] = [];
+    for (let s = 0; s < M; s += chunk) {
+      const e = Math.min(M, s + chunk);
+      const [part, dPart] = tf.tidy((): tf.Tensor[] => {
         const hc = tf.gather(h, tf.tensor1d(rows.subarray(s, e), 'int32')) as tf.Tensor2D; // [c, hidden]
-        const z = tf.matMul(hc, weightT) as tf.Tensor2D; // [c, V]
-        total = tf.add(total, pickedLossSum(z, targets.subarray(s, e)));
-      }
-      return total;
-    });
-    const gradFunc = (dy: tf.Scalar, saved: tf.Tensor[]) => {
-      const [hs, ws] = saved as [tf.Tensor2D, tf.Tensor2D];
-      const wsT = tf.transpose(ws); // [hidden, V]
-      const parts: tf.Tensor2D[] = [];
-      for (let s = 0; s < M; s += chunk) {
-        const e = Math.min(M, s + chunk);
-        parts.push(
-          tf.tidy(() => {
-            const hc = tf.gather(hs, tf.tensor1d(rows.subarray(s, e), 'int32')); // [c, hidden]
-            const p = tf.softmax(tf.matMul(hc, wsT)); // [c, V]
-            const picked = tf.gather(ws, tf.tensor1d(targets.subarray(s, e), 'int32')); // [c, hidden]
-            return tf.sub(tf.matMul(p, ws), picked); // [c, hidden]
-          }),
-        );
-      }
-      const dh = tf.tidy(() => {
-        if (M === 0) return tf.zeros([N, Hd]);
-        const dRows = parts.length === 1 ? (parts[0] as tf.Tensor2D) : tf.concat(parts, 0); // [M, hidden]
-        return tf.mul(tf.scatterND(tf.tensor2d(rows, [M, 1], 'int32'), dRows, [N, Hd]), dy); // [N, hidden]
+        const z = concatColumns(weightTs.map((wt) => tf.matMul(hc, wt))); // [c, V]
+        const sum = tf.add(total, pickedLossSum(z, targets.subarray(s, e))) as tf.Scalar;
+        if (!taped) return [sum];
+        const picked = tf.gather(weight, tf.tensor1d(targets.subarray(s, e), 'int32')); // [c, hidden]
+        const p = tf.softmax(z); // [c, V]
+        return [sum, tf.sub(concatColumns(weightCols.map((wc) => tf.matMul(p, wc))), picked)]; // [c, hidden]
       });
-      tf.dispose([...parts, wsT]);
-      return [dh];
+      total = part as tf.Scalar;
+      if (dPart) parts.push(dPart as tf.Tensor2D);
+    }
+    if (taped && M > 0) {
+      // d(sum)/dh for the loss rows [M, hidden]; the engine keeps its own copy for the backward.
+      save([parts.length === 1 ? (parts[0] as tf.Tensor2D) : tf.concat(parts, 0)]);
+    }
+    const gradFunc = (dy: tf.Scalar, saved: tf.Tensor[]) => {
+      if (M === 0 || saved.length === 0) return [tf.zeros([N, Hd])];
+      const dRows = saved[0] as tf.Tensor2D; // [M, hidden]
+      return [tf.mul(tf.scatterND(tf.tensor2d(rows, [M, 1], 'int32'), dRows, [N, Hd]), dy)]; // [N, hidden]
     };
-    return { value, gradFunc };
+    return { value: total, gradFunc };
   });
   return op(hidden) as tf.Scalar;
+}
+
+/** Vocabulary columns per logits matMul, hidden columns per `softmax(z) W` matMul (measured on wasm). */
+const VOCAB_BLOCK = 4096;
+const HIDDEN_BLOCK = 128;
+
+/** `[start, length]` of consecutive blocks of at most `size` covering `[0, total)`. */
+function blocks(total: number, size: number): [number, number][] {
+  const out: [number, number][] = [];
+  for (let at = 0; at < total; at += size) out.push([at, Math.min(size, total - at)]);
+  return out;
+}
+
+function concatColumns(parts: tf.Tensor2D[]): tf.Tensor2D {
+  return parts.length === 1 ? (parts[0] as tf.Tensor2D) : tf.concat(parts, 1);
 }
 
 /** Rows per chunk so that a chunk's logits hold about 2^24 floats. */

@@ -91,6 +91,38 @@ describe('attention', () => {
     }
     expect(maxErr).toBeLessThan(1e-6);
   });
+  test('large products (run as 2-D matMuls) match batched matMul, value and gradients', () => {
+    // n_rep * T * S * D = 2 * 256 * 256 * 64 = 2^23: the per-(batch, kv head) 2-D path
+    const [B, H, KV, T, D] = [2, 4, 2, 256, 64];
+    const rng = new Rng(7);
+    const rand = (shape: [number, number, number, number]) =>
+      tf.tensor4d(
+        Float32Array.from({ length: shape.reduce((a, c) => a * c, 1) }, () => 2 * rng.next() - 1),
+        shape,
+      );
+    const batched = (q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, mask: tf.Tensor4D) => {
+      const nRep = H / KV;
+      const s = tf.mul(tf.matMul(tf.reshape(q, [B, KV, nRep * T, D]), k, false, true), 1 / Math.sqrt(D));
+      const p = tf.softmax(tf.add(tf.reshape(s, [B, H, T, T]), mask));
+      return tf.reshape(tf.matMul(tf.reshape(p, [B, KV, nRep * T, T]), v), [B, H, T, D]);
+    };
+    const segments = new Int32Array(B * T).map((_, i) => (i % T < 100 ? 0 : 1));
+    const maxDiff = tf.tidy(() => {
+      const [q, k, v, dy] = [
+        rand([B, H, T, D]),
+        rand([B, KV, T, D]),
+        rand([B, KV, T, D]),
+        rand([B, H, T, D]),
+      ];
+      const mask = tf.tensor4d(batchMask(segments, B, T, null), [B, 1, T, T]);
+      const f = (fn: typeof batched) => (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) =>
+        fn(a as tf.Tensor4D, b as tf.Tensor4D, c as tf.Tensor4D, mask);
+      const got = [attention(q, k, v, mask), ...tf.grads(f(attention))([q, k, v], dy)];
+      const want = [batched(q, k, v, mask), ...tf.grads(f(batched))([q, k, v], dy)];
+      return got.map((g, i) => tf.max(tf.abs(tf.sub(g, want[i] as tf.Tensor))).dataSync()[0] as number);
+    });
+    for (const d of maxDiff) expect(d).toBeLessThan(1e-4);
+  });
 });
 
 describe('createAttentionContext', () => {

@@ -113,6 +113,27 @@ describe.each(['wasm', 'cpu'] as const)('cross-entropy on %s', (backend) => {
     tf.dispose([hidden, weight]);
   });
 
+  test('lmHeadCrossEntropySum: wide vocabulary and hidden (computed in column blocks) match the plain head', () => {
+    const [N, H, V] = [6, 200, 5000];
+    const labels = Int32Array.from([4999, 3, -100, 4096, 4095, 17]);
+    const hidden = tf.tensor2d(randn(N * H, 1, 6), [N, H]);
+    const weight = tf.tensor2d(randn(V * H, 0.2, 7), [V, H]);
+    const got = tf.valueAndGrad((x: tf.Tensor2D) => lmHeadCrossEntropySum(x, weight, labels, 4))(hidden);
+    const want = tf.valueAndGrad((x: tf.Tensor2D) =>
+      crossEntropySum(tf.matMul(x, weight, false, true) as tf.Tensor2D, labels),
+    )(hidden);
+    const untaped = lmHeadCrossEntropySum(hidden, weight, labels);
+    const [g, w, u] = [got.value, want.value, untaped].map((t) => t.dataSync()[0] as number) as [
+      number,
+      number,
+      number,
+    ];
+    expect(Math.abs(g - w) / w).toBeLessThan(1e-5);
+    expect(Math.abs(u - w) / w).toBeLessThan(1e-5);
+    expect(relMaxErr(got.grad.dataSync(), want.grad.dataSync())).toBeLessThan(1e-5);
+    tf.dispose([hidden, weight, got.value, got.grad, want.value, want.grad, untaped]);
+  });
+
   test('every label -100: zero loss and zero gradient', () => {
     const hidden = tf.tensor2d(randn(8, 1, 4), [2, 4]);
     const weight = tf.tensor2d(randn(12, 1, 5), [3, 4]);
