@@ -171,7 +171,9 @@ const evalSaveLog = {
     .describe('evaluate on the validation split every N steps; null: only at the end'),
   eval_max_samples: int({ gt: 0 })
     .optional()
-    .describe('packed validation rows used in each evaluation (the first N); mft eval: prompts for generation metrics')
+    .describe(
+      'packed validation rows used in each evaluation (the first N); mft eval: prompts for generation metrics',
+    )
     .meta(fromRecipe),
   save_steps: int({ gt: 0 }).default(100).describe('save a checkpoint every N steps'),
   save_total_limit: int({ gt: 0 }).default(3).describe('checkpoints kept on disk, plus the best one'),
