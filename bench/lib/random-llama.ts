@@ -5,6 +5,7 @@
  * softmaxes see realistic ranges.
  */
 import type { Batch } from '../../src/data/batch.js';
+import { createLora, type LoraState } from '../../src/lora/index.js';
 import { buildModel, type LoadedModel, parseModelSpec, type TensorData } from '../../src/model/index.js';
 import { mixSeed, Rng } from '../../src/util/index.js';
 
@@ -124,4 +125,9 @@ export function randomBatch(vocab: number, batchSize: number, seqLen: number, se
     (k % seqLen) + 1 < seqLen && segmentIds[k + 1] === segmentIds[k] ? inputIds[k + 1]! : -100,
   );
   return { batchSize, seqLen, inputIds, labels, segmentIds, positionIds };
+}
+
+/** The benchmark's adapter: alpha 16 on every linear layer, seeded; dropout as the section needs. */
+export function benchLora(model: LoadedModel, r: number, dropout: number): LoraState {
+  return createLora(model, { r, alpha: 16, dropout, targets: 'all-linear', useRslora: false, seed: 1 });
 }

@@ -4,12 +4,11 @@
  * the prompt's prefill and the per-token decode rate separately.
  */
 import * as tf from '@tensorflow/tfjs';
-import { createLora } from '../../src/lora/index.js';
 import { forward, generate } from '../../src/model/index.js';
 import { Rng } from '../../src/util/index.js';
 import { forwardFlops } from '../lib/flops.js';
 import { repeat, sig, type Timing } from '../lib/measure.js';
-import { type LlamaShape, randomBatch, randomLlama, type Storage } from '../lib/random-llama.js';
+import { benchLora, type LlamaShape, randomBatch, randomLlama, type Storage } from '../lib/random-llama.js';
 
 export interface InferenceJob {
   kind: 'inference';
@@ -47,14 +46,7 @@ export interface InferenceResult {
 /** Run forward and generate on a random model with a fresh (B = 0) r-rank adapter. */
 export function runInference(job: InferenceJob): InferenceResult {
   const model = randomLlama(job.model, job.storage, 1);
-  const lora = createLora(model, {
-    r: job.r,
-    alpha: 16,
-    dropout: 0,
-    targets: 'all-linear',
-    useRslora: false,
-    seed: 1,
-  });
+  const lora = benchLora(model, job.r, 0);
   const modelLora = lora.toModelLora();
   const batch = randomBatch(job.model.vocab_size, job.batchSize, job.seqLen, 3);
   const tokens = job.batchSize * job.seqLen;

@@ -8,7 +8,7 @@
  * bookkeeping, tidy scopes, tensor allocation).
  */
 import * as tf from '@tensorflow/tfjs';
-import { createLora, lossAndGrads } from '../../src/lora/index.js';
+import { lossAndGrads } from '../../src/lora/index.js';
 import {
   createAttentionContext,
   disposeLayerTensors,
@@ -17,7 +17,7 @@ import {
 } from '../../src/model/index.js';
 import { mixSeed } from '../../src/util/index.js';
 import { sig, type Timing, time } from '../lib/measure.js';
-import { type LlamaShape, randomBatch, randomLlama, type Storage } from '../lib/random-llama.js';
+import { benchLora, type LlamaShape, randomBatch, randomLlama, type Storage } from '../lib/random-llama.js';
 
 export interface ProfileJob {
   kind: 'profile';
@@ -85,14 +85,7 @@ function materializeAll(model: LoadedModel): void {
 /** Profile one step (after one unprofiled warm-up step, which is also timed). */
 export async function runProfile(job: ProfileJob): Promise<ProfileResult> {
   const model = randomLlama(job.model, job.storage, 1);
-  const lora = createLora(model, {
-    r: job.r,
-    alpha: 16,
-    dropout: 0.1,
-    targets: 'all-linear',
-    useRslora: false,
-    seed: 1,
-  });
+  const lora = benchLora(model, job.r, 0.1);
   const batch = randomBatch(job.model.vocab_size, job.batchSize, job.seqLen, 2);
   const tokens = job.batchSize * job.seqLen;
   const oneStep = (n: number) => {

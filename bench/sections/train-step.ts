@@ -5,13 +5,20 @@
  * (bytes per parameter) and the peak RSS of the process, which runs only this job.
  */
 import * as tf from '@tensorflow/tfjs';
-import { createLora, lossAndGrads } from '../../src/lora/index.js';
+import { lossAndGrads } from '../../src/lora/index.js';
 import { disposeLayerTensors, type LoadedModel, layerTensors } from '../../src/model/index.js';
 import { AdamW } from '../../src/train/index.js';
 import { mixSeed } from '../../src/util/index.js';
 import { paramCounts, type StepFlops, trainStepFlops } from '../lib/flops.js';
 import { peakRssMiB, repeat, rssMiB, sig, type Timing, time } from '../lib/measure.js';
-import { heldBytes, type LlamaShape, randomBatch, randomLlama, type Storage } from '../lib/random-llama.js';
+import {
+  benchLora,
+  heldBytes,
+  type LlamaShape,
+  randomBatch,
+  randomLlama,
+  type Storage,
+} from '../lib/random-llama.js';
 
 export interface TrainStepJob {
   kind: 'train-step';
@@ -134,14 +141,7 @@ function measureTrainStep(job: TrainStepJob): TrainStepResult {
   const rssAfterBuild = rssMiB();
   const counts = paramCounts(model.spec);
   const bytes = heldBytes(model);
-  const lora = createLora(model, {
-    r: job.r,
-    alpha: 16,
-    dropout: 0.1,
-    targets: 'all-linear',
-    useRslora: false,
-    seed: 1,
-  });
+  const lora = benchLora(model, job.r, 0.1);
   const optimizer = new AdamW(lora.variables, {
     adam_beta1: 0.9,
     adam_beta2: 0.999,

@@ -7,7 +7,14 @@
  *
  * An all-zero block has a = 0 and codes 0, and dequantizes to exactly 0.
  */
-import { blockAbsmax, blockCount, checkBlockSize, sharedFloat32, sharedInt8 } from './shared-arrays.js';
+import {
+  blockAbsmax,
+  blockCount,
+  checkBlockSize,
+  checkLength,
+  sharedFloat32,
+  sharedInt8,
+} from './shared-arrays.js';
 
 /** Default int8 block size. */
 export const INT8_BLOCK_SIZE = 64;
@@ -70,21 +77,9 @@ export function quantizeInt8(values: Float32Array, blockSize: number = INT8_BLOC
 export function dequantizeInt8(q: Int8Blocks, out: Float32Array = new Float32Array(q.size)): Float32Array {
   const { codes, absmax, size, blockSize } = q;
   checkBlockSize(blockSize, 'dequantizeInt8', false);
-  if (codes.length !== size) {
-    throw new Error(
-      `Argument 'codes' passed to 'dequantizeInt8' must hold ${size} values, got ${codes.length}`,
-    );
-  }
-  if (absmax.length !== blockCount(size, blockSize)) {
-    throw new Error(
-      `Argument 'absmax' passed to 'dequantizeInt8' must hold ${blockCount(size, blockSize)} values, got ${absmax.length}`,
-    );
-  }
-  if (out.length < size) {
-    throw new Error(
-      `Argument 'out' passed to 'dequantizeInt8' must hold at least ${size} values, got ${out.length}`,
-    );
-  }
+  checkLength('codes', 'dequantizeInt8', codes.length, size);
+  checkLength('absmax', 'dequantizeInt8', absmax.length, blockCount(size, blockSize));
+  checkLength('out', 'dequantizeInt8', out.length, size, { atLeast: true });
   const nBlocks = absmax.length;
   for (let b = 0; b < nBlocks; b++) {
     const s = absmax[b]! / 127;

@@ -9,7 +9,14 @@
  * A block whose values are all zero has a = 0; its values get the code of 0.0 (index 7), so it
  * dequantizes to exactly 0 (never 0 / 0 = NaN), even when double quantization perturbs its absmax.
  */
-import { blockAbsmax, blockCount, checkBlockSize, sharedFloat32, sharedUint8 } from './shared-arrays.js';
+import {
+  blockAbsmax,
+  blockCount,
+  checkBlockSize,
+  checkLength,
+  sharedFloat32,
+  sharedUint8,
+} from './shared-arrays.js';
 
 /**
  * The 16 NF4 levels, verbatim from bitsandbytes (`bitsandbytes/functional.py`, `get_4bit_type('nf4')`,
@@ -97,21 +104,9 @@ export function quantizeNf4(values: Float32Array, blockSize: number = NF4_BLOCK_
 export function dequantizeNf4(q: Nf4Blocks, out: Float32Array = new Float32Array(q.size)): Float32Array {
   const { codes, absmax, size, blockSize } = q;
   checkBlockSize(blockSize, 'dequantizeNf4', true);
-  if (codes.length !== Math.ceil(size / 2)) {
-    throw new Error(
-      `Argument 'codes' passed to 'dequantizeNf4' must hold ${Math.ceil(size / 2)} bytes, got ${codes.length}`,
-    );
-  }
-  if (absmax.length !== blockCount(size, blockSize)) {
-    throw new Error(
-      `Argument 'absmax' passed to 'dequantizeNf4' must hold ${blockCount(size, blockSize)} values, got ${absmax.length}`,
-    );
-  }
-  if (out.length < size) {
-    throw new Error(
-      `Argument 'out' passed to 'dequantizeNf4' must hold at least ${size} values, got ${out.length}`,
-    );
-  }
+  checkLength('codes', 'dequantizeNf4', codes.length, Math.ceil(size / 2), { unit: 'bytes' });
+  checkLength('absmax', 'dequantizeNf4', absmax.length, blockCount(size, blockSize));
+  checkLength('out', 'dequantizeNf4', out.length, size, { atLeast: true });
   const table = new Float32Array(16);
   const bytesPerBlock = blockSize >> 1;
   const fullBytes = size >> 1; // bytes holding two values

@@ -42,3 +42,19 @@ export function checkBlockSize(blockSize: number, fn: string, even: boolean): vo
     );
   }
 }
+
+/** Throws when argument `arg` of `fn` holds `actual` items instead of `expected` (or fewer, with `atLeast`). */
+export function checkLength(
+  arg: string,
+  fn: string,
+  actual: number,
+  expected: number,
+  opts: { unit?: string; atLeast?: boolean } = {},
+): void {
+  const { unit = 'values', atLeast = false } = opts;
+  if (atLeast ? actual < expected : actual !== expected) {
+    throw new Error(
+      `Argument '${arg}' passed to '${fn}' must hold ${atLeast ? 'at least ' : ''}${expected} ${unit}, got ${actual}`,
+    );
+  }
+}
