@@ -6,6 +6,7 @@ import {
   type PackedDataset,
   renderSample,
   stepsPerEpoch,
+  trainedTargets,
 } from '../data/index.js';
 import { loadTokenizer, type MftTokenizer } from '../model/index.js';
 import { fail } from '../util/index.js';
@@ -29,9 +30,7 @@ function examples(data: PackedDataset, tok: MftTokenizer, n: number, color: bool
     let text = renderSample(tok, s, color);
     if (text.length > EXAMPLE_CHARS)
       text = `${text.slice(0, EXAMPLE_CHARS)}${color ? '\x1b[39m' : ''} [... cut]`;
-    let trained = 0;
-    for (let t = 1; t < s.labels.length; t++) if (s.labels[t] !== -100) trained += 1;
-    return { tokens: s.ids.length, trained_tokens: trained, text };
+    return { tokens: s.ids.length, trained_tokens: trainedTargets(s.labels), text };
   });
 }
 

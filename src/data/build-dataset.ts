@@ -29,8 +29,14 @@ import { createPackedSplit, type PackedSplit, type SplitLayout } from './packed-
 import { byteProgress } from './progress.js';
 import { RecordError } from './record-error.js';
 import { type DatasetFiles, readRecords, resolveDataset, type SourceFile } from './sources/index.js';
-import { sampleAt, type TokenStore, TokenStoreBuilder } from './token-store.js';
-import { findFimTokens, type TokenizeOptions, tokenizeRecord, trainedTargets } from './tokenize.js';
+import {
+  sampleAt,
+  sampleLength,
+  sampleTrainedTargets,
+  type TokenStore,
+  TokenStoreBuilder,
+} from './token-store.js';
+import { findFimTokens, type TokenizeOptions, tokenizeRecord } from './tokenize.js';
 import { truncateSample } from './truncate.js';
 import type { DataConfig, TokenizedSample } from './types.js';
 
@@ -245,7 +251,7 @@ function layoutSplit(
 ): SplitLayout {
   const rows = packing
     ? packBestFitDecreasing(
-        samples.map((s) => store.offsets[s + 1]! - store.offsets[s]!),
+        samples.map((s) => sampleLength(store, s)),
         seqLen,
         seed,
       ).map((row) => row.map((i) => samples[i]!))
@@ -261,10 +267,8 @@ function splitStats(store: TokenStore, layout: SplitLayout, records: number, seq
   let tokens = 0;
   let trainedTokens = 0;
   for (const s of layout.samples) {
-    const a = store.offsets[s]!;
-    const b = store.offsets[s + 1]!;
-    tokens += b - a;
-    trainedTokens += trainedTargets(store.labels, a, b);
+    tokens += sampleLength(store, s);
+    trainedTokens += sampleTrainedTargets(store, s);
   }
   const rows = layout.rowStarts.length - 1;
   return {
@@ -327,36 +331,26 @@ function toCache(
 function fromCache(c: CacheContent, key: string): PackedDataset | null {
   const h = c.header as { key?: string; padId: number; seqLen: number; stats: DataStats };
   const a = c.arrays;
-  if (
-    h.key !== key ||
-    !a.ids ||
-    !a.labels ||
-    !a.offsets ||
-    !a.trainSamples ||
-    !a.trainRowStarts ||
-    !a.exampleSamples
-  ) {
-    return null;
-  }
-  const store: TokenStore = {
-    ids: a.ids as Int32Array,
-    labels: a.labels as Int32Array,
-    offsets: a.offsets as Float64Array,
+  const i32 = (x: unknown) => (x instanceof Int32Array ? x : null);
+  const ids = a.ids instanceof Uint16Array ? a.ids : i32(a.ids);
+  const labels = a.labels instanceof Uint8Array ? a.labels : i32(a.labels);
+  const offsets = a.offsets instanceof Float64Array ? a.offsets : null;
+  const layout = (samples: unknown, rowStarts: unknown): SplitLayout | null => {
+    const [s, r] = [i32(samples), i32(rowStarts)];
+    return s && r ? { samples: s, rowStarts: r } : null;
   };
-  const layout = (
-    samples?: Int32Array | Float64Array,
-    rowStarts?: Int32Array | Float64Array,
-  ): SplitLayout | null =>
-    samples && rowStarts ? { samples: samples as Int32Array, rowStarts: rowStarts as Int32Array } : null;
+  const train = layout(a.trainSamples, a.trainRowStarts);
+  const examples = i32(a.exampleSamples);
+  if (h.key !== key || !ids || !labels || !offsets || !train || !examples) return null;
   return assemble(
     key,
     h.seqLen,
     h.padId,
-    store,
-    layout(a.trainSamples, a.trainRowStarts)!,
+    { ids, labels, offsets },
+    train,
     layout(a.valSamples, a.valRowStarts),
     h.stats,
-    a.exampleSamples as Int32Array,
+    examples,
   );
 }
 

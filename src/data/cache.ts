@@ -8,8 +8,8 @@
  * can never be reused after, say, a tokenizer change.
  *
  * File layout (little-endian): "MFTDATA1", u32 header length, the header JSON padded with spaces
- * to a multiple of 8 bytes, then the arrays of the header's `arrays` list in order (Int32Array or
- * Float64Array, each padded to 8 bytes). The file is written to a temporary name, fsynced and
+ * to a multiple of 8 bytes, then the arrays of the header's `arrays` list in order (u8, u16, i32
+ * or f64, each padded to 8 bytes). The file is written to a temporary name, fsynced and
  * renamed, so a reader sees a whole file or none.
  */
 import { createHash } from 'node:crypto';
@@ -20,7 +20,7 @@ import { fsyncDir, writeFileAtomic } from '../util/index.js';
 import type { SourceFile } from './sources/index.js';
 
 /** Bump when the meaning or layout of cached data changes. */
-export const CACHE_VERSION = 1;
+export const CACHE_VERSION = 2;
 
 const MAGIC = 'MFTDATA1';
 const CONTENT_HASH_LIMIT = 64 * 2 ** 20;
@@ -67,7 +67,15 @@ export function cacheKey(parts: Record<string, unknown>): string {
     .digest('hex');
 }
 
-type CachedArray = Int32Array | Float64Array;
+type CachedArray = Uint8Array | Uint16Array | Int32Array | Float64Array;
+
+// The element types a cache file can hold, by the name its header gives them.
+const ARRAY_TYPES = { u8: Uint8Array, u16: Uint16Array, i32: Int32Array, f64: Float64Array } as const;
+type ArrayTypeName = keyof typeof ARRAY_TYPES;
+
+function arrayTypeName(a: CachedArray): ArrayTypeName {
+  return (Object.keys(ARRAY_TYPES) as ArrayTypeName[]).find((k) => a instanceof ARRAY_TYPES[k])!;
+}
 
 /** A cache file's content: a JSON header and named typed arrays. */
 export interface CacheContent {
@@ -86,7 +94,7 @@ export function writeCacheFile(path: string, content: CacheContent, dir: string)
     ...content.header,
     arrays: names.map((name) => {
       const a = content.arrays[name]!;
-      return { name, type: a instanceof Int32Array ? 'i32' : 'f64', length: a.length };
+      return { name, type: arrayTypeName(a), length: a.length };
     }),
   };
   let json = JSON.stringify(header);
@@ -136,8 +144,10 @@ export function readCacheFile(path: string): CacheContent | null {
     const header = JSON.parse(json.toString('utf8')) as Record<string, unknown>;
     let at = head.length + headerLen;
     const arrays: Record<string, CachedArray> = {};
-    for (const spec of header.arrays as { name: string; type: 'i32' | 'f64'; length: number }[]) {
-      const a = spec.type === 'i32' ? new Int32Array(spec.length) : new Float64Array(spec.length);
+    for (const spec of header.arrays as { name: string; type: ArrayTypeName; length: number }[]) {
+      if (!Object.hasOwn(ARRAY_TYPES, spec.type)) return null;
+      const Type = ARRAY_TYPES[spec.type];
+      const a = new Type(spec.length);
       if (!readFully(fd, new Uint8Array(a.buffer), at)) return null;
       arrays[spec.name] = a;
       at += a.byteLength + pad8(a.byteLength);

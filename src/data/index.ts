@@ -44,7 +44,7 @@ export {
   type SourceFile,
   type SourceRecord,
 } from './sources/index.js';
-export { findFimTokens, tokenizeRecord, tokenizeSegments } from './tokenize.js';
+export { findFimTokens, tokenizeRecord, tokenizeSegments, trainedTargets } from './tokenize.js';
 export { truncateSample } from './truncate.js';
 export type {
   DataConfig,

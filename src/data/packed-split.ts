@@ -12,7 +12,7 @@
  */
 import { mixSeed, Rng } from '../util/index.js';
 import { type Batch, IGNORE_INDEX } from './batch.js';
-import type { TokenStore } from './token-store.js';
+import { labelAt, type TokenStore } from './token-store.js';
 
 /** One packed row (each array `seqLen` long). */
 export interface PackedRow {
@@ -73,7 +73,7 @@ export function createPackedSplit(
       for (let t = 0; t < len; t++) {
         const p = at + pos + t;
         out.inputIds[p] = store.ids[a + t]!;
-        out.labels[p] = t < len - 1 ? store.labels[a + t + 1]! : IGNORE_INDEX;
+        out.labels[p] = t < len - 1 ? labelAt(store, a + t + 1) : IGNORE_INDEX;
         out.segmentIds[p] = segment;
         out.positionIds[p] = t;
       }

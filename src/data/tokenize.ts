@@ -190,8 +190,8 @@ function endsWithEos(tok: MftTokenizer, ids: number[]): boolean {
 }
 
 /** Number of positions that carry loss once labels are shifted: targets 1..L-1 that are not -100. */
-export function trainedTargets(labels: Int32Array, start = 0, end = labels.length): number {
+export function trainedTargets(labels: Int32Array): number {
   let n = 0;
-  for (let t = start + 1; t < end; t++) if (labels[t] !== IGNORE_INDEX) n++;
+  for (let t = 1; t < labels.length; t++) if (labels[t] !== IGNORE_INDEX) n++;
   return n;
 }

@@ -6,9 +6,11 @@
  * - QLoRA computes exactly through the dequantized base: its loss and LoRA gradients equal those of
  *   an fp32 model whose weights were NF4-rounded by the reference code in this folder;
  * - int8: LoRA gradients have cosine similarity > 0.99 with the reference, tensor by tensor.
- *   NF4 does not reach 0.99 on this model and that is not an implementation error: NF4's own
- *   rounding error is ~9% RMS of the weights, and adding Gaussian noise of that size to the fp32
- *   weights of this random 2-layer, 64-wide model already drops the cosine to 0.3-0.5 (measured below).
+ *   NF4 does not reach 0.99 on this model, and no 4-bit code could: the LoRA gradients of this
+ *   random 2-layer, 64-wide model turn away from the reference under any weight error of more than
+ *   a fraction of a percent, while 4 bits per Gaussian weight cannot get below 2^-4 = 6.25% relative
+ *   RMS error (the rate-distortion bound D = sigma^2 * 2^(-2R)); NF4's own is 9.2%. The last test
+ *   measures both ends with Gaussian noise on the fp32 weights.
  */
 import { readFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
@@ -173,32 +175,39 @@ describe.each(['wasm', 'cpu'] as const)('QLoRA on llama-golden (%s)', (backend) 
     expect(tf.memory().numTensors).toBe(before);
   });
 
-  test('nf4 base: gradient cosine is what weight noise of NF4 size gives this model (0.99 is out of reach)', () => {
+  test('nf4 base: 0.99 gradient cosine needs far less weight error than any 4-bit code has', () => {
     const q = lossAndGrads(models.nf4!, lora, batch, { lossScale: 1 / count });
-    const nf4 = cosineStats(q.grads, refGrads);
+    const nf4 = cosineStats(q.grads, refGrads).global;
     disposeAll(q.grads);
-    // Control: fp32 weights plus independent Gaussian noise with NF4's relative RMS error (9.2%).
-    let seed = 1;
-    const noisy = buildModel(
-      GOLDEN_DIR,
-      readModelSpec(GOLDEN_DIR),
-      mappedSource((v) => {
-        const rms = Math.sqrt(v.reduce((s, x) => s + x * x, 0) / v.length);
-        const noise = randomNormal(v.length, seed++, 0.092 * rms);
-        return v.map((x, i) => x + noise[i]!);
-      }),
-    );
-    const n = lossAndGrads(noisy, lora, batch, { lossScale: 1 / count });
-    const control = cosineStats(n.grads, refGrads);
-    disposeAll(n.grads);
+    // Control: the fp32 weights plus Gaussian noise of a given RMS relative to each tensor's RMS.
+    const noisyCosine = (relativeRms: number, seed: number) => {
+      const noisy = buildModel(
+        GOLDEN_DIR,
+        readModelSpec(GOLDEN_DIR),
+        mappedSource((v) => {
+          const rms = Math.sqrt(v.reduce((s, x) => s + x * x, 0) / v.length);
+          const noise = randomNormal(v.length, seed++, relativeRms * rms);
+          return v.map((x, i) => x + noise[i]!);
+        }),
+      );
+      const n = lossAndGrads(noisy, lora, batch, { lossScale: 1 / count });
+      const c = cosineStats(n.grads, refGrads).global;
+      disposeAll(n.grads);
+      return c;
+    };
+    const seeds = [1, 21, 41];
+    const tiny = seeds.map((s) => noisyCosine(0.0025, s));
+    const atBound = seeds.map((s) => noisyCosine(2 ** -4, s));
     console.log(
-      `${backend} nf4: gradient cosine global ${nf4.global.toFixed(3)} (worst tensor ${nf4.worst.toFixed(3)}); ` +
-        `fp32 + 9.2% Gaussian noise: global ${control.global.toFixed(3)}`,
+      `${backend} nf4: gradient cosine ${nf4.toFixed(3)}; fp32 + Gaussian noise of 0.25% RMS: ` +
+        `${tiny.map((c) => c.toFixed(4)).join(' ')}; of 6.25% RMS: ${atBound.map((c) => c.toFixed(3)).join(' ')}`,
     );
-    // This random model's gradients are chaotic in its weights: noise of NF4's size alone gives a
-    // cosine far below 0.99. NF4 still points the gradient the right way overall.
-    expect(control.global).toBeLessThan(0.9);
-    expect(nf4.global).toBeGreaterThan(0);
+    // The cosine measure itself is sound: a quarter of a percent of noise keeps it above 0.99 ...
+    for (const c of tiny) expect(c).toBeGreaterThan(0.99);
+    // ... but noise at the 4-bit bound, below NF4's 9.2%, already takes it far under.
+    for (const c of atBound) expect(c).toBeLessThan(0.95);
+    // NF4 still points the gradient the right way overall.
+    expect(nf4).toBeGreaterThan(0);
   });
 
   /** Mean loss over the batch, no gradients. */
