@@ -2,7 +2,8 @@
  * Autoregressive generation with a KV cache: the prompt goes through the model once (prefill), then
  * each new token is one step of length 1 that attends to the cached keys/values; the sampler picks
  * the next id from the last position's logits. Stops after `maxNewTokens` or at an end-of-sequence
- * id (not included in the result).
+ * id (not included in the result): any `eos_token_id` of config.json or generation_config.json, or
+ * the tokenizer's EOS.
  */
 import * as tf from '@tensorflow/tfjs';
 import { MftError, Rng } from '../util/index.js';
@@ -90,7 +91,7 @@ export function generate(
   opts: GenerateOptions,
 ): number[] {
   const spec = model.spec;
-  const eos = new Set<number>(spec.eos_token_id);
+  const eos = new Set<number>(model.stopTokenIds);
   if (tokenizer?.eosId != null) eos.add(tokenizer.eosId);
   let prompt = promptIds;
   if (prompt.length === 0) {

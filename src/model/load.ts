@@ -14,7 +14,7 @@ import type { FrozenTensor } from './frozen-tensor.js';
 import { LINEAR_NAMES, type LinearName } from './linear.js';
 import type { LayerWeights, LoadedModel } from './loaded-model.js';
 import type { TensorData } from './safetensors.js';
-import { type ModelSpec, readModelSpec, specHash } from './spec.js';
+import { type ModelSpec, readGenerationEosIds, readModelSpec, specHash } from './spec.js';
 import { StoredTensor } from './stored-tensor.js';
 
 export type Quantization = 'none' | 'int8' | 'nf4';
@@ -168,7 +168,8 @@ export function buildModel(
       fix: 'check config.json (attention_bias, num_hidden_layers, tie_word_embeddings) against the weights',
     });
   }
-  return { dir, spec, embed_tokens, norm, lm_head, layers, configHash: specHash(spec) };
+  const stopTokenIds = [...new Set([...spec.eos_token_id, ...readGenerationEosIds(dir)])];
+  return { dir, spec, embed_tokens, norm, lm_head, layers, configHash: specHash(spec), stopTokenIds };
 }
 
 function storageFor(dtype: 'F32' | 'BF16' | 'F16', precision: Precision): 'f32' | 'bf16' | 'f16' {

@@ -39,6 +39,8 @@ export interface LoadedModel {
   readonly layers: readonly LayerWeights[];
   /** Hash of the spec, recorded by adapters to check they meet the same base. */
   readonly configHash: string;
+  /** Every id that ends generation: `eos_token_id` of config.json and of generation_config.json. */
+  readonly stopTokenIds: readonly number[];
 }
 
 /**

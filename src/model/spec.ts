@@ -211,6 +211,31 @@ export function parseModelSpec(config: unknown, where = 'config.json'): ModelSpe
   });
 }
 
+/**
+ * The ids that end generation according to `<dir>/generation_config.json` (its `eos_token_id`: one
+ * id or a list, as Hugging Face `generate` reads it; chat models list their end-of-turn token
+ * there); [] when the file is absent or names none.
+ */
+export function readGenerationEosIds(dir: string): number[] {
+  const file = join(dir, 'generation_config.json');
+  if (!existsSync(file)) return [];
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new MftError({ where: file, message: `not valid JSON: ${(err as Error).message}` });
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+    throw new MftError({ where: file, message: 'must hold a JSON object' });
+  }
+  const problems: Problem[] = [];
+  const ids = readTokenId((json as Json)['eos_token_id'], 'eos_token_id', (key, message) =>
+    problems.push({ where: file, message: `${key}: ${message}`, fix: 'fix the id, or delete the file' }),
+  );
+  if (problems.length > 0) throw new MftError(problems);
+  return ids;
+}
+
 /** A short stable hash of the spec (what an adapter records to check it meets the same base). */
 export function specHash(spec: ModelSpec): string {
   return createHash('sha256').update(canonicalJson(spec)).digest('hex').slice(0, 16);

@@ -1,7 +1,8 @@
 /**
  * Generation with the KV cache: greedy ids equal a float64 greedy decode that recomputes the whole
  * sequence each step (reference-decoder.ts), also past a sliding window; tensors stay flat over many
- * tokens; EOS stops; seeded top-p sampling; and stories260K's greedy output from llama2.c's run.c.
+ * tokens; EOS (config.json, generation_config.json) stops; seeded top-p sampling; and stories260K's
+ * greedy output from llama2.c's run.c.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -95,6 +96,30 @@ describe('generate with a KV cache', () => {
     );
     const stopped = generate(await loadModel(m.dir), null, [5, 6], { ...greedy, maxNewTokens: 10 });
     expect(stopped).toEqual(free.slice(0, stopAt));
+  });
+
+  test('also stops at an eos_token_id of generation_config.json (chat models list end-of-turn there)', async () => {
+    const m = tiny({ scale: 2, extra: { eos_token_id: null } });
+    const free = generate(await loadModel(m.dir), null, [5, 6], { ...greedy, maxNewTokens: 10 });
+    const stopAt = free.findIndex((id, k) => k >= 2 && !free.slice(0, k).includes(id));
+    expect(stopAt).toBeGreaterThanOrEqual(2);
+    writeFileSync(
+      join(m.dir, 'generation_config.json'),
+      JSON.stringify({ eos_token_id: [998, free[stopAt]] }),
+    );
+    const stopped = generate(await loadModel(m.dir), null, [5, 6], { ...greedy, maxNewTokens: 10 });
+    expect(stopped).toEqual(free.slice(0, stopAt));
+  });
+
+  test('a broken generation_config.json is an error naming the file and the key', async () => {
+    const m = tiny({ scale: 2 });
+    const file = join(m.dir, 'generation_config.json');
+    writeFileSync(file, JSON.stringify({ eos_token_id: 'two' }));
+    await expect(loadModel(m.dir)).rejects.toThrow(
+      `${file}: eos_token_id: expected a token id or a list of ids`,
+    );
+    writeFileSync(file, '{');
+    await expect(loadModel(m.dir)).rejects.toThrow(`${file}: not valid JSON`);
   });
 
   test('no prompt starts from BOS', async () => {
