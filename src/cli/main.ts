@@ -6,45 +6,56 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { formatProblem, MftError } from '../util/index.js';
-import { registerConfig } from './config.js';
-import { registerConvert } from './convert.js';
-import { registerData } from './data.js';
-import { registerDoctor } from './doctor.js';
-import { registerEval } from './eval.js';
-import { registerGenerate } from './generate.js';
-import { registerMerge } from './merge.js';
-import { registerTokenize } from './tokenize.js';
-import { registerTrain } from './train.js';
+
+type Register = (program: Command) => void;
+
+// Each command's module, loaded only when needed: tfjs and Arrow take about half a second to import,
+// which `mft tokenize` or `mft config check` should not pay. The order is the order of `mft --help`.
+const COMMANDS: Record<string, () => Promise<Register>> = {
+  doctor: async () => (await import('./doctor.js')).registerDoctor,
+  merge: async () => (await import('./merge.js')).registerMerge,
+  config: async () => (await import('./config.js')).registerConfig,
+  data: async () => (await import('./data.js')).registerData,
+  convert: async () => (await import('./convert.js')).registerConvert,
+  tokenize: async () => (await import('./tokenize.js')).registerTokenize,
+  generate: async () => (await import('./generate.js')).registerGenerate,
+  eval: async () => (await import('./eval.js')).registerEval,
+  train: async () => (await import('./train.js')).registerTrain,
+};
 
 function packageVersion(): string {
   const url = new URL('../../package.json', import.meta.url);
   return (JSON.parse(readFileSync(url, 'utf8')) as { version: string }).version;
 }
 
-/** Build the commander program with every working command registered. */
-export function buildProgram(): Command {
+/**
+ * Build the commander program: with `argv`, only the command it names is registered (none for
+ * `--version`, every command when it names none, as for `mft --help`).
+ */
+export async function buildProgram(argv: string[] = []): Promise<Command> {
   const program = new Command('mft')
     .description('Fine-tune open LLMs with LoRA and QLoRA from YAML task files')
     .version(packageVersion(), '-V, --version')
     .option('--debug', 'show stack traces for every error')
     .showHelpAfterError()
     .exitOverride();
-  registerDoctor(program);
-  registerMerge(program);
-  registerConfig(program);
-  registerData(program);
-  registerConvert(program);
-  registerTokenize(program);
-  registerGenerate(program);
-  registerEval(program);
-  registerTrain(program);
+  const args = argv.slice(2);
+  const named = args.find((a) => !a.startsWith('-'));
+  const versionOnly = named === undefined && (args.includes('-V') || args.includes('--version'));
+  const wanted =
+    named !== undefined && Object.hasOwn(COMMANDS, named)
+      ? [named]
+      : versionOnly
+        ? []
+        : Object.keys(COMMANDS);
+  for (const name of wanted) (await COMMANDS[name]!())(program);
   return program;
 }
 
 /** Run the CLI with `argv` (as `process.argv`); resolves to the process exit code. */
 export async function main(argv: string[]): Promise<number> {
   const debug = argv.includes('--debug');
-  const program = buildProgram();
+  const program = await buildProgram(argv);
   try {
     await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : 0;
