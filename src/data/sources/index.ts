@@ -3,6 +3,7 @@
  * in the data pipeline that reads data files.
  */
 import { readArrow } from './arrow.js';
+import { readCsv } from './csv.js';
 import { readJsonArray } from './json-array.js';
 import { readJsonl } from './jsonl.js';
 import { readParquet } from './parquet.js';
@@ -33,5 +34,7 @@ export function readRecords(file: SourceFile, opts: ReadOptions = {}): AsyncGene
       return readArrow(file.path, opts);
     case 'parquet':
       return readParquet(file.path, opts);
+    case 'csv':
+      return readCsv(file.path, opts);
   }
 }

@@ -2,7 +2,7 @@
  * Which files make up a dataset's train / validation / test splits.
  *
  * `dataset:` in a task file resolves to one or more absolute paths, each:
- * - a data file (`.jsonl`, `.jsonl.gz`, `.json`, `.arrow`, `.parquet`): train data;
+ * - a data file (`.jsonl`, `.json`, `.csv`, `.tsv`, each optionally gzipped; `.arrow`, `.parquet`): train data;
  * - a Hugging Face `save_to_disk` folder of one split (`state.json` lists its `.arrow` shards): train;
  * - a `DatasetDict` folder (`dataset_dict.json`, one `save_to_disk` sub-folder per split): its
  *   `train`, `validation` (or `valid`, `val`, `dev`) and `test` splits;
@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { fail } from '../../util/index.js';
 import { displayPath } from './source-record.js';
 
-export type SourceKind = 'jsonl' | 'json' | 'arrow' | 'parquet';
+export type SourceKind = 'jsonl' | 'json' | 'arrow' | 'parquet' | 'csv';
 
 export interface SourceFile {
   path: string;
@@ -30,13 +30,14 @@ export interface DatasetFiles {
 
 export type SplitName = keyof DatasetFiles;
 
-const ACCEPTED = '.jsonl, .jsonl.gz, .json, .arrow (IPC file or stream), .parquet';
+const ACCEPTED = '.jsonl, .json, .csv, .tsv (each also .gz), .arrow (IPC file or stream), .parquet';
 
 /** The reader for a file name, or null when the extension is not a data format. */
 export function sourceKind(name: string): SourceKind | null {
   const n = name.toLowerCase();
-  if (n.endsWith('.jsonl') || n.endsWith('.jsonl.gz') || n.endsWith('.ndjson')) return 'jsonl';
-  if (n.endsWith('.json')) return 'json';
+  if (/\.(jsonl|ndjson)(\.gz)?$/.test(n)) return 'jsonl';
+  if (/\.json(\.gz)?$/.test(n)) return 'json';
+  if (/\.(csv|tsv)(\.gz)?$/.test(n)) return 'csv';
   if (n.endsWith('.arrow')) return 'arrow';
   if (n.endsWith('.parquet')) return 'parquet';
   return null;

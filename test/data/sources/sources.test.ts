@@ -288,10 +288,10 @@ describe('resolveDataset', () => {
       { path: b, kind: 'parquet' },
     ]);
     expect(() => resolveDataset([join(dir, 'nope.jsonl')])).toThrow(/dataset path does not exist/);
-    const csv = join(dir, 'data.csv');
-    writeFileSync(csv, 'a,b\n');
-    expect(() => resolveDataset([csv])).toThrow(
-      /unknown data file type \(fix: use one of \.jsonl, \.jsonl\.gz/,
+    const xlsx = join(dir, 'data.xlsx');
+    writeFileSync(xlsx, 'PK');
+    expect(() => resolveDataset([xlsx])).toThrow(
+      /unknown data file type \(fix: use one of \.jsonl, \.json, \.csv, \.tsv \(each also \.gz\)/,
     );
     const empty = join(dir, 'empty');
     mkdirSync(empty);
