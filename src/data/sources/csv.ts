@@ -4,8 +4,8 @@
  * csv-parse (RFC 4180: a quoted field may hold delimiters, `""` quotes and line breaks), streamed;
  * fields that do not start with a quote are taken as written, quotes included, as Python's csv does.
  *
- * `where` is `file row N`, numbered as a spreadsheet shows them: the header is row 1. Blank lines
- * are skipped (they are not rows). A row with another number of fields than the header is one
+ * `where` is `file row N`, numbered as a spreadsheet shows them: the header is row 1, blank lines
+ * count as rows but give no record. A row with another number of fields than the header is one
  * record error; a quote left open, invalid UTF-8 or a bad header stops the file with an error.
  */
 import { Readable } from 'node:stream';
@@ -74,8 +74,8 @@ export async function* readCsv(path: string, opts: ReadOptions = {}): AsyncGener
   let row = 0;
   try {
     for await (const fields of parser as AsyncIterable<string[]>) {
-      if (fields.length === 1 && fields[0] === '') continue; // a blank line
       row += 1;
+      if (fields.length === 1 && fields[0] === '') continue; // a blank line
       if (header === null) {
         checkHeader(fields, shown);
         header = fields;
@@ -95,7 +95,8 @@ export async function* readCsv(path: string, opts: ReadOptions = {}): AsyncGener
   } catch (e) {
     if (e instanceof CsvError) {
       // csv-parse names the line where it gave up; the row it was reading is the useful place
-      const fix = 'close the quote; write a quote inside a quoted field as ""';
+      const fix =
+        'check the quotes from that row on: close each quoted field, write a quote inside one as ""';
       fail(`${shown} row ${row + 1}`, e.message, fix);
     }
     throw e;

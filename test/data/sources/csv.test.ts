@@ -32,7 +32,7 @@ describe('CSV and TSV', () => {
     expect(sourceKind('a.csv.zip')).toBeNull();
   });
 
-  test('quoted fields keep delimiters, "" quotes and line breaks; rows are numbered as a spreadsheet does', async () => {
+  test('quoted fields keep delimiters, "" quotes and line breaks; rows (blank ones too) are numbered as a spreadsheet does', async () => {
     for (const nl of ['\n', '\r\n']) {
       const text = [
         '\uFEFFinstruction,output',
@@ -50,7 +50,7 @@ describe('CSV and TSV', () => {
         { instruction: 'empty', output: '' },
         { instruction: 'x"y', output: ' "z"' }, // a quote not opening a field is text, as in Python's csv
       ]);
-      expect(rs.map((r) => r.where)).toEqual([2, 3, 4, 5].map((n) => `${displayPath(path)} row ${n}`));
+      expect(rs.map((r) => r.where)).toEqual([2, 4, 5, 6].map((n) => `${displayPath(path)} row ${n}`));
     }
   });
 
