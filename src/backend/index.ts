@@ -4,8 +4,10 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { MftError } from '../util/index.js';
+import { describeAdapter, probeWebGpu, registerWebGpuBackend, type WebGpuAdapter } from './webgpu.js';
 
-export type BackendName = 'tensorflow' | 'wasm' | 'cpu';
+export type { WebGpuAdapter } from './webgpu.js';
+export type BackendName = 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
 export type BackendChoice = BackendName | 'auto';
 
 export interface BackendProbe {
@@ -13,10 +15,14 @@ export interface BackendProbe {
   available: boolean;
   /** What was found (`@tensorflow/tfjs-node-gpu 4.22.0, CUDA`) or why it is not available. */
   detail: string;
+  /** webgpu: the adapter Dawn found, with its limits and features. */
+  adapter?: WebGpuAdapter;
+  /** Usable when asked for by name, but `auto` passes it over (a CPU-emulated GPU). */
+  autoSkips?: boolean;
 }
 
-/** Order for `backend: auto`. */
-export const AUTO_ORDER: readonly BackendName[] = ['tensorflow', 'wasm', 'cpu'];
+/** Order for `backend: auto` (webgpu only on a real GPU, see probeWebGpuBackend). */
+export const AUTO_ORDER: readonly BackendName[] = ['tensorflow', 'webgpu', 'wasm', 'cpu'];
 
 // tfjs prints a banner ("looks like you are running TensorFlow.js in Node.js") on first use of the
 // cpu backend unless PROD is set; PROD also skips debug-only checks.
@@ -81,11 +87,24 @@ async function probeWasm(): Promise<BackendProbe> {
   }
 }
 
+async function probeWebGpuBackend(): Promise<BackendProbe> {
+  const found = await probeWebGpu();
+  if (!found.ok) return { name: 'webgpu', available: false, detail: found.reason };
+  return {
+    name: 'webgpu',
+    available: true,
+    detail: `@tensorflow/tfjs-backend-webgpu on Dawn: ${describeAdapter(found.adapter)}`,
+    adapter: found.adapter,
+    ...(found.adapter.software ? { autoSkips: true } : {}),
+  };
+}
+
 /** Probe every backend (without switching to it). */
 export async function probeBackends(): Promise<BackendProbe[]> {
   tensorflowProbe ??= probeTensorflow();
   return [
     await tensorflowProbe,
+    await probeWebGpuBackend(),
     await probeWasm(),
     {
       name: 'cpu',
@@ -98,7 +117,10 @@ export async function probeBackends(): Promise<BackendProbe[]> {
 /** The backend `auto` resolves to on this machine. */
 export async function autoBackend(): Promise<BackendName> {
   const probes = await probeBackends();
-  const found = AUTO_ORDER.find((n) => probes.find((p) => p.name === n)?.available);
+  const found = AUTO_ORDER.find((n) => {
+    const p = probes.find((q) => q.name === n);
+    return p?.available && !p.autoSkips;
+  });
   return found ?? 'cpu';
 }
 
@@ -116,6 +138,7 @@ export async function initBackend(choice: BackendChoice = 'auto'): Promise<Backe
       fix: 'run `mft doctor` to see which backends this machine has, or use backend: auto',
     });
   }
+  if (name === 'webgpu') await registerWebGpuBackend();
   if (tf.getBackend() !== name || !tf.engine().backendNames().includes(name)) {
     const ok = await tf.setBackend(name);
     if (!ok) throw new MftError({ where: 'backend', message: `${name} failed to initialise` });

@@ -1,6 +1,12 @@
 import { cpus, totalmem } from 'node:os';
 import type { Command } from 'commander';
-import { autoBackend, probeBackends } from '../backend/index.js';
+import { autoBackend, probeBackends, type WebGpuAdapter } from '../backend/index.js';
+
+/** The webgpu adapter's limits and features, indented under its backend line. */
+function adapterLines(a: WebGpuAdapter): string[] {
+  const limits = Object.entries(a.limits).map(([k, v]) => `${k} ${v}`);
+  return [`             limits: ${limits.join(', ')}`, `             features: ${a.features.join(' ')}`];
+}
 
 /** `mft doctor`: what this machine offers mft (Node, cores, memory, each tfjs backend). */
 export function registerDoctor(program: Command): void {
@@ -29,9 +35,10 @@ export function registerDoctor(program: Command): void {
         `cpu       ${report.cpu}, ${report.cores} cores`,
         `memory    ${report.memory_gib} GiB`,
         'backends:',
-        ...probes.map(
-          (p) => `  ${p.name.padEnd(10)} ${p.available ? 'available  ' : 'unavailable'}  ${p.detail}`,
-        ),
+        ...probes.flatMap((p) => [
+          `  ${p.name.padEnd(10)} ${p.available ? 'available  ' : 'unavailable'}  ${p.detail}`,
+          ...(p.adapter ? adapterLines(p.adapter) : []),
+        ]),
         `backend: auto picks ${report.auto}`,
       ];
       process.stdout.write(`${lines.join('\n')}\n`);

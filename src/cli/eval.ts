@@ -182,6 +182,7 @@ export function registerEval(program: Command): void {
       new Option('--backend <name>', 'tfjs backend (default: the task file, else auto)').choices([
         'auto',
         'tensorflow',
+        'webgpu',
         'wasm',
         'cpu',
       ]),

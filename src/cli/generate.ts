@@ -20,7 +20,7 @@ interface GenerateFlags {
   backend: string;
 }
 
-const BACKENDS = ['auto', 'tensorflow', 'wasm', 'cpu'];
+const BACKENDS = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'];
 const PRECISIONS: Precision[] = ['auto', 'fp32', 'bf16', 'fp16'];
 
 // fatal: invalid UTF-8 is reported, not replaced; ignoreBOM: a leading BOM is kept as text.
@@ -117,7 +117,7 @@ export function registerGenerate(program: Command): void {
     .option('--top-p <p>', 'nucleus sampling mass in (0, 1]; 1 = off', '0.9')
     .option('--seed <n>', 'sampler seed', '0')
     .option('--json', 'print one JSON object {prompt_ids, ids, text} (generated tokens only)')
-    .option('--backend <name>', 'auto | tensorflow | wasm | cpu', 'auto')
+    .option('--backend <name>', 'auto | tensorflow | webgpu | wasm | cpu', 'auto')
     .addHelpText(
       'after',
       '\nExamples:\n' +

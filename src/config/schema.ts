@@ -42,9 +42,11 @@ const run = {
     .optional()
     .describe('Hugging Face model folder (config.json, *.safetensors, tokenizer.json)')
     .meta(fromRecipe),
-  backend: oneOf(['auto', 'tensorflow', 'wasm', 'cpu'])
+  backend: oneOf(['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'])
     .default('auto')
-    .describe('tfjs backend; auto tries tensorflow (tfjs-node-gpu, tfjs-node), then wasm, then cpu'),
+    .describe(
+      'tfjs backend; auto tries tensorflow (tfjs-node-gpu, tfjs-node), then webgpu (a real GPU only), then wasm, then cpu',
+    ),
   seed: int({ gte: 0, lte: 4294967295 })
     .default(42)
     .describe('seed of every random choice: LoRA init, dropout, shuffling, validation split'),

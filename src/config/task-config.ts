@@ -20,7 +20,7 @@ export interface TaskValues {
   dataset: string[];
   /** Absolute path of the base model folder. */
   base_model: string;
-  backend: 'auto' | 'tensorflow' | 'wasm' | 'cpu';
+  backend: 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
   seed: number;
   output_dir: string;
   cache_dir: string;

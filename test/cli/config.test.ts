@@ -39,7 +39,7 @@ describe('mft config check', () => {
         `mft: ${BROKEN}:4:16: learning_rate: expected a number, got "2e-4x"`,
         `mft: ${BROKEN}:5:12: max_steps: must be > 0, got 0`,
         `mft: ${BROKEN}:6:15: lora_dropout: must be in [0, 1), got -0.1`,
-        `mft: ${BROKEN}:7:10: backend: expected one of auto, tensorflow, wasm, cpu, got "gpu" (fix: did you mean cpu?)`,
+        `mft: ${BROKEN}:7:10: backend: expected one of auto, tensorflow, webgpu, wasm, cpu, got "gpu" (fix: did you mean cpu?)`,
         `mft: ${BROKEN}:8:16: max_grad_norm: expected a number or null, got "none"`,
         'mft: --set lora_r: expected an integer, got "x"',
         '',

@@ -1,6 +1,13 @@
 import { describe, expect, test } from 'vitest';
 import { runCli } from './run-cli.js';
 
+/** Dawn (native code) prints its Vulkan limit notes to stderr when it creates an adapter. */
+const withoutDawnNotes = (stderr: string) =>
+  stderr
+    .split('\n')
+    .filter((l) => !/^Warning: .* artificially reduced/.test(l))
+    .join('\n');
+
 describe('mft doctor', () => {
   test('reports node, cores and every backend, and picks wasm here', () => {
     const r = runCli(['doctor', '--json']);
@@ -8,15 +15,30 @@ describe('mft doctor', () => {
     const report = JSON.parse(r.stdout) as {
       node: string;
       cores: number;
-      backends: { name: string; available: boolean; detail: string }[];
+      backends: {
+        name: string;
+        available: boolean;
+        detail: string;
+        adapter?: { software: boolean; limits: Record<string, number>; features: string[] };
+        autoSkips?: boolean;
+      }[];
       auto: string;
     };
     expect(report.node).toBe(process.version);
     expect(report.cores).toBeGreaterThan(0);
-    expect(report.backends.map((b) => b.name)).toEqual(['tensorflow', 'wasm', 'cpu']);
+    expect(report.backends.map((b) => b.name)).toEqual(['tensorflow', 'webgpu', 'wasm', 'cpu']);
     const tensorflow = report.backends[0]!;
     expect(tensorflow.available).toBe(false);
     expect(tensorflow.detail).toMatch(/@tensorflow\/tfjs-node-gpu is not installed/);
+    // webgpu: available with an adapter (here lavapipe, a CPU emulation auto skips) or says why not
+    const webgpu = report.backends[1]!;
+    if (webgpu.available) {
+      expect(webgpu.adapter!.limits.maxBufferSize).toBeGreaterThan(0);
+      expect(Array.isArray(webgpu.adapter!.features)).toBe(true);
+      if (webgpu.adapter!.software) expect(webgpu.autoSkips).toBe(true);
+    } else {
+      expect(webgpu.detail).toMatch(/no GPU adapter|not installed|failed to load/);
+    }
     expect(report.auto).toBe('wasm');
   });
 
@@ -24,7 +46,8 @@ describe('mft doctor', () => {
     const r = runCli(['doctor']);
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/backend: auto picks wasm/);
-    expect(r.stderr).toBe('');
+    expect(r.stdout).toMatch(/^ {2}webgpu {5}(available {3}|unavailable)/m);
+    expect(withoutDawnNotes(r.stderr)).toBe('');
   });
 });
 

@@ -81,7 +81,7 @@ const CASES: Record<string, string[]> = {
     '4:16: learning_rate: expected a number, got "2e-4x"',
     '5:12: max_steps: must be > 0, got 0',
     '6:15: lora_dropout: must be in [0, 1), got -0.1',
-    '7:10: backend: expected one of auto, tensorflow, wasm, cpu, got "gpu" (fix: did you mean cpu?)',
+    '7:10: backend: expected one of auto, tensorflow, webgpu, wasm, cpu, got "gpu" (fix: did you mean cpu?)',
     '8:16: max_grad_norm: expected a number or null, got "none"',
   ],
 };
