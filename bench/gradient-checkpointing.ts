@@ -14,13 +14,13 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/backend/index.js';
-import type { Batch } from '../src/data/batch.js';
 import { createLora, lossAndGrads } from '../src/lora/index.js';
+import type { Batch } from '../src/model/batch.js';
 import { type LoadedModel, loadModel } from '../src/model/index.js';
 import { buildModel } from '../src/model/load.js';
-import type { TensorData } from '../src/model/safetensors.js';
 import { parseModelSpec } from '../src/model/spec.js';
 import { Rng } from '../src/util/index.js';
+import type { TensorData } from '../src/weights/safetensors.js';
 
 interface Case {
   name: string;

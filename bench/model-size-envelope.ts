@@ -9,17 +9,11 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/backend/index.js';
-import type { Batch } from '../src/data/batch.js';
 import { createLora, lossAndGrads } from '../src/lora/index.js';
-import {
-  buildModel,
-  forward,
-  generate,
-  type LoadedModel,
-  parseModelSpec,
-  type TensorData,
-} from '../src/model/index.js';
+import type { Batch } from '../src/model/batch.js';
+import { buildModel, forward, generate, type LoadedModel, parseModelSpec } from '../src/model/index.js';
 import { Rng } from '../src/util/index.js';
+import type { TensorData } from '../src/weights/index.js';
 
 /** Llama shapes; 135m is SmolLM2-135M's (GQA 9/3, tied embeddings). */
 const SIZES: Record<string, Record<string, number | boolean>> = {

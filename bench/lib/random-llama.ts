@@ -4,10 +4,12 @@
  * the values; they are scaled like a trained model's (uniform, 1 / sqrt(in)) so NF4 blocks and
  * softmaxes see realistic ranges.
  */
-import type { Batch } from '../../src/data/batch.js';
+
 import { createLora, type LoraState } from '../../src/lora/index.js';
-import { buildModel, type LoadedModel, parseModelSpec, type TensorData } from '../../src/model/index.js';
+import type { Batch } from '../../src/model/batch.js';
+import { buildModel, type LoadedModel, parseModelSpec } from '../../src/model/index.js';
 import { mixSeed, Rng } from '../../src/util/index.js';
+import type { TensorData } from '../../src/weights/index.js';
 
 /** The config.json fields of a benchmark model. */
 export interface LlamaShape {

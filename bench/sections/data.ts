@@ -22,7 +22,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadTaskConfig } from '../../src/config/index.js';
 import { buildDataset, packBestFitDecreasing, readRecords, resolveDataset } from '../../src/data/index.js';
-import { loadTokenizer } from '../../src/model/index.js';
+import { loadTokenizer } from '../../src/tokenizer/index.js';
 import { repoRelative } from '../lib/machine.js';
 import { rssMiB, sig, type Timing, time, timeAsync } from '../lib/measure.js';
 

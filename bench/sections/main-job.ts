@@ -74,7 +74,7 @@ export async function runMainJob(job: MainJobJob): Promise<MainJobResult> {
       config: await import('../../src/config/index.js'),
       train: await import('../../src/train/index.js'),
       backend: await import('../../src/backend/index.js'),
-      model: await import('../../src/model/index.js'),
+      tokenizer: await import('../../src/tokenizer/index.js'),
       data: await import('../../src/data/index.js'),
     }));
     const m = imported.value;
@@ -82,7 +82,7 @@ export async function runMainJob(job: MainJobJob): Promise<MainJobResult> {
     const loaded = await timeAsync(() => m.config.loadTaskConfig(job.configFile, { set }));
     const config = loaded.value;
     const backend = await timeAsync(() => m.backend.initBackend(config.backend));
-    const tokenizer = await timeAsync(() => m.model.loadTokenizer(config.base_model));
+    const tokenizer = await timeAsync(() => m.tokenizer.loadTokenizer(config.base_model));
 
     const events: { kind: EventKind; t: number }[] = [];
     const mark = (kind: EventKind) => events.push({ kind, t: performance.now() });

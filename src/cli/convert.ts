@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { convertLlama2c } from '../model/llama2c.js';
+import { convertLlama2c } from '../convert/llama2c.js';
 
 /** `mft convert llama2c`: a llama2.c checkpoint + SentencePiece tokenizer -> an HF model folder. */
 export function registerConvert(program: Command): void {

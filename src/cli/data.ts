@@ -8,7 +8,7 @@ import {
   stepsPerEpoch,
   trainedTargets,
 } from '../data/index.js';
-import { loadTokenizer, type MftTokenizer } from '../model/index.js';
+import { loadTokenizer, type MftTokenizer } from '../tokenizer/index.js';
 import { fail } from '../util/index.js';
 
 function collect(value: string, previous: string[]): string[] {

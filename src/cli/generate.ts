@@ -4,7 +4,8 @@ import type { Command } from 'commander';
 import { type BackendChoice, initBackend } from '../backend/index.js';
 import { loraFromAdapter } from '../lora/index.js';
 import { loadAdapter, type PeftAdapter } from '../lora/peft-adapter.js';
-import { generate, type LoadModelOptions, loadModel, loadTokenizer, type Precision } from '../model/index.js';
+import { generate, type LoadModelOptions, loadModel, type Precision } from '../model/index.js';
+import { loadTokenizer } from '../tokenizer/index.js';
 import { fail, MftError } from '../util/index.js';
 
 interface GenerateFlags {

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 // The tokenizer module directly, not src/model/index.ts: tokenizing needs no tfjs backend and
 // should not load one.
-import { loadTokenizer } from '../model/tokenizer.js';
+import { loadTokenizer } from '../tokenizer/tokenizer.js';
 import { fail } from '../util/index.js';
 
 // fatal: invalid UTF-8 is reported, not replaced; ignoreBOM: a leading BOM is kept as text.

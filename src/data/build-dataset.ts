@@ -11,7 +11,7 @@
 import { mkdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { MftTokenizer } from '../model/index.js';
+import type { MftTokenizer } from '../tokenizer/index.js';
 import { fail, MftError, mixSeed, Rng } from '../util/index.js';
 import { BadRecords } from './bad-records.js';
 import {

@@ -15,7 +15,7 @@
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { type MftTokenizer, TOKENIZER_FILES } from '../model/index.js';
+import { type MftTokenizer, TOKENIZER_FILES } from '../tokenizer/index.js';
 import { fsyncDir, writeFileAtomic } from '../util/index.js';
 import type { SourceFile } from './sources/index.js';
 

@@ -3,7 +3,6 @@
  * See `buildDataset` for the whole pipeline; the pieces are exported for evaluation and tests.
  */
 export { BadRecords } from './bad-records.js';
-export { type Batch, IGNORE_INDEX } from './batch.js';
 export {
   type BuildOptions,
   buildDataset,

@@ -3,8 +3,9 @@
  * between ⟦ and ⟧ otherwise. A token carries loss when it is a target (not the first token of the
  * sample) and its label is not -100.
  */
-import type { MftTokenizer } from '../model/index.js';
-import { IGNORE_INDEX } from './batch.js';
+
+import { IGNORE_INDEX } from '../model/batch.js';
+import type { MftTokenizer } from '../tokenizer/index.js';
 import type { TokenizedSample } from './types.js';
 
 const GREY = '\x1b[90m';

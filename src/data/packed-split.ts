@@ -10,8 +10,9 @@
  *   segmentIds[t]  d for document d; pads form one more segment of their own (no empty attention row)
  *   positionIds[t] position within the document, from 0 (pads count from 0 too)
  */
+
+import { type Batch, IGNORE_INDEX } from '../model/batch.js';
 import { mixSeed, Rng } from '../util/index.js';
-import { type Batch, IGNORE_INDEX } from './batch.js';
 import { labelAt, type TokenStore } from './token-store.js';
 
 /** One packed row (each array `seqLen` long). */

@@ -8,7 +8,7 @@
  * token's id or -100 (what every recipe produces), else 4 (pre-tokenized records may carry labels
  * of their own). So a Llama or Mistral dataset costs 3 bytes per token, not 8.
  */
-import { IGNORE_INDEX } from './batch.js';
+import { IGNORE_INDEX } from '../model/batch.js';
 import type { TokenizedSample } from './types.js';
 
 export interface TokenStore {

@@ -15,8 +15,9 @@
  * completion/alpaca parts are tokenized separately and concatenated instead; chat records must
  * split cleanly, and one that does not is an error that says so.
  */
-import type { MftTokenizer } from '../model/index.js';
-import { IGNORE_INDEX } from './batch.js';
+
+import { IGNORE_INDEX } from '../model/batch.js';
+import type { MftTokenizer } from '../tokenizer/index.js';
 import { RecordError } from './record-error.js';
 import type { FormattedRecord, TextSegment, TokenizedSample } from './types.js';
 

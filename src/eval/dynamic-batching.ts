@@ -10,7 +10,9 @@
  *   segmentIds[c + t]  the sample's index within the row; pads form one more segment
  *   positionIds[c + t] t (pads count from 0 too)
  */
-import { type Batch, IGNORE_INDEX, packBestFitDecreasing } from '../data/index.js';
+
+import { packBestFitDecreasing } from '../data/index.js';
+import { type Batch, IGNORE_INDEX } from '../model/index.js';
 
 /** One sample to evaluate: its tokens and labels in the Hugging Face convention (unshifted). */
 export interface EvalSample {

@@ -28,7 +28,7 @@ import {
   tokenizeRecord,
   truncateSample,
 } from '../data/index.js';
-import type { MftTokenizer } from '../model/index.js';
+import type { MftTokenizer } from '../tokenizer/index.js';
 import { fail, MftError } from '../util/index.js';
 import type { EvalSample } from './dynamic-batching.js';
 import type { LazyTokenizer } from './lazy-tokenizer.js';

@@ -14,7 +14,8 @@
  * generated text (stopped at EOS or `maxNewTokens`) is compared with the completion part:
  * exact match after trimming surrounding whitespace, and edit similarity.
  */
-import type { LoadedModel, MftTokenizer, ModelLora } from '../model/index.js';
+import type { LoadedModel, ModelLora } from '../model/index.js';
+import type { MftTokenizer } from '../tokenizer/index.js';
 import { mixSeed, Rng } from '../util/index.js';
 import { editSimilarity, exactMatch } from './edit-similarity.js';
 import type { EvalRecord } from './eval-data.js';

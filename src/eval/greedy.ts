@@ -2,7 +2,8 @@
  * Greedy continuation of a prompt for the generation-based metrics: temperature 0, stopping at
  * EOS, after `maxNewTokens`, or (for line completion) at the first newline of the text.
  */
-import { generate, type LoadedModel, type MftTokenizer, type ModelLora } from '../model/index.js';
+import { generate, type LoadedModel, type ModelLora } from '../model/index.js';
+import type { MftTokenizer } from '../tokenizer/index.js';
 
 /** Options of `greedyContinuation`. */
 export interface GreedyOptions {

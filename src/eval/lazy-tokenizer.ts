@@ -5,7 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadTokenizer, type MftTokenizer } from '../model/index.js';
+import { loadTokenizer, type MftTokenizer } from '../tokenizer/index.js';
 import { MftError } from '../util/index.js';
 
 export class LazyTokenizer {

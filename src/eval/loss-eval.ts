@@ -11,14 +11,14 @@
  * samples of any length, and the result does not depend on how samples are batched or packed.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { Batch } from '../data/index.js';
-import { IGNORE_INDEX } from '../data/index.js';
+import type { Batch } from '../model/index.js';
 import {
   createAttentionContext,
   decoderLayer,
   defaultChunkRows,
   disposeLayerTensors,
   embedTokens,
+  IGNORE_INDEX,
   type LayerTensors,
   type LoadedModel,
   layerTensors,

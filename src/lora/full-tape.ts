@@ -4,7 +4,7 @@
  * memory grows with the number of layers; in exchange no layer is computed twice.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { Batch } from '../data/batch.js';
+import type { Batch } from '../model/batch.js';
 import {
   createAttentionContext,
   decoderLayer,

@@ -18,7 +18,7 @@
  * workers holding the same frozen weights can compute micro-batches in parallel.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { Batch } from '../data/batch.js';
+import type { Batch } from '../model/batch.js';
 import {
   createAttentionContext,
   decoderLayer,

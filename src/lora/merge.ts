@@ -12,6 +12,10 @@
  */
 import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
+import { readModelSpec, specHash } from '../model/index.js';
+import { dequantize, quantize } from '../quant/index.js';
+import { TOKENIZER_FILES } from '../tokenizer/index.js';
+import { fail, fsyncDir, MftError, tempPathFor, writeFileAtomic } from '../util/index.js';
 import {
   bf16ToF32,
   f16ToF32,
@@ -19,16 +23,11 @@ import {
   f32ToF16,
   INDEX_FILE,
   openCheckpoint,
-  readModelSpec,
   type SafetensorsDtype,
   SafetensorsWriter,
   SINGLE_FILE,
-  specHash,
   type TensorData,
-  TOKENIZER_FILES,
-} from '../model/index.js';
-import { dequantize, quantize } from '../quant/index.js';
-import { fail, fsyncDir, MftError, tempPathFor, writeFileAtomic } from '../util/index.js';
+} from '../weights/index.js';
 import type { PeftAdapter } from './peft-adapter.js';
 
 export type MergeDtype = 'fp32' | 'bf16' | 'fp16';

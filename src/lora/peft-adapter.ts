@@ -13,9 +13,8 @@
  */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { bf16ToF32, f16ToF32, SafetensorsFile, writeSafetensors } from '../model/index.js';
-
 import { fail, MftError, type Problem, writeFileAtomic } from '../util/index.js';
+import { bf16ToF32, f16ToF32, SafetensorsFile, writeSafetensors } from '../weights/index.js';
 
 export const ADAPTER_CONFIG_FILE = 'adapter_config.json';
 export const ADAPTER_WEIGHTS_FILE = 'adapter_model.safetensors';

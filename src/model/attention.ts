@@ -10,7 +10,7 @@
  *   attention(q, k, v) = softmax(q k^T / sqrt(head_dim) + mask) v
  */
 import * as tf from '@tensorflow/tfjs';
-import type { Batch } from '../data/batch.js';
+import type { Batch } from './batch.js';
 import { ropeTables } from './rope.js';
 import type { ModelSpec } from './spec.js';
 

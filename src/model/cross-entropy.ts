@@ -9,7 +9,7 @@
  * Both ops return the SUM; the trainer divides by the number of loss tokens of the whole step.
  */
 import * as tf from '@tensorflow/tfjs';
-import { IGNORE_INDEX } from '../data/batch.js';
+import { IGNORE_INDEX } from './batch.js';
 
 /** Rows whose label carries loss, and those labels. */
 function lossRows(labels: Int32Array): { rows: Int32Array; targets: Int32Array } {

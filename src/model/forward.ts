@@ -6,16 +6,16 @@
  *   x_0 = embed_tokens[input_ids];  x_{i+1} = layer_i(x_i);  logits = norm(x_L) lm_head^T
  */
 import * as tf from '@tensorflow/tfjs';
-import type { Batch } from '../data/batch.js';
-import { IGNORE_INDEX } from '../data/batch.js';
+import type { FrozenTensor } from '../weights/frozen-tensor.js';
+import { StoredTensor } from '../weights/stored-tensor.js';
 import { createAttentionContext } from './attention.js';
+import type { Batch } from './batch.js';
+import { IGNORE_INDEX } from './batch.js';
 import { lmHeadCrossEntropySum } from './cross-entropy.js';
 import { decoderLayer } from './decoder-layer.js';
-import type { FrozenTensor } from './frozen-tensor.js';
 import type { ModelLora } from './linear.js';
 import { disposeLayerTensors, type LoadedModel, layerTensors } from './loaded-model.js';
 import { rmsNorm } from './rms-norm.js';
-import { StoredTensor } from './stored-tensor.js';
 
 /**
  * Rows of a frozen `[n, width]` matrix as fp32, row-major `[rows.length, width]`. A StoredTensor

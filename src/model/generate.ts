@@ -6,6 +6,7 @@
  * the tokenizer's EOS.
  */
 import * as tf from '@tensorflow/tfjs';
+import type { MftTokenizer } from '../tokenizer/tokenizer.js';
 import { MftError, Rng } from '../util/index.js';
 import { decoderLayer, type LayerTensors } from './decoder-layer.js';
 import { frozenRows } from './forward.js';
@@ -14,7 +15,6 @@ import type { ModelLora } from './linear.js';
 import { disposeLayerTensors, type LoadedModel, layerTensors } from './loaded-model.js';
 import { rmsNorm } from './rms-norm.js';
 import { sampleToken } from './sampling.js';
-import type { MftTokenizer } from './tokenizer.js';
 
 export interface GenerateOptions {
   /** Most tokens to generate. */

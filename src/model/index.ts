@@ -1,13 +1,13 @@
 /**
- * The model stage: Hugging Face checkpoints (config.json, safetensors, tokenizer) → frozen weights
- * outside tfjs → the Llama / Mistral / Qwen2 decoder in fp32, layer by layer, with LoRA terms;
- * the loss, and generation with a KV cache.
+ * The model stage (compute): the spec read from config.json, loading a checkpoint into frozen
+ * weights (`weights/`, `quant/`), the Llama / Mistral / Qwen2 decoder in fp32, layer by layer, with
+ * LoRA terms; the loss, and generation with a KV cache.
  */
+
 export { type AttentionContext, attention, batchMask, createAttentionContext, MASKED } from './attention.js';
-export { type CheckpointFiles, INDEX_FILE, openCheckpoint, SINGLE_FILE } from './checkpoint-files.js';
+export { type Batch, IGNORE_INDEX } from './batch.js';
 export { crossEntropySum, defaultChunkRows, lmHeadCrossEntropySum } from './cross-entropy.js';
 export { decoderLayer, type LayerTensors } from './decoder-layer.js';
-export { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from './dtype.js';
 export {
   embedTokens,
   type ForwardOptions,
@@ -18,7 +18,6 @@ export {
   headLogits,
   headLossSum,
 } from './forward.js';
-export type { FrozenTensor, StorageDtype } from './frozen-tensor.js';
 export { type GenerateOptions, generate } from './generate.js';
 export { KvCache } from './kv-cache.js';
 export {
@@ -47,18 +46,6 @@ export {
 } from './loaded-model.js';
 export { rmsNorm } from './rms-norm.js';
 export { applyRope, ropeInvFreq, ropeTables, rotateHalf } from './rope.js';
-export {
-  DTYPE_ITEMSIZE,
-  MAX_HEADER_BYTES,
-  type SafetensorsDtype,
-  SafetensorsFile,
-  SafetensorsWriter,
-  type TensorData,
-  type TensorInfo,
-  type TensorToWrite,
-  tensorBytes,
-  writeSafetensors,
-} from './safetensors.js';
 export { argmax, type SamplingOptions, sampleToken } from './sampling.js';
 export {
   type Architecture,
@@ -69,5 +56,3 @@ export {
   SUPPORTED_ARCHITECTURES,
   specHash,
 } from './spec.js';
-export { type FloatStorage, StoredTensor } from './stored-tensor.js';
-export { loadTokenizer, type MftTokenizer, TOKENIZER_FILES } from './tokenizer.js';

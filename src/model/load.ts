@@ -8,14 +8,14 @@
  */
 import { quantize } from '../quant/index.js';
 import { MftError } from '../util/index.js';
-import { openCheckpoint } from './checkpoint-files.js';
-import { bf16ToF32, f16ToF32 } from './dtype.js';
-import type { FrozenTensor } from './frozen-tensor.js';
+import { openCheckpoint } from '../weights/checkpoint-files.js';
+import { bf16ToF32, f16ToF32 } from '../weights/dtype.js';
+import type { FrozenTensor } from '../weights/frozen-tensor.js';
+import type { TensorData } from '../weights/safetensors.js';
+import { StoredTensor } from '../weights/stored-tensor.js';
 import { LINEAR_NAMES, type LinearName } from './linear.js';
 import type { LayerWeights, LoadedModel } from './loaded-model.js';
-import type { TensorData } from './safetensors.js';
 import { type ModelSpec, readGenerationEosIds, readModelSpec, specHash } from './spec.js';
-import { StoredTensor } from './stored-tensor.js';
 
 export type Quantization = 'none' | 'int8' | 'nf4';
 export type Precision = 'auto' | 'fp32' | 'bf16' | 'fp16';

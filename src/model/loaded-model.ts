@@ -3,8 +3,8 @@
  * and `layerTensors`, which turns one layer into fp32 tfjs tensors while that layer computes.
  */
 import * as tf from '@tensorflow/tfjs';
+import type { FrozenTensor } from '../weights/frozen-tensor.js';
 import type { LayerTensors } from './decoder-layer.js';
-import type { FrozenTensor } from './frozen-tensor.js';
 import type { ModelSpec } from './spec.js';
 
 /** The frozen weights of one decoder layer (HF names; linear weights `[out, in]`). */

@@ -4,8 +4,9 @@
  * loader calls `quantize` on each of them as it reads the checkpoint, layer by layer, and the forward
  * pass calls `dequantize` when the layer runs.
  */
-import type { FrozenTensor } from '../model/frozen-tensor.js';
+
 import { MftError } from '../util/index.js';
+import type { FrozenTensor } from '../weights/frozen-tensor.js';
 import { DOUBLE_QUANT_BLOCK_SIZE, doubleQuantize } from './double-quant.js';
 import { INT8_BLOCK_SIZE, quantizeInt8 } from './int8.js';
 import { NF4_BLOCK_SIZE, quantizeNf4 } from './nf4.js';

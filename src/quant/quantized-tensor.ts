@@ -1,8 +1,8 @@
 /**
- * Frozen weights kept as NF4 or int8 codes (src/model/frozen-tensor.ts). The codes and scales stay in
+ * Frozen weights kept as NF4 or int8 codes (src/weights/frozen-tensor.ts). The codes and scales stay in
  * shared typed arrays for the whole run; `toFloat32()` rebuilds fp32 values when a layer computes.
  */
-import type { FrozenTensor } from '../model/frozen-tensor.js';
+import type { FrozenTensor } from '../weights/frozen-tensor.js';
 import { type DoubleQuantAbsmax, dequantizeDoubleQuant } from './double-quant.js';
 import { dequantizeInt8 } from './int8.js';
 import { dequantizeNf4 } from './nf4.js';

@@ -12,8 +12,8 @@
  */
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { SafetensorsFile, writeSafetensors } from '../model/index.js';
 import { MftError, writeFileAtomic } from '../util/index.js';
+import { SafetensorsFile, writeSafetensors } from '../weights/index.js';
 import type { AdamWState } from './adamw.js';
 import { removeDirAtomically, TEMP_PREFIX, writeDirAtomically } from './write-dir.js';
 

@@ -9,7 +9,9 @@
  * the loss is token-weighted, so a short step is an ordinary one) and never reaches into the next
  * epoch: steps per epoch = ceil(rows / (micro_batch_size * gradient_accumulation_steps)).
  */
-import { type Batch, IGNORE_INDEX, stepMicroBatches, stepsPerEpoch } from '../data/index.js';
+
+import { stepMicroBatches, stepsPerEpoch } from '../data/index.js';
+import { type Batch, IGNORE_INDEX } from '../model/index.js';
 import { MftError } from '../util/index.js';
 
 /** The part of a packed split (`PackedSplit` of src/data) the trainer reads. */

@@ -20,7 +20,7 @@
  */
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import type { Batch } from '../data/batch.js';
+import type { Batch } from '../model/batch.js';
 import { MftError, mixSeed } from '../util/index.js';
 import { AdamW, type AdamWConfig } from './adamw.js';
 import {

@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { CONVERTED_FILES } from '../../src/model/llama2c.js';
+import { CONVERTED_FILES } from '../../src/convert/llama2c.js';
 import { fileTempDir } from '../helpers/tmp-dir.js';
 import { runCli } from './run-cli.js';
 

@@ -7,8 +7,8 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { loadTaskConfig } from '../../src/config/index.js';
-import { SafetensorsFile } from '../../src/model/index.js';
 import { type Progress, readMetrics, train } from '../../src/train/index.js';
+import { SafetensorsFile } from '../../src/weights/index.js';
 import { fileTempDir } from '../helpers/tmp-dir.js';
 import { runCli } from './run-cli.js';
 

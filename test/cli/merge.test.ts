@@ -2,7 +2,7 @@
 import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { SafetensorsFile } from '../../src/model/index.js';
+import { SafetensorsFile } from '../../src/weights/index.js';
 import { fileTempDir } from '../helpers/tmp-dir.js';
 import { runCli } from './run-cli.js';
 

@@ -1,7 +1,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { loadTokenizer } from '../../src/model/tokenizer.js';
+import { loadTokenizer } from '../../src/tokenizer/tokenizer.js';
 import { fileTempDir } from '../helpers/tmp-dir.js';
 import { REPO_ROOT, runCli } from './run-cli.js';
 

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { buildDataset, drawValidationRecords } from '../../src/data/build-dataset.js';
 import type { DataConfig, DataRecipe, RecipeFormat } from '../../src/data/types.js';
-import { loadTokenizer } from '../../src/model/index.js';
+import { loadTokenizer } from '../../src/tokenizer/index.js';
 import { MftError } from '../../src/util/index.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp-dir.js';
 import { charIds, charTokenizer } from './char-tokenizer.js';

@@ -1,7 +1,7 @@
 // A tiny deterministic tokenizer for data tests: one id per character (16 + code point), special
 // tokens written literally in the text (`<s>`, `</s>`, FIM tokens) become their ids, and optional
 // multi-character "merges" are matched greedily first (to build tokens that straddle a boundary).
-import type { MftTokenizer } from '../../src/model/index.js';
+import type { MftTokenizer } from '../../src/tokenizer/index.js';
 
 export interface CharTokenizerOptions {
   addsBos?: boolean;

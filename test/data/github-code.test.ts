@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { expect, test } from 'vitest';
 import { buildDataset } from '../../src/data/build-dataset.js';
 import { datasetContentHash } from '../../src/data/from-dir/from-dir.js';
-import { loadTokenizer } from '../../src/model/index.js';
+import { loadTokenizer } from '../../src/tokenizer/index.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp-dir.js';
 
 const ROOT = join(import.meta.dirname, '../..');

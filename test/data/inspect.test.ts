@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { expect, test } from 'vitest';
 import { renderSample } from '../../src/data/inspect.js';
 import { tokenizeRecord } from '../../src/data/tokenize.js';
-import { loadTokenizer } from '../../src/model/index.js';
+import { loadTokenizer } from '../../src/tokenizer/index.js';
 import { charTokenizer } from './char-tokenizer.js';
 
 const prompt = {

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { buildDataset } from '../../src/data/build-dataset.js';
 import type { DataConfig, DataRecipe } from '../../src/data/types.js';
-import { loadTokenizer, type MftTokenizer } from '../../src/model/index.js';
+import { loadTokenizer, type MftTokenizer } from '../../src/tokenizer/index.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp-dir.js';
 
 const FIXTURES = join(import.meta.dirname, '../fixtures');

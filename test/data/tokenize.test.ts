@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { findFimTokens, tokenizeRecord, trainedTargets } from '../../src/data/tokenize.js';
 import type { FormattedRecord } from '../../src/data/types.js';
-import { loadTokenizer } from '../../src/model/index.js';
+import { loadTokenizer } from '../../src/tokenizer/index.js';
 import { charIds, charTokenizer } from './char-tokenizer.js';
 
 const M = -100;

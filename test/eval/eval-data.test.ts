@@ -9,7 +9,7 @@ import { describe, expect, test } from 'vitest';
 import { loadRecipe } from '../../src/config/index.js';
 import { buildDataset } from '../../src/data/index.js';
 import { type EvalDataSpec, LazyTokenizer, readEvalData, resolveEvalSource } from '../../src/eval/index.js';
-import { loadTokenizer } from '../../src/model/index.js';
+import { loadTokenizer } from '../../src/tokenizer/index.js';
 import { MftError } from '../../src/util/index.js';
 import { fileTempDir } from '../helpers/tmp-dir.js';
 

@@ -19,7 +19,8 @@ import {
   readEvalData,
   scoreGenerations,
 } from '../../src/eval/index.js';
-import { type LoadedModel, loadModel, type MftTokenizer } from '../../src/model/index.js';
+import { type LoadedModel, loadModel } from '../../src/model/index.js';
+import type { MftTokenizer } from '../../src/tokenizer/index.js';
 import { fileTempDir } from '../helpers/tmp-dir.js';
 
 const STORIES = new URL('../../checkpoints/base/tinystories-260k/', import.meta.url).pathname;

@@ -11,7 +11,8 @@ import { initBackend } from '../../src/backend/index.js';
 import { type EvalSample, evaluateLoss } from '../../src/eval/index.js';
 import { type LoraState, loraFromAdapter } from '../../src/lora/index.js';
 import { loadAdapter } from '../../src/lora/peft-adapter.js';
-import { type LoadedModel, loadModel, SafetensorsFile } from '../../src/model/index.js';
+import { type LoadedModel, loadModel } from '../../src/model/index.js';
+import { SafetensorsFile } from '../../src/weights/index.js';
 
 const DIR = new URL('../fixtures/llama-golden/', import.meta.url).pathname;
 const golden = SafetensorsFile.open(`${DIR}golden.safetensors`);

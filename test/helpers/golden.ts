@@ -4,7 +4,7 @@
  */
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
-import type { Batch } from '../../src/data/batch.js';
+import type { Batch } from '../../src/model/batch.js';
 
 /** Absolute path of the fixture folder (with a trailing slash). */
 export const GOLDEN_DIR = fileURLToPath(new URL('../fixtures/llama-golden/', import.meta.url));

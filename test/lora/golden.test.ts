@@ -7,12 +7,12 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
-import type { Batch } from '../../src/data/batch.js';
 import { lossAndGrads } from '../../src/lora/layerwise-grads.js';
 import { loraFromAdapter, loraToAdapter } from '../../src/lora/lora-state.js';
 import { loadAdapter, saveAdapter } from '../../src/lora/peft-adapter.js';
+import type { Batch } from '../../src/model/batch.js';
 import { forward, type LoadedModel, loadModel } from '../../src/model/index.js';
-import { SafetensorsFile } from '../../src/model/safetensors.js';
+import { SafetensorsFile } from '../../src/weights/safetensors.js';
 import { causalBatch, relMaxErr } from '../helpers/golden.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp-dir.js';
 

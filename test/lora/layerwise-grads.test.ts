@@ -1,9 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
-import type { Batch } from '../../src/data/batch.js';
 import { lossAndGrads } from '../../src/lora/layerwise-grads.js';
 import { createLora, type LoraState } from '../../src/lora/lora-state.js';
+import type { Batch } from '../../src/model/batch.js';
 import {
   createAttentionContext,
   decoderLayer,

@@ -5,7 +5,8 @@ import { initBackend } from '../../src/backend/index.js';
 import { loraFromAdapter } from '../../src/lora/index.js';
 import { loadAdapter, type MftTrainingInfo, saveAdapter } from '../../src/lora/peft-adapter.js';
 import { forward, loadModel } from '../../src/model/index.js';
-import { SafetensorsFile, writeSafetensors } from '../../src/model/safetensors.js';
+import { SafetensorsFile } from '../../src/weights/safetensors.js';
+import { writeSafetensors } from '../../src/weights/safetensors-writer.js';
 import { errorOf } from '../helpers/error-of.js';
 import { fileTempDir } from '../helpers/tmp-dir.js';
 

@@ -2,12 +2,12 @@
  * Small random models and batches for the LoRA tests: weights drawn from a seeded Rng, built
  * through the model stage's own loader (`buildModel`) so shapes and names are the real ones.
  */
-import type { Batch } from '../../src/data/batch.js';
+import type { Batch } from '../../src/model/batch.js';
 import type { LoadedModel } from '../../src/model/index.js';
 import { buildModel } from '../../src/model/load.js';
-import type { TensorData } from '../../src/model/safetensors.js';
 import { parseModelSpec } from '../../src/model/spec.js';
 import { Rng } from '../../src/util/index.js';
+import type { TensorData } from '../../src/weights/safetensors.js';
 
 /** A config.json for a tiny Llama with GQA (overridable). */
 export function tinyConfig(overrides: Record<string, unknown> = {}): Record<string, unknown> {

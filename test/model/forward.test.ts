@@ -7,7 +7,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
-import type { Batch } from '../../src/data/batch.js';
+import type { Batch } from '../../src/model/batch.js';
 import {
   createAttentionContext,
   decoderLayer,

@@ -6,15 +6,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
-import type { Batch } from '../../src/data/batch.js';
-import {
-  forward,
-  LINEAR_NAMES,
-  type LoadedModel,
-  loadModel,
-  type ModelLora,
-  SafetensorsFile,
-} from '../../src/model/index.js';
+import type { Batch } from '../../src/model/batch.js';
+import { forward, LINEAR_NAMES, type LoadedModel, loadModel, type ModelLora } from '../../src/model/index.js';
+import { SafetensorsFile } from '../../src/weights/index.js';
 import { causalBatch, GOLDEN_DIR, relMaxErr } from '../helpers/golden.js';
 
 const golden = SafetensorsFile.open(`${GOLDEN_DIR}golden.safetensors`);

@@ -6,7 +6,8 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
-import { loadModel, parseModelSpec, specHash, writeSafetensors } from '../../src/model/index.js';
+import { loadModel, parseModelSpec, specHash } from '../../src/model/index.js';
+import { writeSafetensors } from '../../src/weights/index.js';
 import { errorOf } from '../helpers/error-of.js';
 import { removeTempDirs } from '../helpers/tmp-dir.js';
 import { writeTinyModel } from './tiny-model.js';

@@ -4,8 +4,8 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { writeSafetensors } from '../../src/model/index.js';
 import { Rng } from '../../src/util/index.js';
+import { writeSafetensors } from '../../src/weights/index.js';
 import { makeTempDir } from '../helpers/tmp-dir.js';
 import type { RefConfig, RefWeights } from './reference-decoder.js';
 

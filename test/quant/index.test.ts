@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'vitest';
-import type { FrozenTensor } from '../../src/model/frozen-tensor.js';
 import { dequantize, Int8Tensor, Nf4Tensor, quantize, quantizedByteLength } from '../../src/quant/index.js';
 import { MftError } from '../../src/util/index.js';
+import type { FrozenTensor } from '../../src/weights/frozen-tensor.js';
 import { NF4_HALF_MAX_GAP, NF4_REF, randomNormal, refAbsmax } from './reference.js';
 
 // Decoder linears of one layer, HF shapes [out, in], of TinyLlama-1.1B (hidden 2048, 32 heads,

@@ -23,11 +23,10 @@ import {
   LINEAR_NAMES,
   type LoadedModel,
   loadModel,
-  openCheckpoint,
   readModelSpec,
-  SafetensorsFile,
   type TensorSource,
 } from '../../src/model/index.js';
+import { openCheckpoint, SafetensorsFile } from '../../src/weights/index.js';
 import { causalBatch, GOLDEN_DIR, relMaxErr } from '../helpers/golden.js';
 import { randomNormal, refNf4RoundTrip } from './reference.js';
 

@@ -6,8 +6,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
-import type { Batch } from '../../src/data/batch.js';
 import { createLora, type LoraState, lossAndGrads } from '../../src/lora/index.js';
+import type { Batch } from '../../src/model/batch.js';
 import { forward, type LoadedModel, loadModel } from '../../src/model/index.js';
 import { stepGradients, type Trainable } from '../../src/train/train.js';
 import { Rng } from '../../src/util/index.js';

@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import type { Batch } from '../../src/data/batch.js';
+import type { Batch } from '../../src/model/batch.js';
 import { DataCursor, type TrainSplit, totalSteps, trainedTokens } from '../../src/train/data-cursor.js';
 
 function split(numRows: number): TrainSplit {

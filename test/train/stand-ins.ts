@@ -9,11 +9,11 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import type { Batch } from '../../src/data/batch.js';
-import { SafetensorsFile, writeSafetensors } from '../../src/model/index.js';
+import type { Batch } from '../../src/model/batch.js';
 import type { TrainSplit } from '../../src/train/data-cursor.js';
 import type { EvalSplit, MicroBatchGrads, Trainable, TrainData } from '../../src/train/train.js';
 import { mixSeed, Rng } from '../../src/util/index.js';
+import { SafetensorsFile, writeSafetensors } from '../../src/weights/index.js';
 
 export const VOCAB = 12;
 const RANK = 6;

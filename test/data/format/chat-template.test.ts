@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { type ChatMessage, ChatRenderer } from '../../../src/data/format/chat-template.js';
 import { tokenizeRecord } from '../../../src/data/tokenize.js';
-import { loadTokenizer, type MftTokenizer } from '../../../src/model/index.js';
+import { loadTokenizer, type MftTokenizer } from '../../../src/tokenizer/index.js';
 import { charTokenizer } from '../char-tokenizer.js';
 
 const TOKENIZERS = join(import.meta.dirname, '../../fixtures/tokenizers');

@@ -8,8 +8,8 @@ import {
   type SentencePieceModel,
   sentencePieceToTokenizerJson,
   stringifyTokenizerJson,
-} from '../../src/model/sentencepiece.js';
-import { loadTokenizer, type MftTokenizer } from '../../src/model/tokenizer.js';
+} from '../../src/convert/sentencepiece.js';
+import { loadTokenizer, type MftTokenizer } from '../../src/tokenizer/tokenizer.js';
 import { MftError } from '../../src/util/index.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp-dir.js';
 

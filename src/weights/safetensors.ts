@@ -1,5 +1,5 @@
 /**
- * safetensors reader and writer (https://github.com/huggingface/safetensors, "Format").
+ * safetensors reader (https://github.com/huggingface/safetensors, "Format"); the writer is safetensors-writer.ts.
  *
  *   [8 bytes: header length N, little-endian u64]
  *   [N bytes: JSON header, padded with spaces]  {"__metadata__": {str: str},
@@ -330,10 +330,3 @@ function checkTiling(path: string, entries: Map<string, Entry>, dataLen: number)
     );
   }
 }
-
-export {
-  SafetensorsWriter,
-  type TensorToWrite,
-  tensorBytes,
-  writeSafetensors,
-} from './safetensors-writer.js';

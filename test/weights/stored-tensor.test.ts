@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
-import { StoredTensor } from '../../src/model/stored-tensor.js';
 import { MftError } from '../../src/util/index.js';
+import { StoredTensor } from '../../src/weights/stored-tensor.js';
 
 // Values exactly representable in bf16 and f16 (few mantissa bits), with their words written by hand.
 const exact = [1.5, -2, 0.15625, 0];

@@ -1,8 +1,8 @@
 import { closeSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
-import { convertLlama2c, permuteRotaryRows, readLlama2cCheckpoint } from '../../src/model/llama2c.js';
-import { loadTokenizer } from '../../src/model/tokenizer.js';
+import { convertLlama2c, permuteRotaryRows, readLlama2cCheckpoint } from '../../src/convert/llama2c.js';
+import { loadTokenizer } from '../../src/tokenizer/tokenizer.js';
 import { MftError, Rng } from '../../src/util/index.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp-dir.js';
 

@@ -1,8 +1,8 @@
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { openCheckpoint } from '../../src/model/checkpoint-files.js';
-import { writeSafetensors } from '../../src/model/safetensors.js';
+import { openCheckpoint } from '../../src/weights/checkpoint-files.js';
+import { writeSafetensors } from '../../src/weights/safetensors-writer.js';
 import { errorOf } from '../helpers/error-of.js';
 import { fileTempDir } from '../helpers/tmp-dir.js';
 

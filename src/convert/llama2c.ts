@@ -22,7 +22,7 @@
 import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readFileSync, readSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fail, writeFileAtomic } from '../util/index.js';
-import { writeSafetensors } from './safetensors.js';
+import { writeSafetensors } from '../weights/safetensors-writer.js';
 import {
   parseSentencePieceModel,
   sentencePieceToTokenizerJson,

@@ -1,7 +1,8 @@
 import { readdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
-import { SafetensorsFile, SafetensorsWriter, writeSafetensors } from '../../src/model/safetensors.js';
+import { SafetensorsFile } from '../../src/weights/safetensors.js';
+import { SafetensorsWriter, writeSafetensors } from '../../src/weights/safetensors-writer.js';
 import { errorOf } from '../helpers/error-of.js';
 import { fileTempDir } from '../helpers/tmp-dir.js';
 

@@ -2,7 +2,7 @@ import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
-import { loadTokenizer } from '../../src/model/tokenizer.js';
+import { loadTokenizer } from '../../src/tokenizer/tokenizer.js';
 import { MftError, Rng } from '../../src/util/index.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp-dir.js';
 

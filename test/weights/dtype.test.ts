@@ -1,6 +1,6 @@
 import { describe, expect, test } from 'vitest';
-import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../../src/model/dtype.js';
 import { MftError } from '../../src/util/index.js';
+import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../../src/weights/dtype.js';
 
 // Independent references: the value of a 16-bit word is computed from the IEEE definition with
 // Math.pow in doubles, and the nearest 16-bit value is found by searching candidates, not by

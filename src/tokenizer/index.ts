@@ -1,0 +1,2 @@
+/** Hugging Face tokenizers behind the small `MftTokenizer` interface the rest of mft uses. */
+export { loadTokenizer, type MftTokenizer, TOKENIZER_FILES } from './tokenizer.js';
