@@ -34,7 +34,7 @@ function importErrorReason(pkg: string, err: unknown): string {
   const e = err as NodeJS.ErrnoException;
   const msg = e?.message ?? String(err);
   if (e?.code === 'ERR_MODULE_NOT_FOUND' && msg.includes(pkg)) {
-    return `${pkg} is not installed (npm install ${pkg}; it downloads libtensorflow, see README)`;
+    return `${pkg} is not installed (npm install ${pkg}; it downloads libtensorflow, see docs/backends.md)`;
   }
   const lib = /lib[\w.+-]+\.so[.\d]*/.exec(msg);
   if (lib) return `${pkg} is installed but a native library is missing: ${lib[0]}`;

@@ -37,7 +37,7 @@ export function registerConfig(program: Command): void {
   config
     .command('schema')
     .description('print every task key with its type, default and description')
-    .option('--markdown', "print the markdown tables of README's configuration reference")
+    .option('--markdown', 'print the markdown tables of the configuration reference (docs/task-files.md)')
     .addHelpText('after', '\nExamples:\n  $ mft config schema\n  $ mft config schema --markdown')
     .action((opts: { markdown?: boolean }) => {
       process.stdout.write(opts.markdown ? schemaMarkdown() : schemaText());

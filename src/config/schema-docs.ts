@@ -1,6 +1,6 @@
 /**
  * The configuration reference, generated from the schema: `mft config schema` prints it and
- * README's table is its `--markdown` form, so the two cannot disagree.
+ * docs/task-files.md's table is its `--markdown` form, so the two cannot disagree.
  */
 import { z } from 'zod';
 import { KEY_GROUPS, keySchema, TASK_KEYS, type TaskKey } from './schema.js';
@@ -75,7 +75,7 @@ export function configSchemaRows(): SchemaRow[] {
   });
 }
 
-/** The reference as markdown: one table per group (README's configuration reference). */
+/** The reference as markdown: one table per group (docs/task-files.md's configuration reference). */
 export function schemaMarkdown(): string {
   // `|` would end the cell and `<stem>` would read as an HTML tag.
   const cell = (s: string) => s.replaceAll('|', '\\|').replaceAll('<', '&lt;');

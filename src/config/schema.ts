@@ -1,6 +1,6 @@
 /**
  * Every task key in one table: its type, its default and a one-line description. The loader,
- * `mft config check`, `mft config schema` and README's configuration reference all read this.
+ * `mft config check`, `mft config schema` and the configuration reference in docs/task-files.md all read this.
  *
  * Defaults come in three kinds: a value here (`.default(...)`), a value from the task's recipe
  * (`defaultText: 'recipe'`), or one computed when the file is loaded (`output_dir`, `cache_dir`).
