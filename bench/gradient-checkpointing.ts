@@ -127,7 +127,7 @@ async function child(caseName: string, checkpointing: boolean, backend: 'wasm' |
   let peakHeap = 0;
   for (let i = 0; i <= runs; i++) {
     const t0 = performance.now();
-    const r = lossAndGrads(model, lora, batch, { lossScale: 1 / 1000, dropoutSeed: i, checkpointing });
+    const r = await lossAndGrads(model, lora, batch, { lossScale: 1 / 1000, dropoutSeed: i, checkpointing });
     tf.dispose([...r.grads.values()]);
     const dt = performance.now() - t0;
     if (i > 0) times.push(dt); // the first call compiles / warms up

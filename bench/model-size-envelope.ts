@@ -110,12 +110,12 @@ function randomBatch(B: number, T: number, vocab: number): Batch {
 }
 
 /** Median seconds of `runs` calls after one warm-up call. */
-function time(runs: number, f: () => void): number {
-  f();
+async function time(runs: number, f: () => unknown): Promise<number> {
+  await f();
   const s: number[] = [];
   for (let r = 0; r < runs; r++) {
     const t0 = performance.now();
-    f();
+    await f();
     s.push((performance.now() - t0) / 1000);
   }
   return s.sort((a, b) => a - b)[Math.floor(s.length / 2)] as number;
@@ -130,7 +130,7 @@ console.log('size   params   forward tok/s   fwd+bwd LoRA tok/s   generate tok/s
 for (const size of arg('sizes', '1m,10m,50m').split(',')) {
   const model = randomModel(SIZES[size] as Record<string, number | boolean>);
   const batch = randomBatch(B, T, model.spec.vocab_size);
-  const fwd = time(runs, () => forward(model, batch));
+  const fwd = await time(runs, () => forward(model, batch));
   const lora = createLora(model, {
     r: 8,
     alpha: 16,
@@ -139,13 +139,13 @@ for (const size of arg('sizes', '1m,10m,50m').split(',')) {
     useRslora: false,
     seed: 1,
   });
-  const bwd = time(runs, () => {
-    const { grads } = lossAndGrads(model, lora, batch, { lossScale: 1 / (B * T) });
+  const bwd = await time(runs, async () => {
+    const { grads } = await lossAndGrads(model, lora, batch, { lossScale: 1 / (B * T) });
     for (const g of grads.values()) g.dispose();
   });
   lora.dispose();
   const newTokens = 32;
-  const gen = time(1, () =>
+  const gen = await time(1, () =>
     generate(model, null, [1], { maxNewTokens: newTokens, temperature: 0, topP: 1, seed: 0 }),
   );
   console.log(

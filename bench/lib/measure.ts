@@ -41,10 +41,10 @@ export interface Repeated extends Timing {
  * Run `f` `warmup` times untimed, then `runs` times timed; returns the run with the median wall
  * time (the lower median: of two runs, the faster) and every run.
  */
-export function repeat(f: () => void, warmup: number, runs: number): Repeated {
-  for (let i = 0; i < warmup; i++) f();
+export async function repeat(f: () => unknown, warmup: number, runs: number): Promise<Repeated> {
+  for (let i = 0; i < warmup; i++) await f();
   const all: Timing[] = [];
-  for (let i = 0; i < Math.max(1, runs); i++) all.push(time(f));
+  for (let i = 0; i < Math.max(1, runs); i++) all.push(await timeAsync(async () => await f()));
   const sorted = [...all].sort((a, b) => a.wallS - b.wallS);
   const mid = sorted[Math.floor((sorted.length - 1) / 2)]!;
   return { wallS: mid.wallS, cpuS: mid.cpuS, runs: all };

@@ -44,21 +44,21 @@ export interface InferenceResult {
 }
 
 /** Run forward and generate on a random model with a fresh (B = 0) r-rank adapter. */
-export function runInference(job: InferenceJob): InferenceResult {
+export async function runInference(job: InferenceJob): Promise<InferenceResult> {
   const model = randomLlama(job.model, job.storage, 1);
   const lora = benchLora(model, job.r, 0);
   const modelLora = lora.toModelLora();
   const batch = randomBatch(job.model.vocab_size, job.batchSize, job.seqLen, 3);
   const tokens = job.batchSize * job.seqLen;
   const tensorsBefore = tf.memory().numTensors;
-  const fwd = repeat(() => void forward(model, batch, { lora: modelLora }), 1, job.runs);
+  const fwd = await repeat(() => forward(model, batch, { lora: modelLora }), 1, job.runs);
   const flops = forwardFlops(model.spec, tokens, job.seqLen, job.r, lora.config.targets);
 
   const rng = new Rng(4);
   const prompt = Array.from({ length: job.promptTokens }, () => rng.int(job.model.vocab_size));
   const stamps: number[] = [];
   const start = performance.now();
-  const ids = generate(model, null, prompt, {
+  const ids = await generate(model, null, prompt, {
     maxNewTokens: job.newTokens,
     temperature: 0,
     topP: 1,

@@ -16,7 +16,7 @@ import {
   layerTensors,
 } from '../../src/model/index.js';
 import { mixSeed } from '../../src/util/index.js';
-import { sig, type Timing, time } from '../lib/measure.js';
+import { sig, type Timing, time, timeAsync } from '../lib/measure.js';
 import { benchLora, type LlamaShape, randomBatch, randomLlama, type Storage } from '../lib/random-llama.js';
 
 export interface ProfileJob {
@@ -88,20 +88,20 @@ export async function runProfile(job: ProfileJob): Promise<ProfileResult> {
   const lora = benchLora(model, job.r, 0.1);
   const batch = randomBatch(job.model.vocab_size, job.batchSize, job.seqLen, 2);
   const tokens = job.batchSize * job.seqLen;
-  const oneStep = (n: number) => {
-    const r = lossAndGrads(model, lora, batch, {
+  const oneStep = async (n: number) => {
+    const r = await lossAndGrads(model, lora, batch, {
       lossScale: 1 / tokens,
       dropoutSeed: mixSeed(1, n, 0),
       checkpointing: job.checkpointing,
     });
     tf.dispose([...r.grads.values()]);
   };
-  const step = time(() => oneStep(1));
+  const step = await timeAsync(() => oneStep(1));
 
   const backend = tf.getBackend();
   const t0 = performance.now();
-  const info = await tf.profile(() => {
-    oneStep(2);
+  const info = await tf.profile(async () => {
+    await oneStep(2);
     return [];
   });
   const profiledWallMs = performance.now() - t0;

@@ -110,9 +110,9 @@ function materializeAll(model: LoadedModel): void {
  * memory is a result (the configuration does not fit), not a failure; after a wasm abort the
  * process's backend is unusable, so such a job must be the last one of its process.
  */
-export function runTrainStep(job: TrainStepJob): TrainStepResult | TrainStepNoFit {
+export async function runTrainStep(job: TrainStepJob): Promise<TrainStepResult | TrainStepNoFit> {
   try {
-    return measureTrainStep(job);
+    return await measureTrainStep(job);
   } catch (e) {
     const message = String((e as Error)?.message ?? e);
     if (!isOutOfMemory(message)) throw e;
@@ -135,7 +135,7 @@ function sigOrNull(x: number | null): number | null {
   return x === null ? null : sig(x);
 }
 
-function measureTrainStep(job: TrainStepJob): TrainStepResult {
+async function measureTrainStep(job: TrainStepJob): Promise<TrainStepResult> {
   const built = time(() => randomLlama(job.model, job.storage, 1));
   const model = built.value;
   const rssAfterBuild = rssMiB();
@@ -153,10 +153,10 @@ function measureTrainStep(job: TrainStepJob): TrainStepResult {
   let stepNo = 0;
   const optTimes: Timing[] = [];
   const tensorsBefore = tf.memory().numTensors;
-  const step = repeat(
-    () => {
+  const step = await repeat(
+    async () => {
       stepNo++;
-      const r = lossAndGrads(model, lora, batch, {
+      const r = await lossAndGrads(model, lora, batch, {
         lossScale: 1 / tokens,
         dropoutSeed: mixSeed(1, stepNo, 0),
         checkpointing: job.checkpointing,

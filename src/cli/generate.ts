@@ -184,7 +184,7 @@ export function registerGenerate(program: Command): void {
       const started = performance.now();
       let ids: number[];
       try {
-        ids = generate(model, tokenizer, promptIds, {
+        ids = await generate(model, tokenizer, promptIds, {
           maxNewTokens,
           temperature,
           topP,

@@ -60,7 +60,7 @@ export async function evaluate(
   opts: EvaluateOptions,
 ): Promise<EvalReport> {
   const log = opts.log ?? (() => {});
-  const report: EvalReport = evaluateLoss(model, data.samples, { ...opts.loss, lora: opts.lora });
+  const report: EvalReport = await evaluateLoss(model, data.samples, { ...opts.loss, lora: opts.lora });
   const generation = { lora: opts.lora, maxNewTokens: opts.maxNewTokens };
   if (opts.maxSamples <= 0) return report;
 
@@ -72,7 +72,7 @@ export async function evaluate(
       );
     } else {
       const tok = await opts.tokenizer.get('line completion needs the text of the code');
-      report.line_completion = scoreGenerations(model, tok, samples, 'line', generation);
+      report.line_completion = await scoreGenerations(model, tok, samples, 'line', generation);
     }
   }
 
@@ -87,7 +87,7 @@ export async function evaluate(
         log('note: exact_match not computed: no text records (pre-tokenized data has no prompt)');
       } else {
         const tok = await opts.tokenizer.get('exact match needs the prompt text');
-        report.completion = scoreGenerations(model, tok, samples, 'completion', generation);
+        report.completion = await scoreGenerations(model, tok, samples, 'completion', generation);
       }
     }
   }

@@ -136,38 +136,39 @@ function promptIds(tok: MftTokenizer, prompt: string): number[] {
  * @param kind 'line': stop at the first newline, exact match of words; 'completion': stop at EOS,
  *   exact match of the trimmed text
  * @example
- *   const m = scoreGenerations(model, tok, pickLines(data.records, 64, 0), 'line', { maxNewTokens: 128 });
+ *   const m = await scoreGenerations(model, tok, pickLines(data.records, 64, 0), 'line', { maxNewTokens: 128 });
  *   m.exact_match; m.edit_similarity;
  */
-export function scoreGenerations(
+export async function scoreGenerations(
   model: LoadedModel,
   tok: MftTokenizer,
   samples: readonly GenerationSample[],
   kind: 'line' | 'completion',
   opts: GenerationOptions,
-): GenerationMetrics {
+): Promise<GenerationMetrics> {
   const maxPositions = model.spec.max_position_embeddings;
   const maxNewTokens = Math.max(1, Math.min(opts.maxNewTokens, maxPositions - 1));
   const started = performance.now();
   let generated = 0;
-  const predictions = samples.map((s): Omit<Prediction, 'prompt'> => {
+  const predictions: Omit<Prediction, 'prompt'>[] = [];
+  for (const s of samples) {
     const ids = fitPrompt(promptIds(tok, s.prompt), maxPositions, maxNewTokens, tok.bosId);
-    const out = greedyContinuation(model, tok, ids, {
+    const out = await greedyContinuation(model, tok, ids, {
       maxNewTokens,
       lora: opts.lora,
       stopAtNewline: kind === 'line',
     });
     generated += out.ids.length;
     const prediction = out.text;
-    return {
+    predictions.push({
       where: s.where,
       reference: s.reference,
       prediction,
       exact_match:
         kind === 'line' ? exactMatch(prediction, s.reference) : prediction.trim() === s.reference.trim(),
       edit_similarity: editSimilarity(prediction.trim(), s.reference.trim()),
-    };
-  });
+    });
+  }
   const n = predictions.length;
   const mean = (f: (p: Omit<Prediction, 'prompt'>) => number) =>
     n === 0 ? Number.NaN : predictions.reduce((sum, p) => sum + f(p), 0) / n;

@@ -43,14 +43,14 @@ export function continuationText(
  * @param promptIds the prompt, already within the model's context minus `maxNewTokens`
  * @returns the generated ids (without EOS) and their text (cut at the first newline with `stopAtNewline`)
  * @example
- *   const { text } = greedyContinuation(model, tok, tok.encode('def f():\n'), { maxNewTokens: 64, stopAtNewline: true });
+ *   const { text } = await greedyContinuation(model, tok, tok.encode('def f():\n'), { maxNewTokens: 64, stopAtNewline: true });
  */
-export function greedyContinuation(
+export async function greedyContinuation(
   model: LoadedModel,
   tok: MftTokenizer,
   promptIds: readonly number[],
   opts: GreedyOptions,
-): { ids: number[]; text: string } {
+): Promise<{ ids: number[]; text: string }> {
   const ids: number[] = [];
   const onToken = opts.stopAtNewline
     ? (id: number) => {
@@ -61,7 +61,7 @@ export function greedyContinuation(
         ids.push(id);
       };
   try {
-    generate(model, tok, [...promptIds], {
+    await generate(model, tok, [...promptIds], {
       maxNewTokens: opts.maxNewTokens,
       temperature: 0,
       topP: 1,

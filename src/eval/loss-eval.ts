@@ -103,14 +103,14 @@ function layerBytes(model: LoadedModel): number {
  * the logits `[c, vocab]`, their logsumexp, the label's logit and the argmax.
  * @param h `[B, T, hidden]` output of the last decoder layer
  */
-function addHeadStats(
+async function addHeadStats(
   model: LoadedModel,
   head: Head,
   h: tf.Tensor3D,
   labels: Int32Array,
   chunkRows: number,
   sums: Sums,
-): void {
+): Promise<void> {
   const [B, T, hidden] = h.shape;
   const V = model.spec.vocab_size;
   const rows: number[] = [];
@@ -136,8 +136,7 @@ function addHeadStats(
         ); // [c]
         return [tf.sub(tf.logSumExp(z, 1), picked), tf.argMax(z, 1)]; // [c], [c]
       });
-      const nllData = nll.dataSync();
-      const argmaxData = argmax.dataSync();
+      const [nllData, argmaxData] = await Promise.all([nll.data(), argmax.data()]);
       tf.dispose([nll, argmax]);
       for (let k = 0; k < c; k++) {
         sums.nll += nllData[k]!;
@@ -179,14 +178,14 @@ function runLayers(
  * @param samples each evaluated on its own (document masking when packed)
  * @param opts lora, tokenBudget (4096), packLength (off), padId (0), chunkRows
  * @example
- *   const m = evaluateLoss(model, [{ ids, labels: ids }], { lora: state.toModelLora() });
+ *   const m = await evaluateLoss(model, [{ ids, labels: ids }], { lora: state.toModelLora() });
  *   m.loss; m.perplexity; m.token_accuracy;
  */
-export function evaluateLoss(
+export async function evaluateLoss(
   model: LoadedModel,
   samples: readonly EvalSample[],
   opts: LossEvalOptions = {},
-): LossMetrics {
+): Promise<LossMetrics> {
   const limits: BatchLimits = {
     tokenBudget: opts.tokenBudget ?? DEFAULT_TOKEN_BUDGET,
     attentionBudget: opts.attentionBudget ?? DEFAULT_ATTENTION_BUDGET,
@@ -220,17 +219,17 @@ export function evaluateLoss(
     }
   };
   try {
-    plan.forEach((p, k) => {
+    for (const [k, p] of plan.entries()) {
       const batch = buildBatch(samples, p.rows, p.seqLen, padId);
       const h = runLayers(model, batch, withLayer, opts.lora);
       try {
-        addHeadStats(model, head, h, batch.labels, chunkRows, sums);
+        await addHeadStats(model, head, h, batch.labels, chunkRows, sums);
       } finally {
         h.dispose();
       }
       inputTokens += p.tokens;
       opts.onBatch?.(k + 1, plan.length);
-    });
+    }
   } finally {
     tf.dispose([head.norm, head.weight]);
     for (const w of resident ?? []) disposeLayerTensors(w);

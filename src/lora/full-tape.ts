@@ -22,14 +22,14 @@ import type { LoraState } from './lora-state.js';
  * @param lora trainable LoRA variables
  * @param batch packed rows [B, T]
  * @param opts lossScale, dropoutSeed (checkpointing is ignored: this is the non-checkpointed path)
- * @example const { lossSum, grads } = fullTapeLossAndGrads(model, lora, batch, { lossScale: 1 });
+ * @example const { lossSum, grads } = await fullTapeLossAndGrads(model, lora, batch, { lossScale: 1 });
  */
-export function fullTapeLossAndGrads(
+export async function fullTapeLossAndGrads(
   model: LoadedModel,
   lora: LoraState,
   batch: Batch,
   opts: LossAndGradsOptions,
-): LossAndGrads {
+): Promise<LossAndGrads> {
   const spec = model.spec;
   const modelLora = lora.toModelLora(
     opts.dropoutSeed === undefined ? undefined : { stepSeed: opts.dropoutSeed },
@@ -53,7 +53,7 @@ export function fullTapeLossAndGrads(
         return r.lossSum;
       })(vars, tf.scalar(opts.lossScale)),
     );
-    const lossSum = value.dataSync()[0]!;
+    const lossSum = (await value.data())[0]!;
     value.dispose();
     return { lossSum, count, grads: new Map(keys.map((k, j) => [k, grads[j]!])) };
   } finally {

@@ -63,7 +63,7 @@ function layerKeys(lora: LoraState, layer: number): string[] {
  * @param lora trainable LoRA variables (read, not changed)
  * @param batch packed rows [B, T]; labels -100 carry no loss
  * @param opts lossScale, dropoutSeed (training), checkpointing (default true)
- * @example const { lossSum, count, grads } = lossAndGrads(model, lora, batch, { lossScale: 1 / stepTokens, dropoutSeed: mixSeed(seed, step, mb) });
+ * @example const { lossSum, count, grads } = await lossAndGrads(model, lora, batch, { lossScale: 1 / stepTokens, dropoutSeed: mixSeed(seed, step, mb) });
  *          for (const g of grads.values()) g.dispose();
  */
 export function lossAndGrads(
@@ -71,18 +71,18 @@ export function lossAndGrads(
   lora: LoraState,
   batch: Batch,
   opts: LossAndGradsOptions,
-): LossAndGrads {
+): Promise<LossAndGrads> {
   if (opts.checkpointing === false) return fullTapeLossAndGrads(model, lora, batch, opts);
   return layerwiseLossAndGrads(model, lora, batch, opts);
 }
 
 /** The checkpointed (layer-by-layer recompute) path of `lossAndGrads`. */
-export function layerwiseLossAndGrads(
+export async function layerwiseLossAndGrads(
   model: LoadedModel,
   lora: LoraState,
   batch: Batch,
   opts: LossAndGradsOptions,
-): LossAndGrads {
+): Promise<LossAndGrads> {
   const spec = model.spec;
   const numLayers = model.layers.length;
   const modelLora = lora.toModelLora(
@@ -116,7 +116,7 @@ export function layerwiseLossAndGrads(
       })(hL, tf.scalar(opts.lossScale)),
     );
     inputs.pop()!.dispose();
-    const lossSum = head.value.dataSync()[0]!;
+    const lossSum = (await head.value.data())[0]!;
     head.value.dispose();
     upstream = head.grad as tf.Tensor3D;
 

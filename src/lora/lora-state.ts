@@ -269,7 +269,10 @@ export function loraFromAdapter(model: LoadedModel, adapter: PeftAdapter): LoraS
  * @param opts training: the `mft_training.json` record to save beside the adapter
  * @example saveAdapter(join(runDir, 'adapter'), loraToAdapter(lora, { training }));
  */
-export function loraToAdapter(state: LoraState, opts: { training?: MftTrainingInfo } = {}): PeftAdapter {
+export async function loraToAdapter(
+  state: LoraState,
+  opts: { training?: MftTrainingInfo } = {},
+): Promise<PeftAdapter> {
   const c = state.config;
   const config: AdapterConfig = {
     peft_type: 'LORA',
@@ -286,7 +289,7 @@ export function loraToAdapter(state: LoraState, opts: { training?: MftTrainingIn
   };
   const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
   for (const [key, v] of state.variables) {
-    tensors.set(key, { shape: [...v.shape], data: new Float32Array(v.dataSync() as Float32Array) });
+    tensors.set(key, { shape: [...v.shape], data: new Float32Array((await v.data()) as Float32Array) });
   }
   const adapter: PeftAdapter = { config, tensors };
   if (opts.training) adapter.training = opts.training;

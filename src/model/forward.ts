@@ -121,9 +121,13 @@ export interface ForwardResult {
 /**
  * The whole model on a batch, without gradients: one layer's fp32 weights at a time.
  * @example
- *   const { lossSum, count } = forward(model, batch); // eval loss = lossSum / count
+ *   const { lossSum, count } = await forward(model, batch); // eval loss = lossSum / count
  */
-export function forward(model: LoadedModel, batch: Batch, opts: ForwardOptions = {}): ForwardResult {
+export async function forward(
+  model: LoadedModel,
+  batch: Batch,
+  opts: ForwardOptions = {},
+): Promise<ForwardResult> {
   const ctx = createAttentionContext(model.spec, batch);
   let x = embedTokens(model, batch); // [B, T, hidden]
   try {
@@ -138,12 +142,12 @@ export function forward(model: LoadedModel, batch: Batch, opts: ForwardOptions =
       }
     }
     const head = headLossSum(model, x, batch.labels, { chunkSize: opts.chunkSize });
-    const lossSum = head.lossSum.dataSync()[0] as number;
+    const lossSum = (await head.lossSum.data())[0] as number;
     head.lossSum.dispose();
     const result: ForwardResult = { lossSum, count: head.count };
     if (opts.returnLogits) {
       const logits = headLogits(model, x);
-      result.logits = logits.dataSync() as Float32Array;
+      result.logits = (await logits.data()) as Float32Array;
       logits.dispose();
     }
     return result;

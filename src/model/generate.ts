@@ -82,14 +82,14 @@ class Weights {
  * @param promptIds the prompt; empty = start from BOS
  * @returns the generated ids only (without the prompt and without the final EOS)
  * @example
- *   const ids = generate(model, tok, tok.encode('Once upon a time'), { maxNewTokens: 64, temperature: 0, topP: 1, seed: 0 });
+ *   const ids = await generate(model, tok, tok.encode('Once upon a time'), { maxNewTokens: 64, temperature: 0, topP: 1, seed: 0 });
  */
-export function generate(
+export async function generate(
   model: LoadedModel,
   tokenizer: MftTokenizer | null,
   promptIds: number[],
   opts: GenerateOptions,
-): number[] {
+): Promise<number[]> {
   const spec = model.spec;
   const eos = new Set<number>(model.stopTokenIds);
   if (tokenizer?.eosId != null) eos.add(tokenizer.eosId);
@@ -112,7 +112,7 @@ export function generate(
   try {
     let input = prompt;
     while (out.length < opts.maxNewTokens) {
-      const logits = step(model, weights, cache, input, opts.lora);
+      const logits = await step(model, weights, cache, input, opts.lora);
       const id = sampleToken(logits, opts, rng);
       if (eos.has(id)) break;
       out.push(id);
@@ -127,13 +127,13 @@ export function generate(
 }
 
 /** Feed `ids` at the next positions; returns the logits `[vocab]` of the last one. */
-function step(
+async function step(
   model: LoadedModel,
   weights: Weights,
   cache: KvCache,
   ids: number[],
   lora?: ModelLora,
-): Float32Array {
+): Promise<Float32Array> {
   const spec = model.spec;
   const T = ids.length;
   const ctx = cache.step(T);
@@ -149,7 +149,7 @@ function step(
       const normed = rmsNorm(last, weights.norm, spec.rms_norm_eps); // [1, hidden]
       return tf.matMul(normed, weights.headT); // [1, vocab]
     });
-    const data = logits.dataSync() as Float32Array;
+    const data = (await logits.data()) as Float32Array;
     logits.dispose();
     return data;
   } finally {

@@ -108,12 +108,12 @@ export class AdamW {
   }
 
   /** A copy of the moments and step, for a checkpoint. */
-  state(): AdamWState {
+  async state(): Promise<AdamWState> {
     const exp_avg = new Map<string, Float32Array>();
     const exp_avg_sq = new Map<string, Float32Array>();
     for (const key of this.params.keys()) {
-      exp_avg.set(key, this.m.get(key)!.dataSync() as Float32Array);
-      exp_avg_sq.set(key, this.v.get(key)!.dataSync() as Float32Array);
+      exp_avg.set(key, (await this.m.get(key)!.data()) as Float32Array);
+      exp_avg_sq.set(key, (await this.v.get(key)!.data()) as Float32Array);
     }
     return { step: this.step, exp_avg, exp_avg_sq };
   }

@@ -97,7 +97,7 @@ export interface CheckpointContents {
  * Write `checkpoint-<state.step>/` into `runDir` atomically (temp dir, fsync, rename).
  * An existing checkpoint of the same step (from an abandoned branch of a resumed run) is replaced.
  * @returns the checkpoint directory
- * @example saveCheckpoint(runDir, { writeAdapter: (d) => saveAdapter(d, loraToAdapter(lora)), optimizer: adam.state(), state });
+ * @example saveCheckpoint(runDir, { writeAdapter: (d) => saveAdapter(d, adapter), optimizer: await adam.state(), state });
  */
 export function saveCheckpoint(runDir: string, contents: CheckpointContents): string {
   const dir = join(runDir, `checkpoint-${contents.state.step}`);

@@ -11,15 +11,16 @@ import * as tf from '@tensorflow/tfjs';
 /**
  * Global L2 norm of a set of gradients, accumulated in float64 over per-tensor fp32 sums of squares.
  * @param grads gradients keyed by parameter name (not disposed)
- * @example globalNorm(new Map([['a', tf.tensor([3, 4])]])) // 5
+ * @example await globalNorm(new Map([['a', tf.tensor([3, 4])]])) // 5
  */
-export function globalNorm(grads: ReadonlyMap<string, tf.Tensor>): number {
+export async function globalNorm(grads: ReadonlyMap<string, tf.Tensor>): Promise<number> {
+  if (grads.size === 0) return 0;
+  // One read of every per-tensor sum (a read from a GPU is a round trip), summed here in float64.
+  const sums = tf.tidy(() => tf.stack([...grads.values()].map((g) => g.square().sum())));
+  const values = await sums.data();
+  sums.dispose();
   let sumSq = 0;
-  for (const g of grads.values()) {
-    const s = tf.tidy(() => g.square().sum());
-    sumSq += s.dataSync()[0] as number;
-    s.dispose();
-  }
+  for (const s of values) sumSq += s;
   return Math.sqrt(sumSq);
 }
 
@@ -28,10 +29,13 @@ export function globalNorm(grads: ReadonlyMap<string, tf.Tensor>): number {
  * most `maxNorm`; returns the norm before clipping. `maxNorm` null = no clipping.
  * @param grads gradients keyed by parameter name; owned by the caller
  * @param maxNorm `max_grad_norm` of the task, or null
- * @example const gradNorm = clipByGlobalNorm(grads, 1.0);
+ * @example const gradNorm = await clipByGlobalNorm(grads, 1.0);
  */
-export function clipByGlobalNorm(grads: Map<string, tf.Tensor>, maxNorm: number | null): number {
-  const norm = globalNorm(grads);
+export async function clipByGlobalNorm(
+  grads: Map<string, tf.Tensor>,
+  maxNorm: number | null,
+): Promise<number> {
+  const norm = await globalNorm(grads);
   if (maxNorm == null || !Number.isFinite(norm)) return norm;
   const coef = maxNorm / (norm + 1e-6);
   if (coef >= 1) return norm;

@@ -32,11 +32,14 @@ export function loraTrainable(
   return {
     variables: lora.variables,
     lossAndGrads: (batch, opts) => lossAndGrads(model, lora, batch, { ...opts, checkpointing }),
-    evalLoss: (batch) => {
-      const r = forward(model, batch, { lora: lora.toModelLora() });
+    evalLoss: async (batch) => {
+      const r = await forward(model, batch, { lora: lora.toModelLora() });
       return { lossSum: r.lossSum, count: r.count };
     },
-    writeAdapter: (dir) => saveAdapter(dir, loraToAdapter(lora, { training })),
+    adapterWriter: async () => {
+      const adapter = await loraToAdapter(lora, { training });
+      return (dir) => saveAdapter(dir, adapter);
+    },
     loadAdapter: (dir) => assignFromAdapter(lora, dir),
   };
 }

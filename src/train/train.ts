@@ -74,11 +74,14 @@ export interface Trainable {
   /** The LoRA weights, keyed by PEFT tensor name. */
   readonly variables: ReadonlyMap<string, tf.Variable>;
   /** Loss and gradients of one micro-batch (dropout masks drawn from `dropoutSeed`). */
-  lossAndGrads(batch: Batch, opts: { lossScale: number; dropoutSeed: number }): MicroBatchGrads;
+  lossAndGrads(batch: Batch, opts: { lossScale: number; dropoutSeed: number }): Promise<MicroBatchGrads>;
   /** Loss sum of a batch with the current weights, without dropout or gradients. */
-  evalLoss(batch: Batch): { lossSum: number; count: number };
-  /** Write the current adapter (PEFT layout, with mft_training.json) into `dir`. */
-  writeAdapter(dir: string): void;
+  evalLoss(batch: Batch): Promise<{ lossSum: number; count: number }>;
+  /**
+   * Read the current adapter (asynchronously: on a GPU backend a read is a round trip) and return
+   * what writes it (PEFT layout, with mft_training.json) into a directory.
+   */
+  adapterWriter(): Promise<(dir: string) => void>;
   /** Set the variables to the adapter saved in `dir` (a checkpoint being resumed). */
   loadAdapter(dir: string): void;
 }
@@ -182,9 +185,9 @@ export async function trainLoop(
     interrupted: null,
   };
 
-  const evaluate = (step: number): number | null => {
+  const evaluate = async (step: number): Promise<number | null> => {
     if (!validation || evalRows.length === 0) return null;
-    const r = evalLoss(model, validation, evalRows, cfg.micro_batch_size);
+    const r = await evalLoss(model, validation, evalRows, cfg.micro_batch_size);
     if (r === null) return null;
     const row: EvalRow = {
       type: 'eval',
@@ -200,12 +203,12 @@ export async function trainLoop(
     result.finalEvalLoss = r.loss;
     return r.loss;
   };
-  const checkpoint = (evalLossHere: number | null): void => {
+  const checkpoint = async (evalLossHere: number | null): Promise<void> => {
     state.elapsed = round(elapsed(), 3);
     state.eval_loss = evalLossHere;
     result.lastCheckpoint = saveCheckpoint(runDir, {
-      writeAdapter: (dir) => model.writeAdapter(dir),
-      optimizer: optimizer.state(),
+      writeAdapter: await model.adapterWriter(),
+      optimizer: await optimizer.state(),
       state,
     });
     rotateCheckpoints(runDir, cfg.save_total_limit, state.best_step);
@@ -222,7 +225,7 @@ export async function trainLoop(
   progress.start(total, state.step);
   try {
     // the base model's validation loss: the reference the run is measured against (B = 0 at step 0)
-    if (state.step === 0) result.baseEvalLoss = evaluate(0);
+    if (state.step === 0) result.baseEvalLoss = await evaluate(0);
 
     let window = { positions: 0, seconds: 0 };
     while (state.step < total) {
@@ -237,7 +240,7 @@ export async function trainLoop(
 
       // 3) forward + layer-wise backward of each micro-batch: the gradient of (step loss sum / step
       //    tokens), summed over micro-batches, with the tokens counted before any backward pass
-      const { loss, tokens: stepTokens, grads } = stepGradients(model, batches, cfg.seed, step);
+      const { loss, tokens: stepTokens, grads } = await stepGradients(model, batches, cfg.seed, step);
       let gradNorm = 0;
       try {
         if (stepTokens === 0) {
@@ -245,7 +248,7 @@ export async function trainLoop(
           progress.note(`step ${step}: no token of its rows carries loss; no update`);
         } else {
           // 4) clip by global norm (the norm before clipping is logged)
-          gradNorm = clipByGlobalNorm(grads, cfg.max_grad_norm);
+          gradNorm = await clipByGlobalNorm(grads, cfg.max_grad_norm);
 
           // 5) a non-finite loss or gradient stops the run before it reaches the weights
           if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
@@ -305,7 +308,7 @@ export async function trainLoop(
       // 8) eval every eval_steps and at the end
       const isLast = step === total;
       let evalHere: number | null = null;
-      if ((cfg.eval_steps != null && step % cfg.eval_steps === 0) || isLast) evalHere = evaluate(step);
+      if ((cfg.eval_steps != null && step % cfg.eval_steps === 0) || isLast) evalHere = await evaluate(step);
       const improved =
         evalHere !== null && (state.best_eval_loss === null || evalHere < state.best_eval_loss);
       if (improved) state = { ...state, best_eval_loss: evalHere, best_step: step };
@@ -314,7 +317,7 @@ export async function trainLoop(
       await yieldToEventLoop(); // lets a SIGINT / SIGTERM handler run
       const stopping = stop?.received ?? null;
       if ((cfg.save_steps != null && step % cfg.save_steps === 0) || isLast || improved || stopping) {
-        checkpoint(evalHere);
+        await checkpoint(evalHere);
       }
 
       // 10) stop: a signal ends the run here, with its checkpoint written
@@ -326,7 +329,7 @@ export async function trainLoop(
 
     if (state.step >= total) {
       result.adapterDir = join(runDir, FINAL_ADAPTER);
-      writeDirAtomically(result.adapterDir, (dir) => model.writeAdapter(dir));
+      writeDirAtomically(result.adapterDir, await model.adapterWriter());
     }
   } finally {
     progress.stop();
@@ -354,22 +357,22 @@ export async function trainLoop(
  * @param step 1-based step number
  * @returns loss (token-weighted mean; NaN and no grads when no token carries loss), tokens (trained
  *   tokens of the step), grads (caller disposes)
- * @example const { loss, grads } = stepGradients(trainable, batches, 42, 1);
+ * @example const { loss, grads } = await stepGradients(trainable, batches, 42, 1);
  */
-export function stepGradients(
+export async function stepGradients(
   model: Trainable,
   batches: readonly Batch[],
   seed: number,
   step: number,
-): { loss: number; tokens: number; grads: Map<string, tf.Tensor> } {
+): Promise<{ loss: number; tokens: number; grads: Map<string, tf.Tensor> }> {
   const tokens = batches.reduce((n, b) => n + trainedTokens(b), 0);
   if (tokens === 0) return { loss: Number.NaN, tokens, grads: new Map() };
   const lossScale = 1 / tokens;
   const grads = new Map<string, tf.Tensor>();
   let lossSum = 0;
   try {
-    batches.forEach((batch, micro) => {
-      const r = model.lossAndGrads(batch, { lossScale, dropoutSeed: mixSeed(seed, step, micro) });
+    for (const [micro, batch] of batches.entries()) {
+      const r = await model.lossAndGrads(batch, { lossScale, dropoutSeed: mixSeed(seed, step, micro) });
       accumulate(grads, r.grads);
       lossSum += r.lossSum;
       if (r.count !== trainedTokens(batch)) {
@@ -377,7 +380,7 @@ export function stepGradients(
           `lossAndGrads counted ${r.count} tokens in micro-batch ${micro} of step ${step}, its labels have ${trainedTokens(batch)}`,
         );
       }
-    });
+    }
   } catch (e) {
     tf.dispose([...grads.values()]);
     throw e;
@@ -463,16 +466,16 @@ function firstRows(n: number, max: number | null): number[] {
 }
 
 /** Mean token loss over the given validation rows, in micro-batches. */
-function evalLoss(
+async function evalLoss(
   model: Trainable,
   split: EvalSplit,
   rows: number[],
   batchSize: number,
-): { loss: number; tokens: number } | null {
+): Promise<{ loss: number; tokens: number } | null> {
   let lossSum = 0;
   let tokens = 0;
   for (let i = 0; i < rows.length; i += batchSize) {
-    const r = model.evalLoss(split.batch(rows.slice(i, i + batchSize)));
+    const r = await model.evalLoss(split.batch(rows.slice(i, i + batchSize)));
     lossSum += r.lossSum;
     tokens += r.count;
   }

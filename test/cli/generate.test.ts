@@ -104,9 +104,9 @@ describe('mft generate', () => {
       },
     });
     const greedy20 = { maxNewTokens: 20, temperature: 0, topP: 1, seed: 0, lora };
-    const expected = generate(base, null, [1], greedy20);
+    const expected = await generate(base, null, [1], greedy20);
     // The adapter changes the story, and so does the NF4 storage under it.
-    const unquantized = generate(await loadModel(MODEL), null, [1], greedy20);
+    const unquantized = await generate(await loadModel(MODEL), null, [1], greedy20);
     for (const l of lora) for (const p of Object.values(l)) tf.dispose([p.A, p.B]);
     expect(unquantized).not.toEqual(expectedIds.slice(0, 20));
     expect(expected).not.toEqual(unquantized);

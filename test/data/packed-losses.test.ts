@@ -26,11 +26,11 @@ beforeAll(async () => {
 afterAll(removeTempDirs);
 
 /** Per-sample loss sums (float64 cross-entropy over the returned logits), keyed by store sample index. */
-function perSampleLoss(split: PackedSplit, seqLen: number): Map<number, number> {
+async function perSampleLoss(split: PackedSplit, seqLen: number): Promise<Map<number, number>> {
   const out = new Map<number, number>();
   for (let i = 0; i < split.numRows; i++) {
     const batch = split.batch([i]);
-    const { logits } = forward(model, batch, { returnLogits: true });
+    const { logits } = await forward(model, batch, { returnLogits: true });
     const samples = split.rowSamples(i);
     for (let t = 0; t < seqLen; t++) {
       const label = batch.labels[t]!;
@@ -78,18 +78,18 @@ test('packed and unpacked rows give the same per-sample losses', async () => {
   expect(packed.train.numRows).toBeLessThan(unpacked.train.numRows);
   expect(unpacked.train.numRows).toBe(7);
   const before = tf.memory().numTensors;
-  const a = perSampleLoss(packed.train, 24);
-  const b = perSampleLoss(unpacked.train, 24);
+  const a = await perSampleLoss(packed.train, 24);
+  const b = await perSampleLoss(unpacked.train, 24);
   expect(tf.memory().numTensors).toBe(before);
   expect([...a.keys()].sort()).toEqual([0, 1, 2, 3, 4, 5, 6]);
   for (const [sample, loss] of b) {
     expect(Math.abs(a.get(sample)! - loss)).toBeLessThan(1e-4 * Math.max(1, Math.abs(loss)));
   }
   // The forward's own loss sum over all rows agrees too.
-  const total = (split: PackedSplit) => {
+  const total = async (split: PackedSplit) => {
     let s = 0;
-    for (let i = 0; i < split.numRows; i++) s += forward(model, split.batch([i])).lossSum;
+    for (let i = 0; i < split.numRows; i++) s += (await forward(model, split.batch([i]))).lossSum;
     return s;
   };
-  expect(total(packed.train)).toBeCloseTo(total(unpacked.train), 3);
+  expect(await total(packed.train)).toBeCloseTo(await total(unpacked.train), 3);
 });

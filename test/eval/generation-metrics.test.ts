@@ -85,13 +85,13 @@ describe('generation metrics on tinystories-260k', () => {
     tok = await new LazyTokenizer(STORIES).get('test');
   });
 
-  test("line completion continues the story with llama2.c's next line; scores as computed here", () => {
+  test("line completion continues the story with llama2.c's next line; scores as computed here", async () => {
     const records = [
       textRecord('s:1', `${story[0]}\n${story[1]}\n`),
       textRecord('s:2', `${story[0]}\nThe cat sat on the mat.\n`),
     ];
     const before = tf.memory().numTensors;
-    const m = scoreGenerations(model, tok, pickLines(records, 10, 0), 'line', { maxNewTokens: 128 });
+    const m = await scoreGenerations(model, tok, pickLines(records, 10, 0), 'line', { maxNewTokens: 128 });
     expect(tf.memory().numTensors).toBe(before);
     expect(m.samples).toBe(2);
     const [p1, p2] = m.predictions;
@@ -134,7 +134,7 @@ describe('generation metrics on tinystories-260k', () => {
     });
     const samples = pickCompletions(data.records, 10, 0);
     expect(samples.map((s) => s.prompt)).toEqual(['Once upon a time', 'Once upon a time']);
-    const m = scoreGenerations(model, tok, samples, 'completion', { maxNewTokens: 11 });
+    const m = await scoreGenerations(model, tok, samples, 'completion', { maxNewTokens: 11 });
     expect(m.predictions.map((p) => p.prediction)).toEqual([
       story[0]!.slice(16, 53),
       story[0]!.slice(16, 53),

@@ -76,8 +76,8 @@ for (const backend of ['wasm', 'cpu'] as const) {
     });
     afterAll(() => lora.dispose());
 
-    test('gives the golden loss (mean over all 2*23 predictions) and the reference token accuracy', () => {
-      const m = evaluateLoss(model, goldenRows());
+    test('gives the golden loss (mean over all 2*23 predictions) and the reference token accuracy', async () => {
+      const m = await evaluateLoss(model, goldenRows());
       const r = reference(ref('logits') as Float32Array, goldenPairs());
       expect(Math.abs(m.loss - goldenJson.loss)).toBeLessThan(1e-4);
       expect(Math.abs(m.loss - r.loss)).toBeLessThan(1e-4);
@@ -88,14 +88,14 @@ for (const backend of ['wasm', 'cpu'] as const) {
       expect(m.samples).toBe(2);
     });
 
-    test('with the adapter gives the golden lora_loss', () => {
-      const m = evaluateLoss(model, goldenRows(), { lora: lora.toModelLora() });
+    test('with the adapter gives the golden lora_loss', async () => {
+      const m = await evaluateLoss(model, goldenRows(), { lora: lora.toModelLora() });
       const r = reference(ref('lora_logits') as Float32Array, goldenPairs());
       expect(Math.abs(m.loss - goldenJson.lora_loss)).toBeLessThan(1e-4);
       expect(m.token_accuracy).toBe(r.accuracy);
     });
 
-    test('documents of different lengths: token-weighted mean of the reference, batched, packed or alone', () => {
+    test('documents of different lengths: token-weighted mean of the reference, batched, packed or alone', async () => {
       const { samples, starts } = packedDocs();
       const logits = ref('packed_logits') as Float32Array;
       const ids = ref('packed_input_ids') as Int32Array;
@@ -104,9 +104,9 @@ for (const backend of ['wasm', 'cpu'] as const) {
         for (let t = 0; t < s.ids.length - 1; t++) pairs.push([starts[d]! + t, ids[starts[d]! + t + 1]!]);
       });
       const r = reference(logits, pairs);
-      const batched = evaluateLoss(model, samples);
-      const alone = evaluateLoss(model, samples, { tokenBudget: 1 });
-      const packed = evaluateLoss(model, samples, { packLength: 22 });
+      const batched = await evaluateLoss(model, samples);
+      const alone = await evaluateLoss(model, samples, { tokenBudget: 1 });
+      const packed = await evaluateLoss(model, samples, { packLength: 22 });
       expect(batched.batches).toBe(1);
       expect(alone.batches).toBe(3);
       expect(packed.batches).toBe(1);
@@ -119,11 +119,11 @@ for (const backend of ['wasm', 'cpu'] as const) {
       expect(Math.abs(packed.loss - batched.loss)).toBeLessThan(1e-6);
     });
 
-    test('labels of -100 carry no loss; the head chunking does not change the result', () => {
+    test('labels of -100 carry no loss; the head chunking does not change the result', async () => {
       const [row] = goldenRows();
       const labels = row!.ids.slice();
       labels.fill(-100, 0, 12); // targets of predictions 0..10 masked
-      const masked = evaluateLoss(model, [{ ids: row!.ids, labels }], { chunkRows: 5 });
+      const masked = await evaluateLoss(model, [{ ids: row!.ids, labels }], { chunkRows: 5 });
       const ids = ref('input_ids') as Int32Array;
       const pairs: [number, number][] = [];
       for (let t = 11; t < 23; t++) pairs.push([t, ids[t + 1]!]);
@@ -133,10 +133,10 @@ for (const backend of ['wasm', 'cpu'] as const) {
       expect(masked.token_accuracy).toBe(r.accuracy);
     });
 
-    test('leaves no tensors behind', () => {
+    test('leaves no tensors behind', async () => {
       const before = tf.memory().numTensors;
       for (let i = 0; i < 3; i++)
-        evaluateLoss(model, goldenRows(), { lora: lora.toModelLora(), tokenBudget: 24 });
+        await evaluateLoss(model, goldenRows(), { lora: lora.toModelLora(), tokenBudget: 24 });
       expect(tf.memory().numTensors).toBe(before);
     });
   });
@@ -156,13 +156,13 @@ describe('token accuracy on a real model', () => {
     await initBackend('wasm');
     const model = await loadModel(STORIES);
     const ids = Int32Array.from([1, ...greedy.slice(0, 96)]); // BOS, then run.c's greedy ids
-    const m = evaluateLoss(model, [{ ids, labels: ids }]);
+    const m = await evaluateLoss(model, [{ ids, labels: ids }]);
     expect(m.tokens).toBe(96);
     expect(m.token_accuracy).toBe(1);
     // A different last token changes only the last target: 95 of 96 predictions still right.
     const changed = ids.slice();
     changed[96] = (changed[96]! + 1) % 512;
-    const c = evaluateLoss(model, [{ ids: changed, labels: changed }]);
+    const c = await evaluateLoss(model, [{ ids: changed, labels: changed }]);
     expect(c.token_accuracy).toBe(95 / 96);
     expect(c.loss).toBeGreaterThan(m.loss);
   });

@@ -42,11 +42,11 @@ describe.each(['wasm', 'cpu'] as const)('llama-golden LoRA on %s', (backend) => 
     model = await loadModel(FIXTURE);
   });
 
-  test('the PEFT adapter reproduces lora_logits and lora_loss', () => {
+  test('the PEFT adapter reproduces lora_logits and lora_loss', async () => {
     expect(tf.getBackend()).toBe(backend);
     const lora = loraFromAdapter(model, loadAdapter(join(FIXTURE, 'adapter')));
     expect(lora.config.scale).toBe(2); // lora_alpha / r = 8 / 4
-    const out = forward(model, batch, { lora: lora.toModelLora(), returnLogits: true });
+    const out = await forward(model, batch, { lora: lora.toModelLora(), returnLogits: true });
     expect(relMaxErr(out.logits!, loraLogits)).toBeLessThan(1e-4);
     // the adapter matters: the base logits are far from the LoRA ones
     expect(relMaxErr(baseLogits, loraLogits)).toBeGreaterThan(1e-2);
@@ -57,10 +57,10 @@ describe.each(['wasm', 'cpu'] as const)('llama-golden LoRA on %s', (backend) => 
 
   test.each([true, false])(
     'every LoRA gradient matches lora_grads.safetensors (checkpointing %s)',
-    (checkpointing) => {
+    async (checkpointing) => {
       const lora = loraFromAdapter(model, loadAdapter(join(FIXTURE, 'adapter')));
       // the golden gradients are of the MEAN loss: lossScale = 1 / count
-      const r = lossAndGrads(model, lora, batch, { lossScale: 1 / 46, checkpointing });
+      const r = await lossAndGrads(model, lora, batch, { lossScale: 1 / 46, checkpointing });
       expect(r.count).toBe(46);
       expect(Math.abs(r.lossSum / r.count - loraLoss)).toBeLessThan(1e-4);
       expect([...r.grads.keys()].sort()).toEqual(goldenGrads.names().sort());
@@ -74,12 +74,12 @@ describe.each(['wasm', 'cpu'] as const)('llama-golden LoRA on %s', (backend) => 
     },
   );
 
-  test('save (loraToAdapter + saveAdapter), reload: the same logits', () => {
+  test('save (loraToAdapter + saveAdapter), reload: the same logits', async () => {
     const lora = loraFromAdapter(model, loadAdapter(join(FIXTURE, 'adapter')));
-    const before = forward(model, batch, { lora: lora.toModelLora(), returnLogits: true });
+    const before = await forward(model, batch, { lora: lora.toModelLora(), returnLogits: true });
     const dir = makeTempDir('lora-golden');
     try {
-      saveAdapter(dir, loraToAdapter(lora));
+      saveAdapter(dir, await loraToAdapter(lora));
       lora.dispose();
       // the fixture's (PEFT's) layout: same keys, shapes, fp32, metadata {"format": "pt"}
       const ours = SafetensorsFile.open(join(dir, 'adapter_model.safetensors'));
@@ -92,7 +92,7 @@ describe.each(['wasm', 'cpu'] as const)('llama-golden LoRA on %s', (backend) => 
       const reloaded = loadAdapter(dir);
       expect(reloaded.config).toMatchObject({ r: 4, lora_alpha: 8, use_rslora: false, peft_type: 'LORA' });
       const back = loraFromAdapter(model, reloaded);
-      const after = forward(model, batch, { lora: back.toModelLora(), returnLogits: true });
+      const after = await forward(model, batch, { lora: back.toModelLora(), returnLogits: true });
       expect(after.logits).toEqual(before.logits);
       expect(relMaxErr(after.logits!, loraLogits)).toBeLessThan(1e-4);
       back.dispose();

@@ -75,7 +75,7 @@ beforeAll(async () => {
 });
 
 describe('lossAndGrads', () => {
-  test('layer-wise gradients equal a one-tape gradient over the whole model', () => {
+  test('layer-wise gradients equal a one-tape gradient over the whole model', async () => {
     const lora = createLora(model, {
       r: 4,
       alpha: 8,
@@ -86,7 +86,7 @@ describe('lossAndGrads', () => {
     });
     randomize(lora, 5);
     const ref = oneTapeGrads(model, lora, batch, LOSS_SCALE);
-    const r = lossAndGrads(model, lora, batch, { lossScale: LOSS_SCALE });
+    const r = await lossAndGrads(model, lora, batch, { lossScale: LOSS_SCALE });
     const grads = toArrays(r.grads);
     expect([...grads.keys()]).toEqual([...lora.variables.keys()]);
     expect(r.lossSum).toBeCloseTo(ref.lossSum, 3);
@@ -103,7 +103,7 @@ describe('lossAndGrads', () => {
       { architectures: ['Qwen2ForCausalLM'], tie_word_embeddings: true },
     ],
     ['Mistral (sliding window 5)', { architectures: ['MistralForCausalLM'], sliding_window: 5 }],
-  ])('%s: layer-wise gradients equal a one-tape gradient', (_name, overrides) => {
+  ])('%s: layer-wise gradients equal a one-tape gradient', async (_name, overrides) => {
     const m = randomModel(tinyConfig({ num_hidden_layers: 2, ...overrides }), 21);
     const lora = createLora(m, {
       r: 2,
@@ -115,12 +115,14 @@ describe('lossAndGrads', () => {
     });
     randomize(lora, 9);
     const ref = oneTapeGrads(m, lora, batch, LOSS_SCALE, 77);
-    const grads = toArrays(lossAndGrads(m, lora, batch, { lossScale: LOSS_SCALE, dropoutSeed: 77 }).grads);
+    const grads = toArrays(
+      (await lossAndGrads(m, lora, batch, { lossScale: LOSS_SCALE, dropoutSeed: 77 })).grads,
+    );
     for (const [k, g] of ref.grads) expect(relMaxErr(grads.get(k)!, g), k).toBeLessThan(1e-5);
     lora.dispose();
   });
 
-  test('checkpointing: false (one tape) gives the same gradients', () => {
+  test('checkpointing: false (one tape) gives the same gradients', async () => {
     const lora = createLora(model, {
       r: 2,
       alpha: 3,
@@ -131,8 +133,8 @@ describe('lossAndGrads', () => {
     });
     randomize(lora, 6);
     const ref = oneTapeGrads(model, lora, batch, LOSS_SCALE);
-    const a = lossAndGrads(model, lora, batch, { lossScale: LOSS_SCALE, checkpointing: false });
-    const b = lossAndGrads(model, lora, batch, { lossScale: LOSS_SCALE, checkpointing: true });
+    const a = await lossAndGrads(model, lora, batch, { lossScale: LOSS_SCALE, checkpointing: false });
+    const b = await lossAndGrads(model, lora, batch, { lossScale: LOSS_SCALE, checkpointing: true });
     expect(a.lossSum).toBeCloseTo(b.lossSum, 4);
     expect(a.count).toBe(b.count);
     const ga = toArrays(a.grads);
@@ -144,7 +146,7 @@ describe('lossAndGrads', () => {
     lora.dispose();
   });
 
-  test('with lora_dropout > 0 the recompute draws the forward masks: equal to one tape with the same seeds', () => {
+  test('with lora_dropout > 0 the recompute draws the forward masks: equal to one tape with the same seeds', async () => {
     const lora = createLora(model, {
       r: 4,
       alpha: 8,
@@ -157,7 +159,7 @@ describe('lossAndGrads', () => {
     const seed = mixSeed(42, 3, 1); // run seed, step, micro-batch
     const ref = oneTapeGrads(model, lora, batch, LOSS_SCALE, seed);
     const noDropout = oneTapeGrads(model, lora, batch, LOSS_SCALE);
-    const r = lossAndGrads(model, lora, batch, { lossScale: LOSS_SCALE, dropoutSeed: seed });
+    const r = await lossAndGrads(model, lora, batch, { lossScale: LOSS_SCALE, dropoutSeed: seed });
     const grads = toArrays(r.grads);
     expect(r.lossSum).toBeCloseTo(ref.lossSum, 3);
     for (const [k, g] of ref.grads) {
@@ -167,19 +169,19 @@ describe('lossAndGrads', () => {
     }
     // another micro-batch seed, other masks
     const other = toArrays(
-      lossAndGrads(model, lora, batch, { lossScale: LOSS_SCALE, dropoutSeed: seed + 1 }).grads,
+      (await lossAndGrads(model, lora, batch, { lossScale: LOSS_SCALE, dropoutSeed: seed + 1 })).grads,
     );
     const k0 = [...grads.keys()][0]!;
     expect(relMaxErr(other.get(k0)!, grads.get(k0)!)).toBeGreaterThan(1e-2);
     // same seed, same numbers (a pure function of its inputs)
     const again = toArrays(
-      lossAndGrads(model, lora, batch, { lossScale: LOSS_SCALE, dropoutSeed: seed }).grads,
+      (await lossAndGrads(model, lora, batch, { lossScale: LOSS_SCALE, dropoutSeed: seed })).grads,
     );
     for (const [k, g] of grads) expect(again.get(k)).toEqual(g);
     lora.dispose();
   });
 
-  test('loss and count match forward(); gradients scale linearly with lossScale', () => {
+  test('loss and count match await forward(); gradients scale linearly with lossScale', async () => {
     const lora = createLora(model, {
       r: 4,
       alpha: 8,
@@ -189,9 +191,9 @@ describe('lossAndGrads', () => {
       seed: 9,
     });
     randomize(lora, 8);
-    const fwd = forward(model, batch, { lora: lora.toModelLora() });
-    const r1 = lossAndGrads(model, lora, batch, { lossScale: 1 });
-    const r2 = lossAndGrads(model, lora, batch, { lossScale: 0.25 });
+    const fwd = await forward(model, batch, { lora: lora.toModelLora() });
+    const r1 = await lossAndGrads(model, lora, batch, { lossScale: 1 });
+    const r2 = await lossAndGrads(model, lora, batch, { lossScale: 0.25 });
     let labelled = 0;
     for (const l of batch.labels) if (l !== -100) labelled++;
     expect(r1.count).toBe(labelled);
@@ -211,7 +213,7 @@ describe('lossAndGrads', () => {
     lora.dispose();
   });
 
-  test('step 0 (B = 0) is the base model: same logits, zero gradient for A, non-zero for B', () => {
+  test('step 0 (B = 0) is the base model: same logits, zero gradient for A, non-zero for B', async () => {
     const lora = createLora(model, {
       r: 8,
       alpha: 16,
@@ -220,10 +222,10 @@ describe('lossAndGrads', () => {
       useRslora: false,
       seed: 4,
     });
-    const baseOut = forward(model, batch, { returnLogits: true });
-    const loraOut = forward(model, batch, { returnLogits: true, lora: lora.toModelLora() });
+    const baseOut = await forward(model, batch, { returnLogits: true });
+    const loraOut = await forward(model, batch, { returnLogits: true, lora: lora.toModelLora() });
     expect(loraOut.logits).toEqual(baseOut.logits);
-    const r = lossAndGrads(model, lora, batch, { lossScale: 1, dropoutSeed: 1 });
+    const r = await lossAndGrads(model, lora, batch, { lossScale: 1, dropoutSeed: 1 });
     expect(r.lossSum).toBeCloseTo(baseOut.lossSum, 3);
     for (const [k, g] of toArrays(r.grads)) {
       const maxAbs = Math.max(...g.map(Math.abs));
@@ -233,7 +235,7 @@ describe('lossAndGrads', () => {
     lora.dispose();
   });
 
-  test('tf.memory().numTensors stays flat across repeated calls, both paths', () => {
+  test('tf.memory().numTensors stays flat across repeated calls, both paths', async () => {
     const lora = createLora(model, {
       r: 4,
       alpha: 8,
@@ -243,16 +245,16 @@ describe('lossAndGrads', () => {
       seed: 1,
     });
     randomize(lora, 3);
-    const run = (checkpointing: boolean, step: number) => {
-      const r = lossAndGrads(model, lora, batch, { lossScale: 0.5, dropoutSeed: step, checkpointing });
+    const run = async (checkpointing: boolean, step: number) => {
+      const r = await lossAndGrads(model, lora, batch, { lossScale: 0.5, dropoutSeed: step, checkpointing });
       tf.dispose([...r.grads.values()]);
     };
-    run(true, 0);
-    run(false, 0);
+    await run(true, 0);
+    await run(false, 0);
     const before = tf.memory().numTensors;
     for (let step = 1; step <= 4; step++) {
-      run(true, step);
-      run(false, step);
+      await run(true, step);
+      await run(false, step);
     }
     expect(tf.memory().numTensors).toBe(before);
     lora.dispose();

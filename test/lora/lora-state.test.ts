@@ -147,9 +147,9 @@ describe('PEFT adapter mapping', () => {
     return lora;
   }
 
-  test('loraToAdapter writes the PEFT config fields and fp32 copies of every tensor', () => {
+  test('loraToAdapter writes the PEFT config fields and fp32 copies of every tensor', async () => {
     const lora = trainedLora();
-    const adapter = loraToAdapter(lora);
+    const adapter = await loraToAdapter(lora);
     expect(adapter.config).toMatchObject({
       peft_type: 'LORA',
       task_type: 'CAUSAL_LM',
@@ -176,9 +176,9 @@ describe('PEFT adapter mapping', () => {
     lora.dispose();
   });
 
-  test('loraFromAdapter reproduces the weights and hyperparameters', () => {
+  test('loraFromAdapter reproduces the weights and hyperparameters', async () => {
     const lora = trainedLora();
-    const adapter = loraToAdapter(lora);
+    const adapter = await loraToAdapter(lora);
     const back = loraFromAdapter(model, adapter);
     expect(back.config).toEqual(lora.config);
     for (const [k, v] of lora.variables) expect(back.variables.get(k)!.dataSync()).toEqual(v.dataSync());
@@ -186,9 +186,9 @@ describe('PEFT adapter mapping', () => {
     back.dispose();
   });
 
-  test('a missing tensor, a wrong shape or an unknown key is an MftError naming the tensor', () => {
+  test('a missing tensor, a wrong shape or an unknown key is an MftError naming the tensor', async () => {
     const lora = trainedLora();
-    const good = loraToAdapter(lora);
+    const good = await loraToAdapter(lora);
     lora.dispose();
     const before = tf.memory().numTensors;
     const qA = 'base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight';

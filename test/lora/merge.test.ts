@@ -324,7 +324,7 @@ describe.each(['wasm', 'cpu'] as const)('the merged model on %s', (backend) => {
     golden.close();
     const batch = causalBatch(ids, 2, 24);
     const model = await loadModel(out);
-    const r = forward(model, batch, { returnLogits: true });
+    const r = await forward(model, batch, { returnLogits: true });
     expect(relMaxErr(r.logits as Float32Array, ref)).toBeLessThan(1e-4);
     const goldenJson = JSON.parse(readFileSync(`${BASE}/golden.json`, 'utf8'));
     expect(Math.abs(r.lossSum / r.count - goldenJson.lora_loss)).toBeLessThan(1e-4);

@@ -263,7 +263,7 @@ test('a saved and reloaded adapter reproduces the fixture lora_logits (computed 
     segmentIds: new Int32Array(2 * T),
     positionIds,
   };
-  const logits = forward(model, batch, { lora: lora.toModelLora(), returnLogits: true })
+  const logits = (await forward(model, batch, { lora: lora.toModelLora(), returnLogits: true }))
     .logits as Float32Array;
   lora.dispose();
   let maxDiff = 0;

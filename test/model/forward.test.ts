@@ -76,7 +76,7 @@ async function compare(
 ) {
   const model = await loadModel(m.dir, opts);
   const batch = makeBatch(rows);
-  const out = forward(model, batch, { returnLogits: true, chunkSize: 5 });
+  const out = await forward(model, batch, { returnLogits: true, chunkSize: 5 });
   const V = m.ref.vocab_size;
   const T = batch.seqLen;
   let maxDiff = 0;

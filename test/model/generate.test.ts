@@ -41,7 +41,7 @@ describe('generate with a KV cache', () => {
   test('greedy ids equal a full recomputation at every step (Llama, GQA, biases)', async () => {
     const m = tiny({ attentionBias: true, scale: 2, extra: { eos_token_id: null } });
     const model = await loadModel(m.dir);
-    const ids = generate(model, null, [3, 17, 5], { ...greedy, maxNewTokens: 12 });
+    const ids = await generate(model, null, [3, 17, 5], { ...greedy, maxNewTokens: 12 });
     expect(ids).toEqual(referenceGreedy(m, [3, 17, 5], 12));
   });
 
@@ -55,7 +55,7 @@ describe('generate with a KV cache', () => {
     });
     const model = await loadModel(m.dir);
     expect(model.spec.sliding_window).toEqual([null, W]);
-    const ids = generate(model, null, [4, 9, 22, 7, 13], { ...greedy, maxNewTokens: 14 });
+    const ids = await generate(model, null, [4, 9, 22, 7, 13], { ...greedy, maxNewTokens: 14 });
     expect(ids).toHaveLength(14);
     expect(ids).toEqual(referenceGreedy(m, [4, 9, 22, 7, 13], 14));
   });
@@ -65,7 +65,7 @@ describe('generate with a KV cache', () => {
     const model = await loadModel(m.dir);
     const before = tf.memory().numTensors;
     const counts: number[] = [];
-    const ids = generate(model, null, [1], {
+    const ids = await generate(model, null, [1], {
       ...greedy,
       maxNewTokens: 60,
       onToken: () => counts.push(tf.memory().numTensors),
@@ -75,7 +75,7 @@ describe('generate with a KV cache', () => {
     expect(tf.memory().numTensors).toBe(before);
     // Same with the weights widened per token instead of resident.
     const counts2: number[] = [];
-    generate(model, null, [1], {
+    await generate(model, null, [1], {
       ...greedy,
       maxNewTokens: 20,
       residentBytes: 0,
@@ -87,7 +87,7 @@ describe('generate with a KV cache', () => {
 
   test('stops at EOS (config.json eos_token_id), which is not returned', async () => {
     const m = tiny({ scale: 2, extra: { eos_token_id: null } });
-    const free = generate(await loadModel(m.dir), null, [5, 6], { ...greedy, maxNewTokens: 10 });
+    const free = await generate(await loadModel(m.dir), null, [5, 6], { ...greedy, maxNewTokens: 10 });
     const stopAt = free.findIndex((id, k) => k >= 2 && !free.slice(0, k).includes(id));
     expect(stopAt).toBeGreaterThanOrEqual(2);
     const config = JSON.parse(readFileSync(join(m.dir, 'config.json'), 'utf8'));
@@ -95,20 +95,20 @@ describe('generate with a KV cache', () => {
       join(m.dir, 'config.json'),
       JSON.stringify({ ...config, eos_token_id: [999, free[stopAt]] }),
     );
-    const stopped = generate(await loadModel(m.dir), null, [5, 6], { ...greedy, maxNewTokens: 10 });
+    const stopped = await generate(await loadModel(m.dir), null, [5, 6], { ...greedy, maxNewTokens: 10 });
     expect(stopped).toEqual(free.slice(0, stopAt));
   });
 
   test('also stops at an eos_token_id of generation_config.json (chat models list end-of-turn there)', async () => {
     const m = tiny({ scale: 2, extra: { eos_token_id: null } });
-    const free = generate(await loadModel(m.dir), null, [5, 6], { ...greedy, maxNewTokens: 10 });
+    const free = await generate(await loadModel(m.dir), null, [5, 6], { ...greedy, maxNewTokens: 10 });
     const stopAt = free.findIndex((id, k) => k >= 2 && !free.slice(0, k).includes(id));
     expect(stopAt).toBeGreaterThanOrEqual(2);
     writeFileSync(
       join(m.dir, 'generation_config.json'),
       JSON.stringify({ eos_token_id: [998, free[stopAt]] }),
     );
-    const stopped = generate(await loadModel(m.dir), null, [5, 6], { ...greedy, maxNewTokens: 10 });
+    const stopped = await generate(await loadModel(m.dir), null, [5, 6], { ...greedy, maxNewTokens: 10 });
     expect(stopped).toEqual(free.slice(0, stopAt));
   });
 
@@ -126,8 +126,8 @@ describe('generate with a KV cache', () => {
   test('no prompt starts from BOS', async () => {
     const m = tiny({ scale: 2, extra: { bos_token_id: 7, eos_token_id: null } });
     const model = await loadModel(m.dir);
-    expect(generate(model, null, [], { ...greedy, maxNewTokens: 5 })).toEqual(
-      generate(model, null, [7], { ...greedy, maxNewTokens: 5 }),
+    expect(await generate(model, null, [], { ...greedy, maxNewTokens: 5 })).toEqual(
+      await generate(model, null, [7], { ...greedy, maxNewTokens: 5 }),
     );
   });
 
@@ -136,9 +136,11 @@ describe('generate with a KV cache', () => {
     const model = await loadModel(m.dir);
     const sample = (seed: number, topP = 0.9) =>
       generate(model, null, [1, 2], { temperature: 1, topP, seed, maxNewTokens: 15 });
-    expect(sample(1)).toEqual(sample(1));
-    expect(sample(1)).not.toEqual(sample(2));
-    expect(sample(3, 1e-9)).toEqual(generate(model, null, [1, 2], { ...greedy, maxNewTokens: 15 }));
+    expect(await sample(1)).toEqual(await sample(1));
+    expect(await sample(1)).not.toEqual(await sample(2));
+    expect(await sample(3, 1e-9)).toEqual(
+      await generate(model, null, [1, 2], { ...greedy, maxNewTokens: 15 }),
+    );
   });
 });
 
@@ -183,7 +185,7 @@ describe('stories260K (llama2.c run.c greedy output)', () => {
       .trim()
       .split(/\s+/)
       .map(Number);
-    const ids = generate(model, tok, [], { ...greedy, maxNewTokens: 256 });
+    const ids = await generate(model, tok, [], { ...greedy, maxNewTokens: 256 });
     expect(ids).toEqual(expected);
     // run.c prints a newline after the generated text.
     expect(`${tok.decode(ids)}\n`).toBe(readFileSync(`${FIX}greedy_t0_n256_noprompt.txt`, 'utf8'));

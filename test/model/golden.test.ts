@@ -45,15 +45,15 @@ describe.each(['wasm', 'cpu'] as const)('llama-golden on %s', (backend) => {
     model = await loadModel(GOLDEN_DIR);
   });
 
-  test('plain batch: logits and mean loss match the float64 reference', () => {
+  test('plain batch: logits and mean loss match the float64 reference', async () => {
     const batch = causalBatch(ref('input_ids') as Int32Array, 2, 24);
-    const out = forward(model, batch, { returnLogits: true });
+    const out = await forward(model, batch, { returnLogits: true });
     expect(relMaxErr(out.logits as Float32Array, ref('logits'))).toBeLessThan(1e-4);
     expect(out.count).toBe(2 * 23);
     expect(Math.abs(out.lossSum / out.count - goldenJson.loss)).toBeLessThan(1e-4);
   });
 
-  test('packed row: three documents each attend only to themselves', () => {
+  test('packed row: three documents each attend only to themselves', async () => {
     const ids = ref('packed_input_ids') as Int32Array;
     const batch: Batch = {
       batchSize: 1,
@@ -63,17 +63,17 @@ describe.each(['wasm', 'cpu'] as const)('llama-golden on %s', (backend) => {
       segmentIds: ref('packed_segment_ids') as Int32Array,
       positionIds: ref('packed_position_ids') as Int32Array,
     };
-    const out = forward(model, batch, { returnLogits: true });
+    const out = await forward(model, batch, { returnLogits: true });
     expect(out.count).toBe(0);
     expect(out.lossSum).toBe(0);
     expect(relMaxErr(out.logits as Float32Array, ref('packed_logits'))).toBeLessThan(1e-4);
   });
 
-  test('LoRA on all seven projections: logits and loss match', () => {
+  test('LoRA on all seven projections: logits and loss match', async () => {
     const lora = adapterLora();
     try {
       const batch = causalBatch(ref('input_ids') as Int32Array, 2, 24);
-      const out = forward(model, batch, { returnLogits: true, lora });
+      const out = await forward(model, batch, { returnLogits: true, lora });
       expect(relMaxErr(out.logits as Float32Array, ref('lora_logits'))).toBeLessThan(1e-4);
       expect(Math.abs(out.lossSum / out.count - goldenJson.lora_loss)).toBeLessThan(1e-4);
     } finally {
@@ -81,11 +81,11 @@ describe.each(['wasm', 'cpu'] as const)('llama-golden on %s', (backend) => {
     }
   });
 
-  test('forward leaves no tensors behind', () => {
+  test('forward leaves no tensors behind', async () => {
     const batch = causalBatch(ref('input_ids') as Int32Array, 2, 24);
-    forward(model, batch);
+    await forward(model, batch);
     const before = tf.memory().numTensors;
-    for (let k = 0; k < 3; k++) forward(model, batch, { returnLogits: true });
+    for (let k = 0; k < 3; k++) await forward(model, batch, { returnLogits: true });
     expect(tf.memory().numTensors).toBe(before);
   });
 });

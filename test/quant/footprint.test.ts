@@ -106,7 +106,7 @@ describe('footprint', () => {
     const losses: Record<string, number> = {};
     for (const quantization of ['none', 'int8', 'nf4'] as const) {
       const model = await loadModel(TINYSTORIES, { quantization, doubleQuant: quantization === 'nf4' });
-      const out = forward(model, batch);
+      const out = await forward(model, batch);
       losses[quantization] = out.lossSum / out.count;
     }
     console.log(

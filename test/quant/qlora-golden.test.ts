@@ -126,10 +126,10 @@ describe.each(['wasm', 'cpu'] as const)('QLoRA on llama-golden (%s)', (backend) 
 
   test.each(['nf4', 'int8'] as const)(
     '%s base: loss within 2 percent of the fp32 reference, with and without LoRA',
-    (kind) => {
+    async (kind) => {
       const model = models[kind]!;
-      const base = meanLoss(model);
-      const withLora = meanLoss(model, lora);
+      const base = await meanLoss(model);
+      const withLora = await meanLoss(model, lora);
       const baseRel = Math.abs(base - goldenJson.loss) / goldenJson.loss;
       const loraRel = Math.abs(withLora - goldenJson.lora_loss) / goldenJson.lora_loss;
       console.log(
@@ -142,14 +142,14 @@ describe.each(['wasm', 'cpu'] as const)('QLoRA on llama-golden (%s)', (backend) 
     },
   );
 
-  test('nf4 + double quant: loss and LoRA gradients equal fp32 ones on the reference-rounded weights', () => {
+  test('nf4 + double quant: loss and LoRA gradients equal fp32 ones on the reference-rounded weights', async () => {
     const rounded = buildModel(
       GOLDEN_DIR,
       readModelSpec(GOLDEN_DIR),
       mappedSource((v) => refNf4RoundTrip(v, true)),
     );
-    const q = lossAndGrads(models.nf4!, lora, batch, { lossScale: 1 / count });
-    const r = lossAndGrads(rounded, lora, batch, { lossScale: 1 / count });
+    const q = await lossAndGrads(models.nf4!, lora, batch, { lossScale: 1 / count });
+    const r = await lossAndGrads(rounded, lora, batch, { lossScale: 1 / count });
     try {
       expect(Math.abs(q.lossSum - r.lossSum) / r.lossSum).toBeLessThan(1e-6);
       for (const [key, g] of r.grads)
@@ -160,9 +160,9 @@ describe.each(['wasm', 'cpu'] as const)('QLoRA on llama-golden (%s)', (backend) 
     }
   });
 
-  test('int8 base: every LoRA gradient has cosine > 0.99 with the fp32 reference', () => {
+  test('int8 base: every LoRA gradient has cosine > 0.99 with the fp32 reference', async () => {
     const before = tf.memory().numTensors;
-    const { lossSum, grads } = lossAndGrads(models.int8!, lora, batch, { lossScale: 1 / count });
+    const { lossSum, grads } = await lossAndGrads(models.int8!, lora, batch, { lossScale: 1 / count });
     expect(Math.abs(lossSum / count - goldenJson.lora_loss) / goldenJson.lora_loss).toBeLessThan(0.02);
     expect(grads.size).toBe(refGrads.size);
     const { global, worst, perTensor } = cosineStats(grads, refGrads);
@@ -174,12 +174,12 @@ describe.each(['wasm', 'cpu'] as const)('QLoRA on llama-golden (%s)', (backend) 
     expect(tf.memory().numTensors).toBe(before);
   });
 
-  test('nf4 base: 0.99 gradient cosine needs far less weight error than any 4-bit code has', () => {
-    const q = lossAndGrads(models.nf4!, lora, batch, { lossScale: 1 / count });
+  test('nf4 base: 0.99 gradient cosine needs far less weight error than any 4-bit code has', async () => {
+    const q = await lossAndGrads(models.nf4!, lora, batch, { lossScale: 1 / count });
     const nf4 = cosineStats(q.grads, refGrads).global;
     disposeAll(q.grads);
     // Control: the fp32 weights plus Gaussian noise of a given RMS relative to each tensor's RMS.
-    const noisyCosine = (relativeRms: number, seed: number) => {
+    const noisyCosine = async (relativeRms: number, seed: number) => {
       const noisy = buildModel(
         GOLDEN_DIR,
         readModelSpec(GOLDEN_DIR),
@@ -189,14 +189,16 @@ describe.each(['wasm', 'cpu'] as const)('QLoRA on llama-golden (%s)', (backend) 
           return v.map((x, i) => x + noise[i]!);
         }),
       );
-      const n = lossAndGrads(noisy, lora, batch, { lossScale: 1 / count });
+      const n = await lossAndGrads(noisy, lora, batch, { lossScale: 1 / count });
       const c = cosineStats(n.grads, refGrads).global;
       disposeAll(n.grads);
       return c;
     };
     const seeds = [1, 21, 41];
-    const tiny = seeds.map((s) => noisyCosine(0.0025, s));
-    const atBound = seeds.map((s) => noisyCosine(2 ** -4, s));
+    const tiny: number[] = [];
+    const atBound: number[] = [];
+    for (const s of seeds) tiny.push(await noisyCosine(0.0025, s));
+    for (const s of seeds) atBound.push(await noisyCosine(2 ** -4, s));
     console.log(
       `${backend} nf4: gradient cosine ${nf4.toFixed(3)}; fp32 + Gaussian noise of 0.25% RMS: ` +
         `${tiny.map((c) => c.toFixed(4)).join(' ')}; of 6.25% RMS: ${atBound.map((c) => c.toFixed(3)).join(' ')}`,
@@ -210,8 +212,8 @@ describe.each(['wasm', 'cpu'] as const)('QLoRA on llama-golden (%s)', (backend) 
   });
 
   /** Mean loss over the batch, no gradients. */
-  function meanLoss(model: LoadedModel, withLora?: LoraState): number {
-    const out = forward(model, batch, withLora ? { lora: withLora.toModelLora() } : {});
+  async function meanLoss(model: LoadedModel, withLora?: LoraState): Promise<number> {
+    const out = await forward(model, batch, withLora ? { lora: withLora.toModelLora() } : {});
     expect(out.count).toBe(count);
     return out.lossSum / count;
   }

@@ -73,7 +73,7 @@ beforeAll(async () => {
     variables: lora.variables,
     lossAndGrads: (batch, o) => lossAndGrads(model, lora, batch, o),
     evalLoss: (batch) => forward(model, batch, { lora: lora.toModelLora() }),
-    writeAdapter: () => {},
+    adapterWriter: async () => () => {},
     loadAdapter: () => {},
   };
 });
@@ -83,15 +83,15 @@ afterAll(() => {
 });
 
 describe('gradient accumulation', () => {
-  test('4 micro-batches of 1 row give the gradients and loss of 1 micro-batch of 4 (dropout 0)', () => {
+  test('4 micro-batches of 1 row give the gradients and loss of 1 micro-batch of 4 (dropout 0)', async () => {
     const four = rows();
-    const one = stepGradients(trainable, [concat(four)], 42, 1);
-    const acc = stepGradients(trainable, four, 42, 1);
+    const one = await stepGradients(trainable, [concat(four)], 42, 1);
+    const acc = await stepGradients(trainable, four, 42, 1);
     expect(acc.tokens).toBe(12 + 7 + 4 + 14);
     expect(one.tokens).toBe(acc.tokens);
     expect(acc.loss).toBeCloseTo(one.loss, 5);
     // an independent value of the loss: the plain forward pass over the 4 rows
-    const f = forward(model, concat(four), { lora: lora.toModelLora() });
+    const f = await forward(model, concat(four), { lora: lora.toModelLora() });
     expect(one.loss).toBeCloseTo(f.lossSum / f.count, 5);
     let maxErr = 0;
     let maxRef = 0;
@@ -108,22 +108,23 @@ describe('gradient accumulation', () => {
     tf.dispose([...one.grads.values(), ...acc.grads.values()]);
   });
 
-  test('a mean of micro-batch means would differ: the rows carry different token counts', () => {
+  test('a mean of micro-batch means would differ: the rows carry different token counts', async () => {
     const four = rows();
-    const perRow = four.map((b) => forward(model, b, { lora: lora.toModelLora() }));
+    const perRow = [];
+    for (const b of four) perRow.push(await forward(model, b, { lora: lora.toModelLora() }));
     const meanOfMeans = perRow.reduce((s, r) => s + r.lossSum / r.count, 0) / 4;
     const tokenWeighted = perRow.reduce((s, r) => s + r.lossSum, 0) / perRow.reduce((s, r) => s + r.count, 0);
-    const step = stepGradients(trainable, four, 42, 1);
+    const step = await stepGradients(trainable, four, 42, 1);
     tf.dispose([...step.grads.values()]);
     expect(step.loss).toBeCloseTo(tokenWeighted, 5);
     expect(Math.abs(step.loss - meanOfMeans)).toBeGreaterThan(1e-4);
   });
 
-  test('tensors stay flat across steps', () => {
+  test('tensors stay flat across steps', async () => {
     const four = rows();
     const before = tf.memory().numTensors;
     for (let i = 0; i < 3; i++) {
-      const s = stepGradients(trainable, four, 42, i + 1);
+      const s = await stepGradients(trainable, four, 42, i + 1);
       tf.dispose([...s.grads.values()]);
     }
     expect(tf.memory().numTensors).toBe(before);

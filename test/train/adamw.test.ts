@@ -96,7 +96,7 @@ describe('AdamW', () => {
     opt.dispose();
   });
 
-  test('state() and load() continue the same sequence', () => {
+  test('state() and load() continue the same sequence', async () => {
     const mk = () => tf.variable(tf.tensor1d([0.3, -0.2]));
     const a = mk();
     const b = mk();
@@ -116,7 +116,7 @@ describe('AdamW', () => {
     const optB1 = new AdamW(new Map([['w', b]]), cfg);
     stepWith(optB1, grads[0]!);
     stepWith(optB1, grads[1]!);
-    const saved = optB1.state();
+    const saved = await optB1.state();
     optB1.dispose();
     const optB2 = new AdamW(new Map([['w', b]]), cfg);
     optB2.load(saved, 'test');

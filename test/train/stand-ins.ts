@@ -79,7 +79,7 @@ export class BigramTrainable implements Trainable {
     return { pos, f };
   }
 
-  lossAndGrads(batch: Batch, o: { lossScale: number; dropoutSeed: number }): MicroBatchGrads {
+  async lossAndGrads(batch: Batch, o: { lossScale: number; dropoutSeed: number }): Promise<MicroBatchGrads> {
     this.calls += 1;
     this.opts.onMicroBatch?.(this.calls);
     const { pos, f } = this.lossSumOf(batch, o.dropoutSeed);
@@ -98,26 +98,28 @@ export class BigramTrainable implements Trainable {
     return { lossSum, count: pos.length, grads: out };
   }
 
-  evalLoss(batch: Batch): { lossSum: number; count: number } {
+  async evalLoss(batch: Batch): Promise<{ lossSum: number; count: number }> {
     const { pos, f } = this.lossSumOf(batch, null);
     const s = f();
-    const lossSum = s.dataSync()[0] as number;
+    const lossSum = (await s.data())[0] as number;
     s.dispose();
     return { lossSum, count: pos.length };
   }
 
-  writeAdapter(dir: string): void {
-    writeSafetensors(
-      join(dir, 'adapter_model.safetensors'),
-      [...this.variables].map(([name, v]) => ({
+  async adapterWriter(): Promise<(dir: string) => void> {
+    const tensors: { name: string; dtype: 'F32'; shape: number[]; data: Float32Array }[] = [];
+    for (const [name, v] of this.variables) {
+      tensors.push({
         name,
         dtype: 'F32' as const,
         shape: [...v.shape],
-        data: v.dataSync() as Float32Array,
-      })),
-      { format: 'pt' },
-    );
-    writeFileSync(join(dir, 'adapter_config.json'), '{"r": 3}\n');
+        data: (await v.data()) as Float32Array,
+      });
+    }
+    return (dir) => {
+      writeSafetensors(join(dir, 'adapter_model.safetensors'), tensors, { format: 'pt' });
+      writeFileSync(join(dir, 'adapter_config.json'), '{"r": 3}\n');
+    };
   }
 
   loadAdapter(dir: string): void {

@@ -95,7 +95,7 @@ describe('trainLoop', () => {
     // an independent value of step 1's loss: the same rows evaluated with the initial weights
     const ref = new BigramTrainable({ seed: 5 });
     const firstRows = data.train.epochOrder(0, s.seed).slice(0, 4);
-    const refLoss = ref.evalLoss(data.train.batch(firstRows));
+    const refLoss = await ref.evalLoss(data.train.batch(firstRows));
     ref.dispose();
     await trainLoop({ ...s, micro_batch_size: 1, gradient_accumulation_steps: 4 }, four, data, ctx(runFour));
     const lossFour = trainRows(readMetrics(join(runFour, 'metrics.jsonl')));
@@ -210,8 +210,8 @@ describe('trainLoop', () => {
     let evalCall = 0;
     let batchInCall = 0;
     const realEval = model.evalLoss.bind(model);
-    model.evalLoss = (batch) => {
-      const r = realEval(batch);
+    model.evalLoss = async (batch) => {
+      const r = await realEval(batch);
       // eval_max_samples 4, micro_batch_size 2: two batches per evaluation
       const loss = evalLosses[evalCall]!;
       batchInCall += 1;
