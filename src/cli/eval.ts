@@ -17,11 +17,11 @@ import {
   resolveDataArg,
   resolveEvalSource,
 } from '../eval/index.js';
-import { resolveAdapterDir } from '../lora/adapter-dir.js';
 import { loraFromAdapter } from '../lora/index.js';
-import { loadAdapter, type PeftAdapter } from '../lora/peft-adapter.js';
+import { checkTrainedBase, openAdapter, trainedBaseOptions } from '../lora/open-adapter.js';
+import type { PeftAdapter } from '../lora/peft-adapter.js';
 import { type LoadModelOptions, loadModel, type Precision, type Quantization } from '../model/index.js';
-import { fail, MftError } from '../util/index.js';
+import { fail } from '../util/index.js';
 
 interface EvalFlags {
   model?: string;
@@ -42,8 +42,6 @@ interface EvalFlags {
   backend?: BackendChoice;
 }
 
-const PRECISIONS: readonly string[] = ['auto', 'fp32', 'bf16', 'fp16'];
-
 function integer(flag: string, value: string, min: number): number {
   const n = Number(value);
   if (value.trim() === '' || !Number.isInteger(n) || n < min) {
@@ -56,21 +54,13 @@ function integer(flag: string, value: string, min: number): number {
 function baseOptions(
   flags: EvalFlags,
   adapter: PeftAdapter | null,
-  adapterDir: string | null,
   config: TaskConfig | null,
 ): LoadModelOptions {
-  const t = adapter?.training;
-  if (t && !PRECISIONS.includes(t.precision)) {
-    fail(
-      `${adapterDir}/mft_training.json`,
-      `precision: unknown value ${JSON.stringify(t.precision)}`,
-      `use one of ${PRECISIONS.join(', ')}`,
-    );
-  }
+  const trained = adapter ? trainedBaseOptions(adapter) : {};
   return {
-    quantization: flags.quantization ?? t?.quantization ?? config?.quantization ?? 'none',
-    doubleQuant: t?.double_quant ?? config?.double_quant ?? true,
-    precision: flags.precision ?? (t?.precision as Precision | undefined) ?? config?.precision ?? 'auto',
+    quantization: flags.quantization ?? trained.quantization ?? config?.quantization ?? 'none',
+    doubleQuant: trained.doubleQuant ?? config?.double_quant ?? true,
+    precision: flags.precision ?? trained.precision ?? config?.precision ?? 'auto',
   };
 }
 
@@ -209,14 +199,9 @@ export function registerEval(program: Command): void {
       const config = taskFile !== undefined ? await loadTaskConfig(taskFile) : null;
       const recipe: Recipe = config?.recipe ?? loadRecipe(flags.task ?? 'text');
 
-      let adapter: PeftAdapter | null = null;
-      let adapterDir: string | null = null;
-      if (flags.adapter !== undefined) {
-        const found = resolveAdapterDir(flags.adapter, flags.checkpoint);
-        adapterDir = found.dir;
-        process.stderr.write(`mft: evaluating ${found.description}\n`);
-        adapter = loadAdapter(found.dir);
-      }
+      const opened = flags.adapter !== undefined ? openAdapter(flags.adapter, flags.checkpoint) : null;
+      if (opened) process.stderr.write(`mft: evaluating ${opened.description}\n`);
+      const adapter = opened?.adapter ?? null;
       const modelDir = flags.model ?? config?.base_model ?? adapter?.training?.base_model;
       if (modelDir === undefined) {
         fail(
@@ -236,15 +221,9 @@ export function registerEval(program: Command): void {
       });
 
       const backend = await initBackend(flags.backend ?? config?.backend ?? 'auto');
-      const loadOptions = baseOptions(flags, adapter, adapterDir, config);
+      const loadOptions = baseOptions(flags, adapter, config);
       const model = await loadModel(modelDir, loadOptions);
-      if (adapter?.training && adapter.training.config_hash !== model.configHash) {
-        throw new MftError({
-          where: adapterDir ?? undefined,
-          message: `the adapter was trained on a different base (config hash ${adapter.training.config_hash}, ${modelDir} has ${model.configHash})`,
-          fix: `use --model ${adapter.training.base_model}`,
-        });
-      }
+      if (opened) checkTrainedBase(opened, { dir: modelDir, configHash: model.configHash });
       const tokenizer = new LazyTokenizer(modelDir);
       const length: LengthPolicy = config
         ? { kind: 'truncate', sequenceLen: config.sequence_len, truncation: config.truncation }
@@ -303,7 +282,7 @@ export function registerEval(program: Command): void {
         const out: Record<string, unknown> = {
           ...main,
           model: modelDir,
-          adapter: adapterDir,
+          adapter: opened?.dir ?? null,
           data: source.description,
           records: data.recordCount,
           quantization: loadOptions.quantization,

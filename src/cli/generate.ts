@@ -1,12 +1,11 @@
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { type BackendChoice, initBackend } from '../backend/index.js';
 import { loraFromAdapter } from '../lora/index.js';
-import { loadAdapter, type PeftAdapter } from '../lora/peft-adapter.js';
-import { generate, type LoadModelOptions, loadModel, type Precision } from '../model/index.js';
+import { checkTrainedBase, openAdapter, trainedBaseOptions } from '../lora/open-adapter.js';
+import { generate, loadModel } from '../model/index.js';
 import { loadTokenizer } from '../tokenizer/index.js';
-import { fail, MftError } from '../util/index.js';
+import { fail } from '../util/index.js';
 
 interface GenerateFlags {
   model?: string;
@@ -22,7 +21,6 @@ interface GenerateFlags {
 }
 
 const BACKENDS = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'];
-const PRECISIONS: Precision[] = ['auto', 'fp32', 'bf16', 'fp16'];
 
 // fatal: invalid UTF-8 is reported, not replaced; ignoreBOM: a leading BOM is kept as text.
 const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
@@ -55,28 +53,6 @@ function promptText(flags: GenerateFlags): string | null {
   } catch {
     return fail(flags.file, 'is not valid UTF-8', 'convert the file to UTF-8');
   }
-}
-
-/** An adapter directory, or a run directory holding `adapter/`. */
-function readAdapter(dir: string): PeftAdapter {
-  const nested = join(dir, 'adapter');
-  const useNested =
-    !existsSync(join(dir, 'adapter_config.json')) && existsSync(join(nested, 'adapter_config.json'));
-  return loadAdapter(useNested ? nested : dir);
-}
-
-/** Rebuild the base the adapter was trained on (mft_training.json), or the plain base. */
-function baseOptions(adapter: PeftAdapter | null, adapterDir: string | undefined): LoadModelOptions {
-  const t = adapter?.training;
-  if (!t) return {};
-  if (!PRECISIONS.includes(t.precision as Precision)) {
-    fail(
-      join(adapterDir ?? '', 'mft_training.json'),
-      `precision: unknown value ${JSON.stringify(t.precision)}`,
-      `use one of ${PRECISIONS.join(', ')}`,
-    );
-  }
-  return { quantization: t.quantization, doubleQuant: t.double_quant, precision: t.precision as Precision };
 }
 
 /**
@@ -145,8 +121,8 @@ export function registerGenerate(program: Command): void {
       }
       const text = promptText(flags);
 
-      const adapter = flags.adapter !== undefined ? readAdapter(flags.adapter) : null;
-      const modelDir = flags.model ?? adapter?.training?.base_model;
+      const opened = flags.adapter !== undefined ? openAdapter(flags.adapter) : null;
+      const modelDir = flags.model ?? opened?.adapter.training?.base_model;
       if (modelDir === undefined) {
         fail(
           'mft generate',
@@ -155,16 +131,11 @@ export function registerGenerate(program: Command): void {
         );
       }
       const backend = await initBackend(flags.backend as BackendChoice);
-      const model = await loadModel(modelDir, baseOptions(adapter, flags.adapter));
+      // The base as the adapter was trained on it (mft_training.json), or the plain base.
+      const model = await loadModel(modelDir, opened ? trainedBaseOptions(opened.adapter) : {});
+      if (opened) checkTrainedBase(opened, { dir: modelDir, configHash: model.configHash });
       const tokenizer = await loadTokenizer(modelDir);
-      if (adapter?.training && adapter.training.config_hash !== model.configHash) {
-        throw new MftError({
-          where: flags.adapter,
-          message: `the adapter was trained on a different base (config hash ${adapter.training.config_hash}, ${modelDir} has ${model.configHash})`,
-          fix: `use --model ${adapter.training.base_model}`,
-        });
-      }
-      const lora = adapter ? loraFromAdapter(model, adapter) : null;
+      const lora = opened ? loraFromAdapter(model, opened.adapter) : null;
 
       let promptIds: number[];
       if (text === null) {

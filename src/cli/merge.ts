@@ -1,7 +1,6 @@
 import { type Command, Option } from 'commander';
-import { resolveAdapterDir } from '../lora/adapter-dir.js';
 import { type MergeBase, type MergeDtype, mergeAdapter, parseSize } from '../lora/merge.js';
-import { loadAdapter } from '../lora/peft-adapter.js';
+import { openAdapter } from '../lora/open-adapter.js';
 
 interface MergeFlags {
   model: string;
@@ -56,9 +55,8 @@ export function registerMerge(program: Command): void {
     )
     .action((flags: MergeFlags) => {
       const maxShardSize = parseSize(flags.maxShardSize);
-      const { dir, description } = resolveAdapterDir(flags.adapter, flags.checkpoint);
+      const { adapter, dir, description } = openAdapter(flags.adapter, flags.checkpoint);
       process.stderr.write(`mft: merging ${description}\n`);
-      const adapter = loadAdapter(dir);
       const result = mergeAdapter({
         model: flags.model,
         adapter,

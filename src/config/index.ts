@@ -14,8 +14,8 @@ export {
   type RecipeFormat,
   type TrainOn,
 } from './recipe.js';
-export { LORA_TARGET_NAMES, TASK_KEYS, TASK_SCHEMA, type TaskKey } from './schema.js';
+export { TASK_KEYS, TASK_SCHEMA, type TaskKey } from './schema.js';
 export { configSchemaRows, type SchemaRow, schemaMarkdown, schemaText } from './schema-docs.js';
 export { configTable, taskValues } from './show-config.js';
 export { NOT_SUPPORTED_YET } from './support.js';
-export type { LoraTargetName, TaskConfig, TaskValues, ValueSource } from './task-config.js';
+export type { TaskConfig, TaskValues, ValueSource } from './task-config.js';

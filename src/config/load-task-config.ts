@@ -10,18 +10,12 @@
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import { MftError, type Problem } from '../util/index.js';
+import { displayPath, MftError, type Problem } from '../util/index.js';
 import { checkMapping, suggestKey } from './check-mapping.js';
 import { checkValue, keyPath } from './check-value.js';
 import { type Layer, readMaxPositions, resolveInput, type Setting } from './layers.js';
 import { resolveOutputPath } from './paths.js';
-import {
-  deepFreeze,
-  displayPath,
-  loadPlacedRecipe,
-  type PlacedRecipe,
-  shippedRecipeNames,
-} from './recipe.js';
+import { deepFreeze, loadPlacedRecipe, type PlacedRecipe, shippedRecipeNames } from './recipe.js';
 import { builtinDefault, KEY_ALIASES, keySchema, TASK_KEYS, type TaskKey } from './schema.js';
 import { parseSetArg } from './set-overrides.js';
 import { didYouMean } from './suggest.js';

@@ -4,9 +4,8 @@
  * built-in ones; a task file may name its own recipe file instead.
  */
 import { readdirSync, readFileSync } from 'node:fs';
-import { isAbsolute, relative } from 'node:path';
 import { z } from 'zod';
-import { MftError, type Problem } from '../util/index.js';
+import { displayPath, MftError, type Problem } from '../util/index.js';
 import { checkMapping } from './check-mapping.js';
 import { bool, oneOf, stringMap, text } from './key-types.js';
 import { isDirectory, packageRoot, resolveNamedPath } from './paths.js';
@@ -222,12 +221,6 @@ export function loadPlacedRecipe(
       return entry && defaultsMapping ? defaultsMapping.where(entry, path) : shown;
     },
   };
-}
-
-/** A path as messages show it: relative to `cwd` when inside it, else absolute. */
-export function displayPath(p: string, cwd: string): string {
-  const rel = relative(cwd, p);
-  return rel && !rel.startsWith('..') && !isAbsolute(rel) ? rel : p;
 }
 
 /** Freeze an object and everything inside it. */

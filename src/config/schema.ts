@@ -6,18 +6,8 @@
  * (`defaultText: 'recipe'`), or one computed when the file is loaded (`output_dir`, `cache_dir`).
  */
 import { z } from 'zod';
+import { LINEAR_NAMES } from '../model/linear-names.js';
 import { bool, int, intOrNull, num, numOrNull, oneOf, stringMap, text } from './key-types.js';
-
-/** The linear layers LoRA can target, in HF names (the model's `LINEAR_NAMES`). */
-export const LORA_TARGET_NAMES = [
-  'q_proj',
-  'k_proj',
-  'v_proj',
-  'o_proj',
-  'gate_proj',
-  'up_proj',
-  'down_proj',
-] as const;
 
 // Keys whose default comes from the recipe (or is computed at load time) are optional here and
 // say so in `defaultText`; `mft config schema` prints that text in the default column.
@@ -75,10 +65,10 @@ const lora = {
       [
         z.literal('all-linear'),
         z
-          .array(oneOf(LORA_TARGET_NAMES).meta({ type: 'module name' }))
+          .array(oneOf(LINEAR_NAMES).meta({ type: 'module name' }))
           .min(1, { error: 'must not be an empty list' }),
       ],
-      { error: `expected all-linear or a list of ${LORA_TARGET_NAMES.join(', ')}` },
+      { error: `expected all-linear or a list of ${LINEAR_NAMES.join(', ')}` },
     )
     .meta({ type: 'list of module names or all-linear' })
     .default('all-linear')

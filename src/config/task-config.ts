@@ -2,14 +2,12 @@
  * The resolved configuration of a run: one frozen object with every task key (snake_case, as in
  * the task file), paths made absolute, plus the recipe and where each value came from.
  */
+
+import type { LinearName } from '../model/linear-names.js';
 import type { Recipe } from './recipe.js';
-import type { LORA_TARGET_NAMES } from './schema.js';
 
 /** Where a value came from, from lowest to highest precedence: default < recipe < task file < --set. */
 export type ValueSource = 'default' | 'recipe' | 'task file' | '--set';
-
-/** A linear layer LoRA can target. */
-export type LoraTargetName = (typeof LORA_TARGET_NAMES)[number];
 
 /** The value of every task key after merging and resolving (see `mft config schema`). */
 export interface TaskValues {
@@ -28,7 +26,7 @@ export interface TaskValues {
   lora_r: number;
   lora_alpha: number;
   lora_dropout: number;
-  lora_target_modules: LoraTargetName[] | 'all-linear';
+  lora_target_modules: LinearName[] | 'all-linear';
   use_rslora: boolean;
   // base weights
   quantization: 'none' | 'int8' | 'nf4';

@@ -16,7 +16,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { type MftTokenizer, TOKENIZER_FILES } from '../tokenizer/index.js';
-import { fsyncDir, writeFileAtomic } from '../util/index.js';
+import { fsyncPath, writeFileAtomic } from '../util/index.js';
 import type { SourceFile } from './sources/index.js';
 
 /** Bump when the meaning or layout of cached data changes. */
@@ -109,7 +109,7 @@ export function writeCacheFile(path: string, content: CacheContent, dir: string)
     parts.push(new Uint8Array(a.buffer, a.byteOffset, a.byteLength), new Uint8Array(pad8(a.byteLength)));
   }
   writeFileAtomic(path, parts);
-  fsyncDir(dir);
+  fsyncPath(dir);
 }
 
 /** Read exactly `into.length` bytes at `position`; false at end of file. */

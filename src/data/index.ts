@@ -37,7 +37,6 @@ export {
 export { RecordError } from './record-error.js';
 export {
   type DatasetFiles,
-  displayPath,
   readRecords,
   resolveDataset,
   type SourceFile,

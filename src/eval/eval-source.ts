@@ -7,8 +7,8 @@
  */
 import { statSync } from 'node:fs';
 import { resolveNamedPath } from '../config/index.js';
-import { displayPath, resolveDataset, type SourceFile } from '../data/index.js';
-import { fail } from '../util/index.js';
+import { resolveDataset, type SourceFile } from '../data/index.js';
+import { displayPath, fail } from '../util/index.js';
 
 export type EvalSplit = 'validation' | 'test';
 
@@ -48,7 +48,7 @@ export function resolveEvalSource(
   paths: readonly string[],
   opts: { split: EvalSplit; explicitFiles?: boolean; heldOut?: { valSetSize: number; seed: number } | null },
 ): EvalSource {
-  const shown = paths.map(displayPath).join(', ');
+  const shown = paths.map((p) => displayPath(p)).join(', ');
   const files = resolveDataset(paths);
   if (opts.explicitFiles && paths.every((p) => statSync(p).isFile())) {
     return { files: files.train, heldOut: null, description: `all records of ${shown}` };

@@ -29,6 +29,7 @@ export {
   mergeAdapter,
   parseSize,
 } from './merge.js';
+export { checkTrainedBase, type OpenedAdapter, openAdapter, trainedBaseOptions } from './open-adapter.js';
 export {
   ADAPTER_CONFIG_FILE,
   ADAPTER_WEIGHTS_FILE,

@@ -12,10 +12,10 @@
  */
 import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { readModelSpec, specHash } from '../model/index.js';
+import { LINEAR_NAMES, layerWeightNames, readModelSpec, specHash } from '../model/index.js';
 import { dequantize, quantize } from '../quant/index.js';
 import { TOKENIZER_FILES } from '../tokenizer/index.js';
-import { fail, fsyncDir, MftError, tempPathFor, writeFileAtomic } from '../util/index.js';
+import { fail, fsyncPath, MftError, tempPathFor, writeFileAtomic } from '../util/index.js';
 import {
   bf16ToF32,
   f16ToF32,
@@ -28,6 +28,8 @@ import {
   SINGLE_FILE,
   type TensorData,
 } from '../weights/index.js';
+import { loraScale } from './lora-state.js';
+import { checkTrainedBase } from './open-adapter.js';
 import type { PeftAdapter } from './peft-adapter.js';
 
 export type MergeDtype = 'fp32' | 'bf16' | 'fp16';
@@ -52,9 +54,13 @@ const FILE_DTYPE: Record<MergeDtype, SafetensorsDtype> = { fp32: 'F32', bf16: 'B
 
 /** Prefix PEFT puts before the base model's module path in adapter keys. */
 const PEFT_PREFIX = 'base_model.model.';
-/** The decoder linear weights that QLoRA / int8 training stores quantized (as the model loader does). */
-const QUANTIZED_WEIGHT_RE =
-  /^model\.layers\.\d+\.(self_attn\.(q|k|v|o)_proj|mlp\.(gate|up|down)_proj)\.weight$/;
+/** Whether `name` is a decoder linear weight, which QLoRA / int8 training stores quantized (as loadModel does). */
+function isQuantizedWeight(name: string): boolean {
+  const layer = /^model\.layers\.(\d+)\./.exec(name)?.[1];
+  if (layer === undefined) return false;
+  const names = layerWeightNames(Number(layer));
+  return LINEAR_NAMES.some((n) => names[n] === name);
+}
 
 export interface MergeOptions {
   /** Base model directory (config.json + safetensors). */
@@ -121,12 +127,6 @@ export function parseSize(text: string): number {
   const bytes = Math.floor(Number(m[1]) * (factor[unit] as number));
   if (bytes < 1) fail('--max-shard-size', `${JSON.stringify(text)} is not a positive size`, 'write e.g. 2GB');
   return bytes;
-}
-
-/** s = lora_alpha / r, or lora_alpha / sqrt(r) with rsLoRA. */
-function scaleOf(adapter: PeftAdapter): number {
-  const { r, lora_alpha: alpha, use_rslora: rs } = adapter.config;
-  return rs ? alpha / Math.sqrt(r) : alpha / r;
 }
 
 /** Base weight name -> its LoRA factors, checked against the base checkpoint's shapes. */
@@ -243,13 +243,12 @@ export function mergeAdapter(opts: MergeOptions): MergeResult {
     string,
     unknown
   >;
-  if (training && training.config_hash !== specHash(spec)) {
-    log(
-      `warning: the adapter was trained on a base whose config.json differs (hash ${training.config_hash}, ` +
-        `this base ${specHash(spec)}; trained on ${training.base_model}); merging anyway`,
-    );
-  }
-  const scale = scaleOf(opts.adapter);
+  checkTrainedBase(
+    { adapter: opts.adapter, dir: opts.adapterDir },
+    { dir: opts.model, configHash: specHash(spec) },
+  );
+  const { r, lora_alpha: alpha, use_rslora: rslora } = opts.adapter.config;
+  const scale = loraScale(r, alpha, rslora === true);
   const ckpt = openCheckpoint(modelDir);
   const tmp = tempPathFor(out);
   try {
@@ -288,7 +287,7 @@ export function mergeAdapter(opts: MergeOptions): MergeResult {
           let w = toF32(src);
           const delta = deltas.get(t.name);
           if (delta) {
-            if (base === 'dequantized' && training && QUANTIZED_WEIGHT_RE.test(t.name)) {
+            if (base === 'dequantized' && training && isQuantizedWeight(t.name)) {
               w = dequantize(
                 quantize(t.name, t.shape, w, training.quantization as 'nf4' | 'int8', {
                   doubleQuant: training.double_quant,
@@ -300,7 +299,7 @@ export function mergeAdapter(opts: MergeOptions): MergeResult {
             // W' = W + s * B A
             addDelta(w, delta, scale, t.shape[0] as number, t.shape[1] as number);
             merged.push(t.name);
-          } else if (base === 'dequantized' && training && QUANTIZED_WEIGHT_RE.test(t.name)) {
+          } else if (base === 'dequantized' && training && isQuantizedWeight(t.name)) {
             // The adapter also saw the other linear layers quantized: keep the model it trained against.
             w = dequantize(
               quantize(t.name, t.shape, w, training.quantization as 'nf4' | 'int8', {
@@ -339,7 +338,7 @@ export function mergeAdapter(opts: MergeOptions): MergeResult {
       join(tmp, 'README.md'),
       modelCard({ ...opts, out, dtype, base, scale, merged: merged.length, copied }),
     );
-    fsyncDir(tmp);
+    fsyncPath(tmp);
     replaceDir(tmp, out);
     return { out, dtype, files: fileNames, merged, scale };
   } catch (e) {
@@ -387,7 +386,7 @@ function replaceDir(tmp: string, out: string): void {
     renameSync(out, old);
   }
   renameSync(tmp, out);
-  fsyncDir(dirname(out));
+  fsyncPath(dirname(out));
   if (old) rmSync(old, { recursive: true, force: true });
 }
 

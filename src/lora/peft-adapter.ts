@@ -13,6 +13,7 @@
  */
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { PRECISIONS, type Precision } from '../model/load.js';
 import { fail, MftError, type Problem, writeFileAtomic } from '../util/index.js';
 import { bf16ToF32, f16ToF32, SafetensorsFile, writeSafetensors } from '../weights/index.js';
 
@@ -45,8 +46,8 @@ export interface MftTrainingInfo {
   config_hash: string;
   quantization: 'none' | 'int8' | 'nf4';
   double_quant: boolean;
-  /** Storage dtype of the non-quantized weights: 'auto' | 'fp32' | 'bf16' | 'fp16'. */
-  precision: string;
+  /** Storage dtype of the non-quantized weights. */
+  precision: Precision;
   [key: string]: unknown;
 }
 
@@ -319,7 +320,11 @@ function readTrainingInfo(path: string): MftTrainingInfo {
     '"none", "int8" or "nf4"',
   );
   expect('double_quant', typeof raw.double_quant === 'boolean', 'true or false');
-  expect('precision', typeof raw.precision === 'string', 'a precision name');
+  expect(
+    'precision',
+    (PRECISIONS as readonly unknown[]).includes(raw.precision),
+    `one of ${PRECISIONS.map((p) => JSON.stringify(p)).join(', ')}`,
+  );
   if (problems.length > 0) throw new MftError(problems);
   return raw as MftTrainingInfo;
 }

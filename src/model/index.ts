@@ -23,17 +23,17 @@ export { KvCache } from './kv-cache.js';
 export {
   dropout,
   type LayerLora,
-  LINEAR_NAMES,
-  type LinearName,
   type LoraParams,
   linear,
   type ModelLora,
 } from './linear.js';
+export { LINEAR_NAMES, type LinearName } from './linear-names.js';
 export {
   buildModel,
   type LoadModelOptions,
   layerWeightNames,
   loadModel,
+  PRECISIONS,
   type Precision,
   type Quantization,
   type TensorSource,

@@ -7,18 +7,7 @@
  * `scale` is alpha / r (or alpha / sqrt(r) with rsLoRA), decided by whoever builds the LoraParams.
  */
 import * as tf from '@tensorflow/tfjs';
-
-/** The seven projections of a decoder layer, in HF order. */
-export const LINEAR_NAMES = [
-  'q_proj',
-  'k_proj',
-  'v_proj',
-  'o_proj',
-  'gate_proj',
-  'up_proj',
-  'down_proj',
-] as const;
-export type LinearName = (typeof LINEAR_NAMES)[number];
+import type { LinearName } from './linear-names.js';
 
 /** One LoRA adapter on one projection, in PEFT's shapes. */
 export interface LoraParams {

@@ -13,12 +13,13 @@ import { bf16ToF32, f16ToF32 } from '../weights/dtype.js';
 import type { FrozenTensor } from '../weights/frozen-tensor.js';
 import type { TensorData } from '../weights/safetensors.js';
 import { StoredTensor } from '../weights/stored-tensor.js';
-import { LINEAR_NAMES, type LinearName } from './linear.js';
+import { LINEAR_NAMES, type LinearName } from './linear-names.js';
 import type { LayerWeights, LoadedModel } from './loaded-model.js';
 import { type ModelSpec, readGenerationEosIds, readModelSpec, specHash } from './spec.js';
 
 export type Quantization = 'none' | 'int8' | 'nf4';
-export type Precision = 'auto' | 'fp32' | 'bf16' | 'fp16';
+export const PRECISIONS = ['auto', 'fp32', 'bf16', 'fp16'] as const;
+export type Precision = (typeof PRECISIONS)[number];
 
 export interface LoadModelOptions {
   /** Storage of the decoder's linear weights (default 'none'). */

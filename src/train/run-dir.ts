@@ -12,9 +12,9 @@
  * it continues.
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { basename, dirname, join, relative } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { parse, stringify } from 'yaml';
-import { fsyncDir, MftError, writeFileAtomic } from '../util/index.js';
+import { displayPath, fsyncPath, MftError, writeFileAtomic } from '../util/index.js';
 import { type CheckpointInfo, latestCheckpoint, readTrainerState } from './checkpoint.js';
 
 export const RESOLVED_CONFIG = 'config.resolved.yaml';
@@ -30,12 +30,6 @@ function isRunEntry(name: string): boolean {
     /^checkpoint-\d+$/.test(name) ||
     name.startsWith('.mft-tmp-')
   );
-}
-
-/** A path as the user would type it from the current directory. */
-export function displayPath(path: string): string {
-  const rel = relative(process.cwd(), path);
-  return rel === '' ? '.' : rel.startsWith('..') ? path : rel;
 }
 
 /**
@@ -147,7 +141,7 @@ export function prepareFreshRunDir(runDir: string, overwrite: boolean): void {
   for (const name of checkFreshRunDir(runDir, overwrite))
     rmSync(join(runDir, name), { recursive: true, force: true });
   mkdirSync(runDir, { recursive: true });
-  fsyncDir(dirname(runDir));
+  fsyncPath(dirname(runDir));
 }
 
 /** Where a resumed run continues from. */

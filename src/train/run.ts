@@ -11,14 +11,13 @@ import { buildDataset } from '../data/index.js';
 import { createLora, type MftTrainingInfo } from '../lora/index.js';
 import { loadModel } from '../model/index.js';
 import { loadTokenizer } from '../tokenizer/index.js';
-import { fail } from '../util/index.js';
+import { displayPath, fail } from '../util/index.js';
 import type { CheckpointInfo } from './checkpoint.js';
 import { loraTrainable } from './lora-trainable.js';
 import { createProgress, type Progress } from './progress.js';
 import {
   checkFreshRunDir,
   checkResumeSettings,
-  displayPath,
   findResumeTarget,
   prepareFreshRunDir,
   writeResolvedConfig,

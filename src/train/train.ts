@@ -21,7 +21,7 @@
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import type { Batch } from '../model/batch.js';
-import { MftError, mixSeed } from '../util/index.js';
+import { displayPath, MftError, mixSeed } from '../util/index.js';
 import { AdamW, type AdamWConfig } from './adamw.js';
 import {
   type CheckpointInfo,
@@ -39,7 +39,7 @@ import { clipByGlobalNorm } from './clip.js';
 import { DataCursor, type TrainSplit, totalSteps, trainedTokens } from './data-cursor.js';
 import { appendMetrics, type EvalRow, readMetrics, truncateMetrics } from './metrics.js';
 import type { Progress } from './progress.js';
-import { displayPath, FINAL_ADAPTER, METRICS_FILE } from './run-dir.js';
+import { FINAL_ADAPTER, METRICS_FILE } from './run-dir.js';
 import { checkSchedule, learningRate, type ScheduleConfig } from './schedule.js';
 import { type StopSignalName, watchStopSignals, yieldToEventLoop } from './signals.js';
 import { removeDirAtomically, writeDirAtomically } from './write-dir.js';

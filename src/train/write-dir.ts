@@ -3,30 +3,12 @@
  * renamed into place. A kill at any moment leaves either the previous directory or the complete new
  * one under the final name, never a half-written one.
  */
-import {
-  closeSync,
-  existsSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  renameSync,
-  rmSync,
-} from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { fsyncDir } from '../util/index.js';
+import { fsyncPath } from '../util/index.js';
 
 /** Prefix of every temporary name in a run directory (removed when a run starts or resumes). */
 export const TEMP_PREFIX = '.mft-tmp-';
-
-function fsyncFile(path: string): void {
-  const fd = openSync(path, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
 
 /** Remove a directory so that a kill midway never leaves it half-deleted under its name. */
 export function removeDirAtomically(dir: string): void {
@@ -52,13 +34,13 @@ export function writeDirAtomically(dir: string, fill: (tmpDir: string) => void):
   try {
     fill(tmp);
     // every file durable before the directory gets its final name
-    for (const name of readdirSync(tmp)) fsyncFile(join(tmp, name));
-    fsyncDir(tmp);
+    for (const name of readdirSync(tmp)) fsyncPath(join(tmp, name));
+    fsyncPath(tmp);
   } catch (e) {
     rmSync(tmp, { recursive: true, force: true });
     throw e;
   }
   removeDirAtomically(dir);
   renameSync(tmp, dir);
-  fsyncDir(parent);
+  fsyncPath(parent);
 }

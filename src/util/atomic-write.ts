@@ -34,9 +34,9 @@ export function writeFileAtomic(path: string, data: string | Uint8Array | readon
   renameSync(tmp, path);
 }
 
-/** fsync a directory so a rename inside it is durable. */
-export function fsyncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
+/** fsync a file, or a directory so a rename inside it is durable. */
+export function fsyncPath(path: string): void {
+  const fd = openSync(path, 'r');
   try {
     fsyncSync(fd);
   } finally {

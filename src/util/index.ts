@@ -1,3 +1,4 @@
-export { fsyncDir, tempPathFor, writeFileAtomic } from './atomic-write.js';
+export { fsyncPath, tempPathFor, writeFileAtomic } from './atomic-write.js';
+export { displayPath } from './display-path.js';
 export { fail, formatProblem, MftError, type Problem } from './mft-error.js';
 export { mixSeed, Rng } from './rng.js';

@@ -1,4 +1,4 @@
-/** `mft merge` end to end through the CLI: streams, exit codes, --checkpoint, --json. */
+/** `mft merge` end to end through the CLI: streams, exit codes, --checkpoint, --json; the base check shared with eval and generate. */
 import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
@@ -80,5 +80,35 @@ describe('mft merge', () => {
     expect(bad.stderr).toContain(
       'has no final adapter/ (training did not finish) (fix: pick a checkpoint: --checkpoint 10 (or best))',
     );
+  });
+
+  test('merge, eval and generate agree: an adapter trained on another base is an error (exit 2)', () => {
+    const adapter = join(root, 'other-base');
+    mkdirSync(adapter, { recursive: true });
+    for (const f of ['adapter_config.json', 'adapter_model.safetensors'])
+      copyFileSync(join(ADAPTER, f), join(adapter, f));
+    const training = {
+      base_model: 'checkpoints/base/other',
+      config_hash: 'f00d',
+      quantization: 'none',
+      double_quant: false,
+      precision: 'auto',
+    };
+    writeFileSync(join(adapter, 'mft_training.json'), JSON.stringify(training));
+    const data = join(root, 'text.jsonl');
+    writeFileSync(data, '{"text": "hello"}\n');
+    const message = `mft: ${join(adapter, 'mft_training.json')}: the adapter was trained on a different base (config hash f00d, ${BASE} has `;
+    const runs = {
+      merge: ['merge', '--model', BASE, '--adapter', adapter, '--out', join(root, 'never')],
+      eval: ['eval', '--model', BASE, '--adapter', adapter, '--data', data],
+      generate: ['generate', '--model', BASE, '--adapter', adapter, '--max-new-tokens', '1'],
+    };
+    for (const [command, args] of Object.entries(runs)) {
+      const r = runCli(args);
+      expect(r.status, command).toBe(2);
+      expect(r.stderr, command).toContain(message);
+      expect(r.stderr, command).toContain('(fix: use --model checkpoints/base/other)');
+    }
+    expect(existsSync(join(root, 'never'))).toBe(false);
   });
 });

@@ -5,11 +5,11 @@
  */
 import { closeSync, createReadStream, openSync, readSync } from 'node:fs';
 import { RecordBatchReader } from 'apache-arrow';
-import { fail } from '../../util/index.js';
+import { displayPath, fail } from '../../util/index.js';
 import { RecordError } from '../record-error.js';
 import { countBytes } from './jsonl.js';
 import { toPlainValue } from './plain-values.js';
-import { displayPath, type ReadOptions, type SourceRecord } from './source-record.js';
+import type { ReadOptions, SourceRecord } from './source-record.js';
 
 /**
  * Whether the file starts like Arrow IPC: the file magic `ARROW1`, or a stream's first message

@@ -10,10 +10,10 @@
  */
 import { Readable } from 'node:stream';
 import { CsvError, parse } from 'csv-parse';
-import { fail } from '../../util/index.js';
+import { displayPath, fail } from '../../util/index.js';
 import { RecordError } from '../record-error.js';
 import { fileChunks, firstInvalidUtf8 } from './jsonl.js';
-import { displayPath, type ReadOptions, type SourceRecord } from './source-record.js';
+import type { ReadOptions, SourceRecord } from './source-record.js';
 
 const LF = 0x0a;
 

@@ -17,7 +17,7 @@ export {
   type SourceKind,
   sourceKind,
 } from './resolve.js';
-export { displayPath, type ReadOptions, type SourceRecord } from './source-record.js';
+export type { ReadOptions, SourceRecord } from './source-record.js';
 
 /**
  * Stream the records of one data file.

@@ -8,9 +8,11 @@
  * reads; only one element is held in memory at a time. A `.json` file that starts with `{` is read
  * as JSON Lines, as the `datasets` library does.
  */
+
+import { displayPath } from '../../util/index.js';
 import { RecordError } from '../record-error.js';
 import { decodeUtf8Line, fileChunks, readJsonl } from './jsonl.js';
-import { displayPath, isRecord, type ReadOptions, type SourceRecord } from './source-record.js';
+import { isRecord, type ReadOptions, type SourceRecord } from './source-record.js';
 
 const LF = 0x0a;
 const QUOTE = 0x22;

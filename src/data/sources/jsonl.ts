@@ -8,8 +8,9 @@
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
+import { displayPath } from '../../util/index.js';
 import { RecordError } from '../record-error.js';
-import { displayPath, isRecord, type ReadOptions, type SourceRecord } from './source-record.js';
+import { isRecord, type ReadOptions, type SourceRecord } from './source-record.js';
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 

@@ -4,10 +4,10 @@
  */
 import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
-import { fail } from '../../util/index.js';
+import { displayPath, fail } from '../../util/index.js';
 import { RecordError } from '../record-error.js';
 import { toPlainValue } from './plain-values.js';
-import { displayPath, type ReadOptions, type SourceRecord } from './source-record.js';
+import type { ReadOptions, SourceRecord } from './source-record.js';
 
 /** Stream the rows of a Parquet file as records; `where` is `file row N` (0-based). */
 export async function* readParquet(path: string, opts: ReadOptions = {}): AsyncGenerator<SourceRecord> {

@@ -12,8 +12,7 @@
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { fail } from '../../util/index.js';
-import { displayPath } from './source-record.js';
+import { displayPath, fail } from '../../util/index.js';
 
 export type SourceKind = 'jsonl' | 'json' | 'arrow' | 'parquet' | 'csv';
 

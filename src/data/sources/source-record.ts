@@ -2,7 +2,6 @@
  * What every source reader yields: one record (a plain JS object) or one unusable record, with
  * the place it came from (`data/train.jsonl:3`, `data.arrow row 17`).
  */
-import { relative } from 'node:path';
 import type { RecordError } from '../record-error.js';
 
 export type SourceRecord =
@@ -13,12 +12,6 @@ export type SourceRecord =
 export interface ReadOptions {
   /** Called with the number of bytes of the file consumed so far (for a progress bar). */
   onProgress?: (bytesRead: number) => void;
-}
-
-/** A path as messages show it: relative to the current folder when inside it, else absolute. */
-export function displayPath(abs: string): string {
-  const rel = relative(process.cwd(), abs);
-  return rel !== '' && !rel.startsWith('..') && !rel.startsWith('/') ? rel : abs;
 }
 
 /** Whether a parsed JSON value is a record (a plain object, not an array or a scalar). */

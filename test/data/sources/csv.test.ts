@@ -2,8 +2,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, describe, expect, test } from 'vitest';
-import { displayPath, readRecords, type SourceRecord, sourceKind } from '../../../src/data/sources/index.js';
-import { MftError } from '../../../src/util/index.js';
+import { readRecords, type SourceRecord, sourceKind } from '../../../src/data/sources/index.js';
+import { displayPath, MftError } from '../../../src/util/index.js';
 import { makeTempDir, removeTempDirs } from '../../helpers/tmp-dir.js';
 
 afterAll(removeTempDirs);

@@ -3,13 +3,13 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import {
-  displayPath,
   readRecords,
   resolveDataset,
   type SourceFile,
   type SourceRecord,
 } from '../../../src/data/sources/index.js';
 import { firstInvalidUtf8 } from '../../../src/data/sources/jsonl.js';
+import { displayPath } from '../../../src/util/index.js';
 import { makeTempDir, removeTempDirs } from '../../helpers/tmp-dir.js';
 
 const FIXTURES = join(import.meta.dirname, '../../fixtures/data');
