@@ -4,8 +4,15 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { MftError } from '../util/index.js';
+import { useNativeKernels } from './native-matmul.js';
 import { describeAdapter, probeWebGpu, registerWebGpuBackend, type WebGpuAdapter } from './webgpu.js';
 
+export {
+  type NativeKernelStatus,
+  nativeKernelStatus,
+  useNativeKernels,
+  useStockKernels,
+} from './native-matmul.js';
 export type { WebGpuAdapter } from './webgpu.js';
 export type BackendName = 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
 export type BackendChoice = BackendName | 'auto';
@@ -144,5 +151,6 @@ export async function initBackend(choice: BackendChoice = 'auto'): Promise<Backe
     if (!ok) throw new MftError({ where: 'backend', message: `${name} failed to initialise` });
   }
   await tf.ready();
+  if (name === 'wasm') useNativeKernels();
   return name;
 }

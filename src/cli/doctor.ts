@@ -1,6 +1,6 @@
 import { cpus, totalmem } from 'node:os';
 import type { Command } from 'commander';
-import { autoBackend, probeBackends, type WebGpuAdapter } from '../backend/index.js';
+import { autoBackend, probeBackends, useNativeKernels, type WebGpuAdapter } from '../backend/index.js';
 
 /** The webgpu adapter's limits and features, indented under its backend line. */
 function adapterLines(a: WebGpuAdapter): string[] {
@@ -17,6 +17,7 @@ export function registerDoctor(program: Command): void {
     .addHelpText('after', '\nExample:\n  $ mft doctor')
     .action(async (opts: { json?: boolean }) => {
       const probes = await probeBackends();
+      const wasmProbe = probes.find((p) => p.name === 'wasm');
       const report = {
         node: process.version,
         platform: `${process.platform}-${process.arch}`,
@@ -25,6 +26,7 @@ export function registerDoctor(program: Command): void {
         memory_gib: Number((totalmem() / 2 ** 30).toFixed(1)),
         backends: probes,
         auto: await autoBackend(),
+        wasm_matmul: wasmProbe?.available ? useNativeKernels() : undefined,
       };
       if (opts.json) {
         process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
@@ -40,6 +42,7 @@ export function registerDoctor(program: Command): void {
           ...(p.adapter ? adapterLines(p.adapter) : []),
         ]),
         `backend: auto picks ${report.auto}`,
+        ...(report.wasm_matmul ? [`kernels   wasm matrix products: ${report.wasm_matmul.detail}`] : []),
       ];
       process.stdout.write(`${lines.join('\n')}\n`);
     });

@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { initBackend } from '../../src/backend/index.js';
+import { initBackend, useNativeKernels, useStockKernels } from '../../src/backend/index.js';
 import { lossAndGrads } from '../../src/lora/layerwise-grads.js';
 import { loraFromAdapter, loraToAdapter } from '../../src/lora/lora-state.js';
 import { loadAdapter, saveAdapter } from '../../src/lora/peft-adapter.js';
@@ -33,12 +33,19 @@ afterAll(() => {
   goldenGrads.close();
 });
 
-describe.each(['wasm', 'cpu'] as const)('llama-golden LoRA on %s', (backend) => {
+// wasm runs twice: every product on the native kernels (no size threshold), then all stock.
+describe.each([
+  ['wasm', 'native'],
+  ['wasm', 'stock'],
+  ['cpu', 'stock'],
+] as const)('llama-golden LoRA on %s, %s kernels', (backend, kernels) => {
   let model: LoadedModel;
   const batch = goldenBatch();
 
   beforeAll(async () => {
     await initBackend(backend);
+    if (backend === 'wasm' && kernels === 'native') useNativeKernels({ minMacs: 0 });
+    else useStockKernels();
     model = await loadModel(FIXTURE);
   });
 

@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { initBackend } from '../../src/backend/index.js';
+import { initBackend, useNativeKernels, useStockKernels } from '../../src/backend/index.js';
 import type { Batch } from '../../src/model/batch.js';
 import { forward, LINEAR_NAMES, type LoadedModel, loadModel, type ModelLora } from '../../src/model/index.js';
 import { SafetensorsFile } from '../../src/weights/index.js';
@@ -38,10 +38,17 @@ function adapterLora(): ModelLora {
   return lora;
 }
 
-describe.each(['wasm', 'cpu'] as const)('llama-golden on %s', (backend) => {
+// wasm runs twice: every product on the native kernels (no size threshold), then all stock.
+describe.each([
+  ['wasm', 'native'],
+  ['wasm', 'stock'],
+  ['cpu', 'stock'],
+] as const)('llama-golden on %s, %s kernels', (backend, kernels) => {
   let model: LoadedModel;
   beforeAll(async () => {
     await initBackend(backend);
+    if (backend === 'wasm' && kernels === 'native') useNativeKernels({ minMacs: 0 });
+    else useStockKernels();
     model = await loadModel(GOLDEN_DIR);
   });
 

@@ -1,0 +1,170 @@
+/**
+ * The native (onnxruntime MLAS) matrix kernels against a float64 product computed here in plain
+ * JavaScript, and against the stock wasm kernel, on every shape class the model uses.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { initBackend, useNativeKernels, useStockKernels } from '../../src/backend/index.js';
+
+/** Deterministic values in [-1, 1). */
+function values(n: number, seed: number): Float32Array {
+  const out = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = s / 2 ** 31 - 1;
+  }
+  return out;
+}
+
+/** `a x b` in float64 with numpy broadcasting of the batch dims, tfjs's transpose flags. */
+function reference(
+  a: tf.Tensor,
+  b: tf.Tensor,
+  ta: boolean,
+  tb: boolean,
+): { shape: number[]; data: Float64Array } {
+  const av = a.dataSync();
+  const bv = b.dataSync();
+  const [ra, rb] = [a.rank, b.rank];
+  const m = a.shape[ta ? ra - 1 : ra - 2] as number;
+  const k = a.shape[ta ? ra - 2 : ra - 1] as number;
+  const n = b.shape[tb ? rb - 2 : rb - 1] as number;
+  const batchA = a.shape.slice(0, -2);
+  const batchB = b.shape.slice(0, -2);
+  const rank = Math.max(batchA.length, batchB.length);
+  const pad = (s: number[]) => [...Array(rank - s.length).fill(1), ...s] as number[];
+  const [pa, pb] = [pad(batchA), pad(batchB)];
+  const batch = pa.map((d, i) => Math.max(d, pb[i] as number));
+  const total = batch.reduce((x, y) => x * y, 1);
+  const data = new Float64Array(total * m * n);
+  const flat = (idx: number[], dims: number[]) =>
+    idx.reduce((acc, v, i) => acc * (dims[i] as number) + (dims[i] === 1 ? 0 : v), 0);
+  for (let t = 0; t < total; t++) {
+    const idx: number[] = [];
+    let r = t;
+    for (let i = rank - 1; i >= 0; i--) {
+      idx[i] = r % (batch[i] as number);
+      r = Math.floor(r / (batch[i] as number));
+    }
+    const oa = flat(idx, pa) * m * k;
+    const ob = flat(idx, pb) * k * n;
+    for (let i = 0; i < m; i++)
+      for (let j = 0; j < n; j++) {
+        let sum = 0;
+        for (let p = 0; p < k; p++) {
+          const x = av[oa + (ta ? p * m + i : i * k + p)] as number;
+          const y = bv[ob + (tb ? j * k + p : p * n + j)] as number;
+          sum += x * y;
+        }
+        data[t * m * n + i * n + j] = sum;
+      }
+  }
+  return { shape: [...batch, m, n], data };
+}
+
+interface Case {
+  name: string;
+  a: number[];
+  b: number[];
+  ta?: boolean;
+  tb?: boolean;
+}
+
+const CASES: Case[] = [
+  { name: '2-D odd sizes', a: [37, 129], b: [129, 41] },
+  { name: '2-D a transposed', a: [129, 37], b: [129, 41], ta: true },
+  { name: '2-D b transposed', a: [37, 129], b: [41, 129], tb: true },
+  { name: '2-D both transposed', a: [129, 37], b: [41, 129], ta: true, tb: true },
+  { name: '2-D below the size threshold', a: [3, 5], b: [5, 7] },
+  { name: '3-D batched', a: [3, 33, 65], b: [3, 65, 31] },
+  { name: '3-D batched, b transposed (attention scores)', a: [4, 47, 16], b: [4, 47, 16], tb: true },
+  { name: '3-D batched, a transposed (a gradient)', a: [4, 47, 16], b: [4, 47, 23], ta: true },
+  { name: '3-D x 2-D broadcast', a: [5, 19, 64], b: [64, 50] },
+  { name: 'GQA: 4-D heads x shared kv heads', a: [2, 4, 17, 32], b: [2, 1, 32, 17] },
+  { name: 'GQA, transposed kv', a: [2, 2, 3, 17, 32], b: [2, 2, 1, 17, 32], tb: true },
+];
+
+const NATIVE = process.env.MFT_NATIVE_KERNELS !== '0';
+
+describe('native wasm matrix kernels', () => {
+  const tensors = CASES.map(
+    (c, i) =>
+      [
+        tf.tensor(values(tf.util.sizeFromShape(c.a), 2 * i + 1), c.a),
+        tf.tensor(values(tf.util.sizeFromShape(c.b), 2 * i + 2), c.b),
+      ] as const,
+  );
+  const run = (i: number) => {
+    const c = CASES[i] as Case;
+    const [a, b] = tensors[i] as readonly [tf.Tensor, tf.Tensor];
+    return tf.tidy(() => tf.matMul(a, b, c.ta, c.tb));
+  };
+  let stock: (Float32Array | undefined)[] = [];
+
+  beforeAll(async () => {
+    await initBackend('wasm');
+    useStockKernels();
+    // The stock kernel flattens batch dims, so it is only compared where batches are plain.
+    stock = CASES.map((c, i) =>
+      c.a.length === c.b.length && c.a.length <= 3 && c.a[0] === c.b[0]
+        ? (run(i).dataSync() as Float32Array)
+        : undefined,
+    );
+  });
+  afterAll(() => {
+    useNativeKernels();
+    for (const [a, b] of tensors) tf.dispose([a, b]);
+  });
+
+  test.skipIf(!NATIVE)('loads onnxruntime-node and registers BatchMatMul and _FusedMatMul', () => {
+    const status = useNativeKernels({ minMacs: 0 });
+    expect(status.active).toBe(true);
+    expect(status.detail).toMatch(/onnxruntime-node \d+\.\d+\.\d+/);
+  });
+
+  test.each(CASES.map((c, i) => [c.name, i] as const))(
+    '%s: native = float64 reference (and stock)',
+    (_name, i) => {
+      useNativeKernels({ minMacs: i === 4 ? 1 : 0 });
+      const c = CASES[i] as Case;
+      const [a, b] = tensors[i] as readonly [tf.Tensor, tf.Tensor];
+      const ref = reference(a, b, Boolean(c.ta), Boolean(c.tb));
+      const out = run(i);
+      expect(out.shape).toEqual(ref.shape);
+      const got = out.dataSync();
+      const k = c.ta ? (c.a.at(-2) as number) : (c.a.at(-1) as number);
+      let err = 0;
+      for (let j = 0; j < got.length; j++)
+        err = Math.max(err, Math.abs((got[j] as number) - (ref.data[j] as number)));
+      expect(err).toBeLessThan(1e-6 * k * 4);
+      const s = stock[i];
+      if (s)
+        for (let j = 0; j < got.length; j++)
+          expect(Math.abs((got[j] as number) - (s[j] as number))).toBeLessThan(1e-5 * k);
+      out.dispose();
+    },
+  );
+
+  test('fused matMul: plain product natively; bias and relu on the stock epilogue', () => {
+    useNativeKernels({ minMacs: 0 });
+    const [a, b] = tensors[0] as readonly [tf.Tensor2D, tf.Tensor2D];
+    const bias = tf.tensor1d(values(41, 99));
+    const plain = tf.fused.matMul({ a, b });
+    const withBias = tf.fused.matMul({ a, b, bias, activation: 'relu' });
+    const expected = tf.tidy(() => tf.relu(tf.add(tf.matMul(a, b), bias)));
+    expect(Math.max(...tf.tidy(() => tf.abs(tf.sub(withBias, expected))).dataSync())).toBeLessThan(1e-5);
+    const ref = reference(a, b, false, false).data;
+    const got = plain.dataSync();
+    for (let j = 0; j < got.length; j++)
+      expect(Math.abs((got[j] as number) - (ref[j] as number))).toBeLessThan(1e-4);
+    tf.dispose([bias, plain, withBias, expected]);
+  });
+
+  test('no tensors leak through the native kernel', () => {
+    useNativeKernels({ minMacs: 0 });
+    const before = tf.memory().numTensors;
+    for (let r = 0; r < 20; r++) run(5).dispose();
+    expect(tf.memory().numTensors).toBe(before);
+  });
+});
