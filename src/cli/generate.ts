@@ -1,10 +1,13 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { type BackendChoice, initBackend } from '../backend/index.js';
+import { chatPrompt } from '../data/format/chat-prompt.js';
+import { type ChatMessage, parseMessages } from '../data/format/chat-template.js';
+import { RecordError } from '../data/record-error.js';
 import { loraFromAdapter } from '../lora/index.js';
 import { checkTrainedBase, openAdapter, trainedBaseOptions } from '../lora/open-adapter.js';
 import { generate, loadModel } from '../model/index.js';
-import { loadTokenizer } from '../tokenizer/index.js';
+import { loadTokenizer, TextStream } from '../tokenizer/index.js';
 import { fail } from '../util/index.js';
 
 interface GenerateFlags {
@@ -18,6 +21,10 @@ interface GenerateFlags {
   seed: string;
   json?: boolean;
   backend: string;
+  chat?: boolean;
+  messages?: string;
+  stop: string[];
+  repetitionPenalty: string;
 }
 
 const BACKENDS = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'];
@@ -55,28 +62,25 @@ function promptText(flags: GenerateFlags): string | null {
   }
 }
 
-/**
- * Print the text of `ids` as it grows: only whole characters (a byte-fallback token may end in the
- * middle of a UTF-8 sequence, which decodes to U+FFFD until the rest arrives).
- */
-class TextStream {
-  private printed = '';
-  private readonly ids: number[];
-
-  constructor(
-    private readonly decode: (ids: number[]) => string,
-    start: number[],
-  ) {
-    this.ids = [...start];
+/** The conversation of `--messages FILE` (a JSON list of {role, content}, or {messages: [...]}). */
+function readMessages(path: string): ChatMessage[] {
+  let value: unknown;
+  try {
+    value = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    return fail(path, err.code ? `cannot read --messages: ${err.code}` : `not valid JSON: ${err.message}`);
   }
-
-  push(id: number | null): void {
-    if (id !== null) this.ids.push(id);
-    const text = this.decode(this.ids);
-    if (id !== null && text.endsWith('\uFFFD')) return;
-    if (text.startsWith(this.printed)) process.stdout.write(text.slice(this.printed.length));
-    else process.stdout.write(text); // the decoder rewrote earlier text; rare, print what we have
-    this.printed = text;
+  const list =
+    value !== null && typeof value === 'object' && !Array.isArray(value)
+      ? (value as Record<string, unknown>)['messages']
+      : value;
+  try {
+    return parseMessages('messages', list);
+  } catch (e) {
+    if (e instanceof RecordError)
+      return fail(path, e.message, e.fix ?? 'give a JSON list of {"role", "content"} objects');
+    throw e;
   }
 }
 
@@ -95,12 +99,25 @@ export function registerGenerate(program: Command): void {
     .option('--seed <n>', 'sampler seed', '0')
     .option('--json', 'print one JSON object {prompt_ids, ids, text} (generated tokens only)')
     .option('--backend <name>', 'auto | tensorflow | webgpu | wasm | cpu', 'auto')
+    .option(
+      '--chat',
+      "the prompt is a user message: apply the model's chat template, stop at its end of turn",
+    )
+    .option('--messages <file>', 'a JSON conversation [{role, content}, ...] to reply to (implies --chat)')
+    .option(
+      '--stop <text>',
+      'stop before this text (repeatable)',
+      (v: string, all: string[]) => [...all, v],
+      [],
+    )
+    .option('--repetition-penalty <p>', 'CTRL repetition penalty on seen tokens; 1 = off', '1')
     .addHelpText(
       'after',
       '\nExamples:\n' +
         '  $ mft generate --model checkpoints/base/tinystories-260k --max-new-tokens 256 --temperature 0\n' +
         '  $ mft generate --model checkpoints/base/tinystories-260k --prompt "Once upon a time" --seed 7\n' +
-        '  $ mft generate --adapter checkpoints/runs/my-run --prompt "def add(a, b):" --json',
+        '  $ mft generate --adapter checkpoints/runs/my-run --prompt "def add(a, b):" --json\n' +
+        '  $ mft generate --model DIR --chat --prompt "Write a haiku about autumn." --temperature 0.7',
     )
     .action(async (flags: GenerateFlags) => {
       const maxNewTokens = number(
@@ -112,6 +129,32 @@ export function registerGenerate(program: Command): void {
       const temperature = number('temperature', flags.temperature, (n) => n >= 0, 'a number >= 0');
       const topP = number('top-p', flags.topP, (n) => n > 0 && n <= 1, 'a number in (0, 1]');
       const seed = number('seed', flags.seed, (n) => Number.isInteger(n) && n >= 0, 'an integer >= 0');
+      const repetitionPenalty = number(
+        'repetition-penalty',
+        flags.repetitionPenalty,
+        (n) => n > 0,
+        'a number > 0',
+      );
+      if (flags.messages !== undefined && (flags.prompt !== undefined || flags.file !== undefined)) {
+        fail(
+          'mft generate',
+          '--messages is the whole conversation',
+          'give either --messages or --prompt / --file',
+        );
+      }
+      const chat = flags.chat === true || flags.messages !== undefined;
+      if (
+        flags.chat === true &&
+        flags.messages === undefined &&
+        flags.prompt === undefined &&
+        flags.file === undefined
+      ) {
+        fail(
+          'mft generate',
+          '--chat needs the user message',
+          'give --prompt TEXT, --file PATH or --messages FILE',
+        );
+      }
       if (!BACKENDS.includes(flags.backend)) {
         fail(
           '--backend',
@@ -138,7 +181,18 @@ export function registerGenerate(program: Command): void {
       const lora = opened ? loraFromAdapter(model, opened.adapter) : null;
 
       let promptIds: number[];
-      if (text === null) {
+      const stops = [...flags.stop];
+      let stopIds: number[] = [];
+      if (chat) {
+        const messages =
+          flags.messages !== undefined
+            ? readMessages(flags.messages)
+            : [{ role: 'user' as const, content: text ?? '' }];
+        const p = chatPrompt(tokenizer, messages);
+        promptIds = p.ids;
+        stopIds = p.stopIds;
+        stops.push(...p.stopStrings);
+      } else if (text === null) {
         const bos = tokenizer.bosId ?? model.spec.bos_token_id;
         if (bos === null)
           fail('mft generate', 'this model has no BOS token to start from', 'give --prompt or --file');
@@ -148,10 +202,15 @@ export function registerGenerate(program: Command): void {
       }
 
       // The stream shows text as run.c does: special tokens such as BOS are not printed.
-      const stream = flags.json
-        ? null
-        : new TextStream((ids) => tokenizer.decode(ids, { skipSpecialTokens: true }), promptIds);
-      stream?.push(null); // the prompt as the tokenizer renders it
+      const stream = new TextStream(
+        (ids) => tokenizer.decode(ids, { skipSpecialTokens: true }),
+        promptIds,
+        stops,
+      );
+      const print = (t: string) => {
+        if (!flags.json && t !== '') process.stdout.write(t);
+      };
+      if (!chat) print(tokenizer.decode(promptIds, { skipSpecialTokens: true })); // the prompt as the tokenizer renders it
       const started = performance.now();
       let ids: number[];
       try {
@@ -160,17 +219,21 @@ export function registerGenerate(program: Command): void {
           temperature,
           topP,
           seed,
+          stopIds,
+          repetitionPenalty,
           lora: lora?.toModelLora(),
-          onToken: (id) => stream?.push(id),
+          onToken: (id) => {
+            print(stream.push(id));
+            return stream.stop !== null;
+          },
         });
       } finally {
         lora?.dispose();
       }
+      print(stream.finish());
       const seconds = (performance.now() - started) / 1000;
       if (flags.json) {
-        process.stdout.write(
-          `${JSON.stringify({ prompt_ids: promptIds, ids, text: tokenizer.decode(ids) })}\n`,
-        );
+        process.stdout.write(`${JSON.stringify({ prompt_ids: promptIds, ids, text: stream.text })}\n`);
       } else {
         process.stdout.write('\n');
       }

@@ -14,7 +14,7 @@ import { KvCache } from './kv-cache.js';
 import type { ModelLora } from './linear.js';
 import { disposeLayerTensors, type LoadedModel, layerTensors } from './loaded-model.js';
 import { rmsNorm } from './rms-norm.js';
-import { sampleToken } from './sampling.js';
+import { applyRepetitionPenalty, sampleToken } from './sampling.js';
 
 export interface GenerateOptions {
   /** Most tokens to generate. */
@@ -27,8 +27,12 @@ export interface GenerateOptions {
   seed: number;
   /** Adapters to apply. */
   lora?: ModelLora;
-  /** Called with each generated id as soon as it is chosen (streaming). */
-  onToken?(id: number): void;
+  /** Called with each generated id as soon as it is chosen (streaming); returning true stops. */
+  onToken?(id: number): unknown;
+  /** More ids that end generation (a chat template's end-of-turn), beside the model's EOS. */
+  stopIds?: readonly number[];
+  /** CTRL repetition penalty (> 0; 1 = off) on every id of the prompt and the output so far. */
+  repetitionPenalty?: number;
   /**
    * Keep every layer's fp32 weights as tfjs tensors for the whole generation when they fit in this
    * many bytes (default 1 GiB); larger models widen each layer again at every token.
@@ -37,7 +41,7 @@ export interface GenerateOptions {
 }
 
 /** Head weights and per-layer weights, either resident or built per use. */
-class Weights {
+export class Weights {
   private readonly resident: LayerTensors[] | null;
   readonly norm: tf.Tensor1D;
   /** lm_head transposed, `[hidden, vocab]`: a plain matMul is the fast one on wasm. */
@@ -93,6 +97,7 @@ export async function generate(
   const spec = model.spec;
   const eos = new Set<number>(model.stopTokenIds);
   if (tokenizer?.eosId != null) eos.add(tokenizer.eosId);
+  for (const id of opts.stopIds ?? []) eos.add(id);
   let prompt = promptIds;
   if (prompt.length === 0) {
     const bos = spec.bos_token_id ?? tokenizer?.bosId ?? null;
@@ -113,10 +118,13 @@ export async function generate(
     let input = prompt;
     while (out.length < opts.maxNewTokens) {
       const logits = await step(model, weights, cache, input, opts.lora);
+      if (opts.repetitionPenalty !== undefined && opts.repetitionPenalty !== 1) {
+        applyRepetitionPenalty(logits, [...prompt, ...out], opts.repetitionPenalty);
+      }
       const id = sampleToken(logits, opts, rng);
       if (eos.has(id)) break;
       out.push(id);
-      opts.onToken?.(id);
+      if (opts.onToken?.(id) === true) break;
       input = [id];
     }
     return out;

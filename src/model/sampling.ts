@@ -21,6 +21,20 @@ export function argmax(logits: ArrayLike<number>): number {
 }
 
 /**
+ * The repetition penalty of CTRL (Keskar et al. 2019, arXiv:1909.05858) as transformers'
+ * `RepetitionPenaltyLogitsProcessor` applies it: the logit of every id already seen is divided by
+ * `penalty` when positive and multiplied by it when negative, in place. Each id counts once.
+ * @example applyRepetitionPenalty(logits, [...promptIds, ...generated], 1.1);
+ */
+export function applyRepetitionPenalty(logits: Float32Array, seen: Iterable<number>, penalty: number): void {
+  for (const id of new Set(seen)) {
+    const l = logits[id];
+    if (l === undefined) continue;
+    logits[id] = l > 0 ? l / penalty : l * penalty;
+  }
+}
+
+/**
  * Pick the next token.
  * @param logits `[vocab]` logits of the last position
  * @param rng consumed once per sampled token (not at temperature 0)

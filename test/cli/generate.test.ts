@@ -2,15 +2,17 @@
  * `mft generate` end to end. THE check: the embedded stories260K model, greedy, no prompt, prints
  * exactly the text of llama2.c's run.c (test/fixtures/stories260K/).
  */
-import { readFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { describe, expect, test } from 'vitest';
+import { afterAll, describe, expect, test } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
 import { saveAdapter } from '../../src/lora/peft-adapter.js';
 import { generate, loadModel, type ModelLora } from '../../src/model/index.js';
 import { Rng } from '../../src/util/index.js';
-import { fileTempDir } from '../helpers/tmp-dir.js';
+import { fileTempDir, removeTempDirs } from '../helpers/tmp-dir.js';
+import { writeTinyModel } from '../model/tiny-model.js';
 import { REPO_ROOT, runCli } from './run-cli.js';
 
 const MODEL = join(REPO_ROOT, 'checkpoints/base/tinystories-260k');
@@ -21,6 +23,7 @@ const expectedIds = readFileSync(join(FIX, 'greedy_t0_n256_noprompt.ids.txt'), '
   .map(Number);
 
 const tmp = fileTempDir('generate');
+afterAll(removeTempDirs);
 
 describe('mft generate', () => {
   test('stories260K greedy without a prompt prints exactly run.c output', () => {
@@ -134,5 +137,67 @@ describe('mft generate', () => {
     const missing = runCli(['generate', '--model', join(tmp, 'nowhere')]);
     expect(missing.status).toBe(2);
     expect(missing.stderr).toMatch(/config\.json: no config\.json: not a Hugging Face model directory/);
+  });
+});
+
+describe('mft generate --chat / --messages', () => {
+  // A random model with the TinyLlama vocabulary, and TinyLlama's tokenizer and Zephyr chat template.
+  const chatModel = () => {
+    const m = writeTinyModel({ vocab: 32000, hidden: 8, intermediate: 8, heads: 2, kvHeads: 1, layers: 1 });
+    for (const f of ['tokenizer.json', 'tokenizer_config.json']) {
+      copyFileSync(join(REPO_ROOT, 'test/fixtures/tokenizers/tinyllama', f), join(m.dir, f));
+    }
+    return m.dir;
+  };
+  const rust = createRequire(import.meta.url)('tokenizers') as typeof import('tokenizers');
+
+  test('--chat renders the template around the prompt; --messages gives the same for the same turn', async () => {
+    const dir = chatModel();
+    const args = ['generate', '--model', dir, '--max-new-tokens', '4', '--temperature', '0', '--json'];
+    const chat = runCli([...args, '--chat', '--prompt', 'Name a colour.']);
+    expect(chat.stderr).toMatch(/tokens in/);
+    expect(chat.status).toBe(0);
+    const ref = rust.Tokenizer.fromFile(join(dir, 'tokenizer.json'));
+    const want = (
+      await ref.encode('<|user|>\nName a colour.</s>\n<|assistant|>\n', null, { addSpecialTokens: false })
+    ).getIds();
+    expect(JSON.parse(chat.stdout).prompt_ids).toEqual(want);
+
+    const file = join(tmp, 'messages.json');
+    writeFileSync(file, JSON.stringify([{ role: 'user', content: 'Name a colour.' }]));
+    const fromFile = runCli([...args, '--messages', file]);
+    expect(fromFile.status).toBe(0);
+    expect(JSON.parse(fromFile.stdout)).toEqual(JSON.parse(chat.stdout));
+  });
+
+  test('a bad --messages file is one line naming the file and the message', () => {
+    const file = join(tmp, 'bad-messages.json');
+    writeFileSync(file, JSON.stringify({ messages: [{ role: 'robot', content: 'x' }] }));
+    const r = runCli(['generate', '--model', MODEL, '--messages', file]);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain(file);
+    expect(r.stderr).toContain('messages[0].role: unknown role "robot"');
+    expect(r.stderr).not.toMatch(/at .*\.ts:\d+/);
+  });
+
+  test('--stop ends the text before the stop string', () => {
+    const args = [
+      'generate',
+      '--model',
+      MODEL,
+      '--prompt',
+      'Once upon a time',
+      '--max-new-tokens',
+      '40',
+      '--temperature',
+      '0',
+    ];
+    const r = runCli([...args, '--stop', ' named', '--json']);
+    expect(r.status).toBe(0);
+    const out = JSON.parse(r.stdout) as { ids: number[]; text: string };
+    // run.c's greedy story: "Once upon a time, there was a little girl named Lily."
+    expect(out.text).toBe(', there was a little girl');
+    expect(out.ids).toEqual(expectedIds.slice(4, 4 + out.ids.length));
+    expect(out.ids.length).toBeLessThan(40);
   });
 });

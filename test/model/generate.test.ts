@@ -24,13 +24,20 @@ beforeAll(async () => {
 /** A tiny model written to a temporary folder (removed after the file's tests). */
 const tiny = (opts: TinyOptions): TinyModel => writeTinyModel(opts);
 
-/** Greedy decoding with the float64 reference, recomputing the full sequence every step. */
-function referenceGreedy(m: TinyModel, prompt: number[], n: number): number[] {
+/**
+ * Greedy decoding with the float64 reference, recomputing the full sequence every step; `penalty`
+ * is transformers' RepetitionPenaltyLogitsProcessor (score / p if score > 0 else score * p).
+ */
+function referenceGreedy(m: TinyModel, prompt: number[], n: number, penalty = 1): number[] {
   const ids = [...prompt];
   const V = m.ref.vocab_size;
   for (let k = 0; k < n; k++) {
-    const logits = referenceLogits(m.ref, m.weights, ids);
-    ids.push(argmax(logits.subarray((ids.length - 1) * V, ids.length * V)));
+    const logits = Array.from(
+      referenceLogits(m.ref, m.weights, ids).subarray((ids.length - 1) * V, ids.length * V),
+    );
+    for (const id of new Set(ids))
+      logits[id] = logits[id]! > 0 ? logits[id]! / penalty : logits[id]! * penalty;
+    ids.push(argmax(logits));
   }
   return ids.slice(prompt.length);
 }
@@ -43,6 +50,39 @@ describe('generate with a KV cache', () => {
     const model = await loadModel(m.dir);
     const ids = await generate(model, null, [3, 17, 5], { ...greedy, maxNewTokens: 12 });
     expect(ids).toEqual(referenceGreedy(m, [3, 17, 5], 12));
+  });
+
+  test('repetition penalty: greedy ids equal the reference with the transformers processor', async () => {
+    const m = tiny({ scale: 2, extra: { eos_token_id: null } });
+    const model = await loadModel(m.dir);
+    const plain = await generate(model, null, [3, 17, 5], { ...greedy, maxNewTokens: 16 });
+    const penalised = await generate(model, null, [3, 17, 5], {
+      ...greedy,
+      maxNewTokens: 16,
+      repetitionPenalty: 1.8,
+    });
+    expect(penalised).toEqual(referenceGreedy(m, [3, 17, 5], 16, 1.8));
+    expect(penalised).not.toEqual(plain); // the penalty changes this model's choices
+  });
+
+  test('stopIds end generation like EOS; onToken returning true stops after that token', async () => {
+    const m = tiny({ scale: 2, extra: { eos_token_id: null } });
+    const model = await loadModel(m.dir);
+    const want = referenceGreedy(m, [3, 17, 5], 8);
+    const stopAt = want[4] as number;
+    const stopped = await generate(model, null, [3, 17, 5], {
+      ...greedy,
+      maxNewTokens: 8,
+      stopIds: [stopAt],
+    });
+    expect(stopped).toEqual(want.slice(0, want.indexOf(stopAt)));
+    const seen: number[] = [];
+    const early = await generate(model, null, [3, 17, 5], {
+      ...greedy,
+      maxNewTokens: 8,
+      onToken: (id) => seen.push(id) === 3,
+    });
+    expect(early).toEqual(want.slice(0, 3));
   });
 
   test('sliding window and cache together: generating far past the window', async () => {
