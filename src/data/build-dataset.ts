@@ -22,13 +22,12 @@ import {
   tokenizerIdentity,
   writeCacheFile,
 } from './cache.js';
-import { ChatRenderer } from './format/chat-template.js';
-import { type FormatContext, formatRecord } from './format/format-record.js';
+import { formatRecord } from './format/format-record.js';
 import { packBestFitDecreasing } from './pack.js';
 import { createPackedSplit, type PackedSplit, type SplitLayout } from './packed-split.js';
 import { byteProgress } from './progress.js';
-import { RecordError } from './record-error.js';
-import { type DatasetFiles, readRecords, resolveDataset, type SourceFile } from './sources/index.js';
+import { createFormatContext, type RecordSteps, sampleCounts, sampleRecords } from './record-samples.js';
+import { type DatasetFiles, resolveDataset, type SourceFile } from './sources/index.js';
 import {
   sampleAt,
   sampleLength,
@@ -143,15 +142,10 @@ async function readAndTokenize(
 ): Promise<ReadResult> {
   const log = opts.log ?? (() => {});
   const recipe = config.recipe;
-  let chat: ChatRenderer | null = null;
-  if (recipe.format === 'instruct') {
-    if (tok.chatTemplate === null) {
-      log(
-        `note: the tokenizer in ${tok.dir} has no chat_template; rendering chats with the default ChatML template`,
-      );
-    }
-    const text = (id: number | null) => (id === null ? '' : tok.decode([id], { skipSpecialTokens: false }));
-    chat = new ChatRenderer(tok.chatTemplate, { bos_token: text(tok.bosId), eos_token: text(tok.eosId) });
+  if (recipe.format === 'instruct' && tok.chatTemplate === null) {
+    log(
+      `note: the tokenizer in ${tok.dir} has no chat_template; rendering chats with the default ChatML template`,
+    );
   }
   const fimRate = recipe.format === 'code_completion' ? config.fim_rate : 0;
   const fim = fimRate > 0 ? findFimTokens(tok) : null;
@@ -162,24 +156,27 @@ async function readAndTokenize(
       'set fim_rate: 0, or use a code model whose tokenizer has FIM tokens',
     );
   }
-  const ctx: FormatContext = {
+  const ctx = createFormatContext({
     recipe,
-    fields: { ...recipe.fields, ...config.fields },
-    chat,
+    fields: config.fields,
+    tokenizer: tok,
     fimRate,
     seed: config.seed,
-  };
+  });
   if (recipe.add_eos && tok.eosId === null)
     log(`warning: the tokenizer in ${tok.dir} has no EOS token; samples end without one`);
   const tokOpts: TokenizeOptions = { addEos: recipe.add_eos, fim };
+  const steps: RecordSteps = {
+    format: (value, index) => formatRecord(value, ctx, index),
+    tokenize: (rec) => tokenizeRecord(tok, rec, tokOpts),
+    cut: (sample) => truncateSample(sample, config.sequence_len, config.truncation),
+  };
 
   const builder = new TokenStoreBuilder();
   const sampleRecord: number[] = [];
   const sampleFromVal: number[] = [];
   const bad = new BadRecords(config.on_bad_record);
-  let truncated = 0;
-  let dropped = 0;
-  const recordCounts = { train: 0, validation: 0 };
+  const counts = { train: sampleCounts(), validation: sampleCounts() };
   const all: [SourceFile, 'train' | 'validation'][] = [
     ...files.train.map((f) => [f, 'train'] as [SourceFile, 'train']),
     ...files.validation.map((f) => [f, 'validation'] as [SourceFile, 'validation']),
@@ -190,28 +187,12 @@ async function readAndTokenize(
   );
   try {
     for (const [file, split] of all) {
-      for await (const r of readRecords(file, { onProgress: (b) => progress.update(b) })) {
-        if (!r.ok) {
-          bad.report(r.where, r.error);
-          continue;
-        }
-        const recordIndex = recordCounts[split];
-        let sample: TokenizedSample;
-        try {
-          sample = tokenizeRecord(tok, formatRecord(r.value, ctx, recordIndex), tokOpts);
-        } catch (e) {
-          if (!(e instanceof RecordError)) throw e;
-          bad.report(r.where, e);
-          continue;
-        }
-        recordCounts[split] += 1;
-        progress.records(recordCounts.train + recordCounts.validation);
-        const pieces = truncateSample(sample, config.sequence_len, config.truncation);
-        if (pieces.length === 0) dropped += 1;
-        else if (pieces.length > 1 || pieces[0]!.ids.length < sample.ids.length) truncated += 1;
-        for (const piece of pieces) {
+      const read = { onProgress: (b: number) => progress.update(b) };
+      for await (const r of sampleRecords(file, steps, bad, counts[split], read)) {
+        progress.records(counts.train.records + counts.validation.records);
+        for (const piece of r.samples) {
           builder.push(piece);
-          sampleRecord.push(recordIndex);
+          sampleRecord.push(r.index);
           sampleFromVal.push(split === 'validation' ? 1 : 0);
         }
       }
@@ -220,12 +201,14 @@ async function readAndTokenize(
   } finally {
     progress.stop();
   }
+  const truncated = counts.train.truncated + counts.validation.truncated;
+  const dropped = counts.train.dropped + counts.validation.dropped;
   return {
     store: builder.finish(),
     sampleRecord: Int32Array.from(sampleRecord),
     sampleFromVal: Uint8Array.from(sampleFromVal),
-    trainRecords: recordCounts.train,
-    valRecords: recordCounts.validation,
+    trainRecords: counts.train.records,
+    valRecords: counts.validation.records,
     bad,
     truncated,
     dropped,

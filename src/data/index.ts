@@ -36,13 +36,29 @@ export {
 } from './packed-split.js';
 export { RecordError } from './record-error.js';
 export {
+  createFormatContext,
+  type FormatContextOptions,
+  type RecordSteps,
+  type SampleCounts,
+  type SampledRecord,
+  sampleCounts,
+  sampleRecords,
+} from './record-samples.js';
+export { type RowArrays, type RowDocument, rowArrays, sampleDocument, writeRow } from './row-layout.js';
+export {
   type DatasetFiles,
   readRecords,
   resolveDataset,
   type SourceFile,
   type SourceRecord,
 } from './sources/index.js';
-export { findFimTokens, tokenizeRecord, tokenizeSegments, trainedTargets } from './tokenize.js';
+export {
+  findFimTokens,
+  pretokenizedSample,
+  tokenizeRecord,
+  tokenizeSegments,
+  trainedTargets,
+} from './tokenize.js';
 export { truncateSample } from './truncate.js';
 export type {
   DataConfig,

@@ -3,25 +3,15 @@
  * position in the data is (epoch, index in that epoch's row order) and a resumed run continues
  * exactly. Rows are materialised on demand from the token store.
  *
- * In a row of `seqLen` tokens holding documents d = 0, 1, ...:
- *   inputIds[t]    the document's tokens, then pads (the tokenizer's pad id, else EOS, else 0)
- *   labels[t]      the next token of the same document when it carries loss, else -100; the last
- *                  token of each document and every pad: -100
- *   segmentIds[t]  d for document d; pads form one more segment of their own (no empty attention row)
- *   positionIds[t] position within the document, from 0 (pads count from 0 too)
+ * The row layout is `writeRow`'s (row-layout.ts).
  */
-
-import { type Batch, IGNORE_INDEX } from '../model/batch.js';
+import type { Batch } from '../model/batch.js';
 import { mixSeed, Rng } from '../util/index.js';
+import { type RowArrays, type RowDocument, rowArrays, writeRow } from './row-layout.js';
 import { labelAt, type TokenStore } from './token-store.js';
 
 /** One packed row (each array `seqLen` long). */
-export interface PackedRow {
-  inputIds: Int32Array;
-  labels: Int32Array;
-  segmentIds: Int32Array;
-  positionIds: Int32Array;
-}
+export type PackedRow = RowArrays;
 
 /** The rows of one split (train or validation). */
 export interface PackedSplit {
@@ -60,55 +50,39 @@ export function createPackedSplit(
   let numTokens = 0;
   for (const s of layout.samples) numTokens += store.offsets[s + 1]! - store.offsets[s]!;
 
-  // Write row i into the four arrays at `at` (a multiple of seqLen).
+  // Sample s of the store as a row document (labels stored as flags or as ids).
+  const document = (s: number): RowDocument => {
+    const a = store.offsets[s]!;
+    return {
+      length: store.offsets[s + 1]! - a,
+      id: (t) => store.ids[a + t]!,
+      label: (t) => labelAt(store, a + t),
+    };
+  };
+  // Write row i as row `at` of the arrays.
   const fillRow = (i: number, out: PackedRow, at: number): void => {
     if (!(Number.isInteger(i) && i >= 0 && i < numRows)) {
       throw new RangeError(`PackedSplit.row: row index ${i} is outside 0..${numRows - 1}`);
     }
-    let pos = 0;
-    let segment = 0;
-    for (let k = layout.rowStarts[i]!; k < layout.rowStarts[i + 1]!; k++) {
-      const s = layout.samples[k]!;
-      const a = store.offsets[s]!;
-      const len = store.offsets[s + 1]! - a;
-      for (let t = 0; t < len; t++) {
-        const p = at + pos + t;
-        out.inputIds[p] = store.ids[a + t]!;
-        out.labels[p] = t < len - 1 ? labelAt(store, a + t + 1) : IGNORE_INDEX;
-        out.segmentIds[p] = segment;
-        out.positionIds[p] = t;
-      }
-      pos += len;
-      segment += 1;
-    }
-    for (let t = pos; t < seqLen; t++) {
-      out.inputIds[at + t] = padId;
-      out.labels[at + t] = IGNORE_INDEX;
-      out.segmentIds[at + t] = segment;
-      out.positionIds[at + t] = t - pos;
-    }
+    const docs: RowDocument[] = [];
+    for (let k = layout.rowStarts[i]!; k < layout.rowStarts[i + 1]!; k++)
+      docs.push(document(layout.samples[k]!));
+    writeRow(out, at, seqLen, padId, docs);
   };
-
-  const arrays = (n: number): PackedRow => ({
-    inputIds: new Int32Array(n),
-    labels: new Int32Array(n),
-    segmentIds: new Int32Array(n),
-    positionIds: new Int32Array(n),
-  });
 
   return {
     numRows,
     numSamples: layout.samples.length,
     numTokens,
     row(i) {
-      const out = arrays(seqLen);
+      const out = rowArrays(seqLen);
       fillRow(i, out, 0);
       return out;
     },
     batch(rowIndices) {
-      const out = arrays(rowIndices.length * seqLen);
+      const out = rowArrays(rowIndices.length * seqLen);
       rowIndices.forEach((i, b) => {
-        fillRow(i, out, b * seqLen);
+        fillRow(i, out, b);
       });
       return { batchSize: rowIndices.length, seqLen, ...out };
     },

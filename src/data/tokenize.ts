@@ -135,6 +135,29 @@ export function tokenizeSegments(
 }
 
 /**
+ * A pre-tokenized record as a sample, used verbatim; every id (and label) must be below the
+ * vocabulary size. Without labels every token is a target (each token after the first carries loss).
+ * @param vocab its size, and how messages name it (`the vocabulary`, `the model's vocabulary`)
+ * @throws RecordError naming the first id outside the vocabulary
+ */
+export function pretokenizedSample(
+  rec: Extract<FormattedRecord, { kind: 'tokens' }>,
+  vocab: { size: number; name: string },
+): TokenizedSample {
+  const check = (key: string, values: readonly number[]) => {
+    values.forEach((id, i) => {
+      if (id >= vocab.size) {
+        throw new RecordError(`${key}[${i}]: id ${id} is outside ${vocab.name} (0..${vocab.size - 1})`);
+      }
+    });
+  };
+  check('input_ids', rec.inputIds);
+  if (rec.labels) check('labels', rec.labels);
+  const ids = Int32Array.from(rec.inputIds);
+  return { ids, labels: rec.labels ? Int32Array.from(rec.labels) : ids.slice() };
+}
+
+/**
  * Tokenize one formatted record into ids and labels (unshifted, -100 where no loss).
  * @throws RecordError for ids outside the vocabulary or text that does not split at its parts
  */
@@ -143,18 +166,7 @@ export function tokenizeRecord(
   rec: FormattedRecord,
   opts: TokenizeOptions,
 ): TokenizedSample {
-  if (rec.kind === 'tokens') {
-    for (let i = 0; i < rec.inputIds.length; i++) {
-      const id = rec.inputIds[i]!;
-      if (id >= tok.vocabSize) {
-        throw new RecordError(
-          `input_ids[${i}]: id ${id} is outside the vocabulary (0..${tok.vocabSize - 1})`,
-        );
-      }
-    }
-    const ids = Int32Array.from(rec.inputIds);
-    return { ids, labels: rec.labels ? Int32Array.from(rec.labels) : ids.slice() };
-  }
+  if (rec.kind === 'tokens') return pretokenizedSample(rec, { size: tok.vocabSize, name: 'the vocabulary' });
   let ids: number[];
   let trained: boolean[];
   if (rec.kind === 'fim') {

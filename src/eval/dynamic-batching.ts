@@ -4,15 +4,10 @@
  * packed several to a row with document masking. Both give the same losses: a document attends
  * only to itself (segment ids) and its positions start at 0 either way.
  *
- * In a row, for a sample of L tokens starting at column c:
- *   inputIds[c + t]    ids[t]
- *   labels[c + t]      labels[t + 1] (shifted: the target of the prediction at t), -100 at t = L - 1
- *   segmentIds[c + t]  the sample's index within the row; pads form one more segment
- *   positionIds[c + t] t (pads count from 0 too)
+ * The row layout is the data stage's `writeRow`.
  */
-
-import { packBestFitDecreasing } from '../data/index.js';
-import { type Batch, IGNORE_INDEX } from '../model/index.js';
+import { packBestFitDecreasing, rowArrays, sampleDocument, writeRow } from '../data/index.js';
+import type { Batch } from '../model/index.js';
 
 /** One sample to evaluate: its tokens and labels in the Hugging Face convention (unshifted). */
 export interface EvalSample {
@@ -79,38 +74,17 @@ export function buildBatch(
   seqLen: number,
   padId: number,
 ): Batch {
-  const n = rows.length * seqLen;
-  const inputIds = new Int32Array(n);
-  const labels = new Int32Array(n);
-  const segmentIds = new Int32Array(n);
-  const positionIds = new Int32Array(n);
+  const out = rowArrays(rows.length * seqLen);
   rows.forEach((row, r) => {
-    let c = r * seqLen;
-    const end = c + seqLen;
-    row.forEach((s, segment) => {
-      const sample = samples[s]!;
-      const L = sample.ids.length;
-      if (c + L > end) {
-        throw new Error(
-          `Argument 'rows' passed to 'buildBatch' overflows row ${r}: seqLen ${seqLen} is too short`,
-        );
-      }
-      for (let t = 0; t < L; t++) {
-        inputIds[c + t] = sample.ids[t]!;
-        labels[c + t] = t < L - 1 ? sample.labels[t + 1]! : IGNORE_INDEX;
-        segmentIds[c + t] = segment;
-        positionIds[c + t] = t;
-      }
-      c += L;
-    });
-    for (let p = 0; c + p < end; p++) {
-      inputIds[c + p] = padId;
-      labels[c + p] = IGNORE_INDEX;
-      segmentIds[c + p] = row.length;
-      positionIds[c + p] = p;
-    }
+    writeRow(
+      out,
+      r,
+      seqLen,
+      padId,
+      row.map((s) => sampleDocument(samples[s]!)),
+    );
   });
-  return { batchSize: rows.length, seqLen, inputIds, labels, segmentIds, positionIds };
+  return { batchSize: rows.length, seqLen, ...out };
 }
 
 /** A batch to evaluate, and the real (non-pad) tokens it holds. */

@@ -15,15 +15,16 @@
  */
 import {
   BadRecords,
-  ChatRenderer,
+  createFormatContext,
   type DataRecipe,
   drawValidationRecords,
-  type FormatContext,
   type FormattedRecord,
   formatRecord,
-  RecordError,
-  readRecords,
+  pretokenizedSample,
+  type RecordSteps,
   type SourceFile,
+  sampleCounts,
+  sampleRecords,
   type TokenizedSample,
   tokenizeRecord,
   truncateSample,
@@ -86,41 +87,6 @@ interface ReadSample {
   sample: TokenizedSample;
 }
 
-/** A pre-tokenized record as a sample, every id checked against the model's vocabulary. */
-function tokensSample(rec: Extract<FormattedRecord, { kind: 'tokens' }>, vocabSize: number): TokenizedSample {
-  rec.inputIds.forEach((id, i) => {
-    if (id >= vocabSize) {
-      throw new RecordError(
-        `input_ids[${i}]: id ${id} is outside the model's vocabulary (0..${vocabSize - 1})`,
-      );
-    }
-  });
-  rec.labels?.forEach((id, i) => {
-    if (id >= vocabSize) {
-      throw new RecordError(`labels[${i}]: id ${id} is outside the model's vocabulary (0..${vocabSize - 1})`);
-    }
-  });
-  const ids = Int32Array.from(rec.inputIds);
-  // Without labels every token is a target: each token after the first carries loss.
-  return { ids, labels: rec.labels ? Int32Array.from(rec.labels) : ids.slice() };
-}
-
-/** The format context once a tokenizer is there (instruct recipes render chats with its template). */
-function formatContext(spec: EvalDataSpec, tok: MftTokenizer | null): FormatContext {
-  let chat: ChatRenderer | null = null;
-  if (tok && spec.recipe.format === 'instruct') {
-    const text = (id: number | null) => (id === null ? '' : tok.decode([id], { skipSpecialTokens: false }));
-    chat = new ChatRenderer(tok.chatTemplate, { bos_token: text(tok.bosId), eos_token: text(tok.eosId) });
-  }
-  return {
-    recipe: spec.recipe,
-    fields: { ...spec.recipe.fields, ...spec.fields },
-    chat,
-    fimRate: 0,
-    seed: spec.seed,
-  };
-}
-
 /**
  * Read, format and tokenize the records of an evaluation split.
  * @throws MftError for a bad record under `on_bad_record: error`, a sample longer than the model's
@@ -131,47 +97,38 @@ function formatContext(spec: EvalDataSpec, tok: MftTokenizer | null): FormatCont
  */
 export async function readEvalData(spec: EvalDataSpec): Promise<EvalData> {
   const bad = new BadRecords(spec.onBadRecord);
-  let ctx: FormatContext = formatContext(spec, null);
+  const context = (tokenizer: MftTokenizer | null) =>
+    createFormatContext({ recipe: spec.recipe, fields: spec.fields, tokenizer, fimRate: 0, seed: spec.seed });
+  let ctx = context(null);
   let withTokenizer = false;
+  const vocab = { size: spec.vocabSize, name: "the model's vocabulary" };
+  const steps: RecordSteps = {
+    format: async (value, index, where) => {
+      if (value.input_ids === undefined && !withTokenizer) {
+        ctx = context(await spec.tokenizer.get(`${where} is text (not {"input_ids": [...]})`));
+        withTokenizer = true;
+      }
+      return formatRecord(value, ctx, index);
+    },
+    tokenize: (rec) =>
+      rec.kind === 'tokens'
+        ? pretokenizedSample(rec, vocab)
+        : tokenizeRecord(spec.tokenizer.loaded!, rec, { addEos: spec.recipe.add_eos, fim: null }),
+    cut: (sample, at) => cut(sample, at, spec),
+  };
   const read: ReadSample[] = [];
   const records: { record: number; value: EvalRecord }[] = [];
-  let count = 0;
-  let truncated = 0;
-  let dropped = 0;
-
+  const counts = sampleCounts();
   for (const file of spec.files) {
-    for await (const r of readRecords(file)) {
-      if (!r.ok) {
-        bad.report(r.where, r.error);
-        continue;
+    for await (const r of sampleRecords(file, steps, bad, counts)) {
+      for (const piece of r.samples) read.push({ record: r.index, sample: piece });
+      if (r.formatted.kind === 'segments') {
+        records.push({ record: r.index, value: { where: r.where, formatted: r.formatted } });
       }
-      let sample: TokenizedSample;
-      let formatted: FormattedRecord;
-      try {
-        if (r.value.input_ids === undefined && !withTokenizer) {
-          const tok = await spec.tokenizer.get(`${r.where} is text (not {"input_ids": [...]})`);
-          ctx = formatContext(spec, tok);
-          withTokenizer = true;
-        }
-        formatted = formatRecord(r.value, ctx, count);
-        sample =
-          formatted.kind === 'tokens'
-            ? tokensSample(formatted, spec.vocabSize)
-            : tokenizeRecord(spec.tokenizer.loaded!, formatted, { addEos: spec.recipe.add_eos, fim: null });
-      } catch (e) {
-        if (!(e instanceof RecordError)) throw e;
-        bad.report(r.where, e);
-        continue;
-      }
-      const pieces = cut(sample, r.where, spec);
-      if (pieces.length === 0) dropped += 1;
-      else if (pieces.length > 1 || pieces[0]!.ids.length < sample.ids.length) truncated += 1;
-      for (const piece of pieces) read.push({ record: count, sample: piece });
-      if (formatted.kind === 'segments')
-        records.push({ record: count, value: { where: r.where, formatted } });
-      count += 1;
     }
   }
+  const count = counts.records;
+  const { truncated, dropped } = counts;
 
   let keep: (record: number) => boolean = () => true;
   let recordCount = count;
