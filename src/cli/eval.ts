@@ -5,12 +5,14 @@
 import { type Command, Option } from 'commander';
 import { type BackendChoice, initBackend } from '../backend/index.js';
 import { loadRecipe, loadTaskConfig, type Recipe, type TaskConfig } from '../config/index.js';
+import type { Truncation } from '../data/index.js';
 import {
   DEFAULT_TOKEN_BUDGET,
   type EvalData,
   type EvalReport,
   type EvalSplit,
   evaluate,
+  firstTrainerRows,
   LazyTokenizer,
   type LengthPolicy,
   readEvalData,
@@ -37,6 +39,9 @@ interface EvalFlags {
   tokenBudget: string;
   pack?: boolean;
   seed?: string;
+  sequenceLen?: string;
+  truncation?: Truncation;
+  rows?: string;
   quantization?: Quantization;
   precision?: Precision;
   backend?: BackendChoice;
@@ -107,6 +112,75 @@ function packLength(data: EvalData, tokenBudget: number, spec: { max_position_em
   return Math.max(longest, Math.min(tokenBudget, spec.max_position_embeddings));
 }
 
+/**
+ * How long samples are cut: as the task file says, or with `--task` as training with that recipe
+ * would (its sequence_len, at most the model's context), the flags winning over both. Without a
+ * task file, `--task` or a flag, records are evaluated whole and one longer than the context is an error.
+ */
+function lengthPolicy(
+  flags: EvalFlags,
+  config: TaskConfig | null,
+  recipe: Recipe,
+  maxPositions: number,
+): LengthPolicy {
+  const asked = flags.sequenceLen !== undefined ? integer('sequence-len', flags.sequenceLen, 2) : undefined;
+  if (asked !== undefined && asked > maxPositions) {
+    fail(
+      '--sequence-len',
+      `${asked} is more than the model's max_position_embeddings ${maxPositions}`,
+      `give --sequence-len ${maxPositions} or less`,
+    );
+  }
+  if (config) {
+    return {
+      kind: 'truncate',
+      sequenceLen: asked ?? config.sequence_len,
+      truncation: flags.truncation ?? config.truncation,
+    };
+  }
+  if (flags.task === undefined && asked === undefined && flags.truncation === undefined)
+    return { kind: 'error' };
+  return {
+    kind: 'truncate',
+    sequenceLen: asked ?? Math.min(recipe.defaults.sequence_len ?? maxPositions, maxPositions),
+    truncation: flags.truncation ?? recipe.defaults.truncation ?? 'split',
+  };
+}
+
+/**
+ * `--rows N`: the samples of the first N validation rows as the trainer packs them. Without it, every
+ * row, and a note when the trainer's `eval_loss` covers fewer (`eval_max_samples`).
+ */
+function trainerRowsOf(
+  read: EvalData,
+  config: TaskConfig | null,
+  flags: EvalFlags,
+): { data: EvalData; rows: string | null } {
+  const asked = flags.rows !== undefined ? integer('rows', flags.rows, 1) : null;
+  if (!config) {
+    if (asked !== null)
+      fail('--rows', 'needs a task file (its sequence_len, sample_packing and seed lay out the rows)');
+    return { data: read, rows: null };
+  }
+  const layout = { seqLen: config.sequence_len, packing: config.sample_packing, seed: config.seed };
+  const { data, rows } = firstTrainerRows(read, layout, asked);
+  if (asked !== null) {
+    const n = Math.min(asked, rows);
+    return {
+      data,
+      rows: `the first ${n} of ${rows} packed rows (${data.samples.length} samples), as a run's eval_loss with eval_max_samples: ${n}`,
+    };
+  }
+  if (rows > config.eval_max_samples) {
+    const n = config.eval_max_samples;
+    return {
+      data,
+      rows: `all ${rows} packed rows; a run's eval_loss covers the first ${n} (eval_max_samples), --rows ${n} evaluates those`,
+    };
+  }
+  return { data, rows: null };
+}
+
 /** Summary lines on stderr: what was read and what was left out. */
 function describeData(data: EvalData, description: string): string[] {
   const lines = [`mft: data: ${description}: ${data.recordCount} records, ${data.samples.length} samples`];
@@ -152,6 +226,20 @@ export function registerEval(program: Command): void {
       String(DEFAULT_TOKEN_BUDGET),
     )
     .option('--pack', 'pack samples into rows with document masking (same results as one sample per row)')
+    .option(
+      '--rows <n>',
+      "with a task file: only the first N packed validation rows, the rows a run's eval_loss covers with eval_max_samples: N",
+    )
+    .option(
+      '--sequence-len <n>',
+      "cut samples to this many tokens (default: the task file's sequence_len; with --task, the recipe's)",
+    )
+    .addOption(
+      new Option(
+        '--truncation <mode>',
+        "a sample longer than --sequence-len (default: the task file's, else split)",
+      ).choices(['split', 'truncate', 'drop']),
+    )
     .option('--seed <n>', 'seed of the prompt draw (default: the task seed, else 0)')
     .addOption(
       new Option('--quantization <q>', "base storage (default: the adapter's mft_training.json)").choices([
@@ -225,10 +313,8 @@ export function registerEval(program: Command): void {
       const model = await loadModel(modelDir, loadOptions);
       if (opened) checkTrainedBase(opened, { dir: modelDir, configHash: model.configHash });
       const tokenizer = new LazyTokenizer(modelDir);
-      const length: LengthPolicy = config
-        ? { kind: 'truncate', sequenceLen: config.sequence_len, truncation: config.truncation }
-        : { kind: 'error' };
-      const data = await readEvalData({
+      const length = lengthPolicy(flags, config, recipe, model.spec.max_position_embeddings);
+      const read = await readEvalData({
         files: source.files,
         heldOut: source.heldOut,
         recipe,
@@ -240,7 +326,9 @@ export function registerEval(program: Command): void {
         vocabSize: model.spec.vocab_size,
         tokenizer,
       });
-      for (const line of describeData(data, source.description)) process.stderr.write(`${line}\n`);
+      for (const line of describeData(read, source.description)) process.stderr.write(`${line}\n`);
+      const { data, rows: rowNote } = trainerRowsOf(read, config, flags);
+      if (rowNote) process.stderr.write(`mft: data: ${rowNote}\n`);
       if (data.samples.length === 0) {
         fail(source.description, 'no records to evaluate', 'check the data files and the recipe fields');
       }
@@ -283,7 +371,7 @@ export function registerEval(program: Command): void {
           ...main,
           model: modelDir,
           adapter: opened?.dir ?? null,
-          data: source.description,
+          data: rowNote ? `${source.description}, ${rowNote}` : source.description,
           records: data.recordCount,
           quantization: loadOptions.quantization,
           backend,

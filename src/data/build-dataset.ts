@@ -23,7 +23,7 @@ import {
   writeCacheFile,
 } from './cache.js';
 import { formatRecord } from './format/format-record.js';
-import { packBestFitDecreasing } from './pack.js';
+import { type SplitRowsOptions, splitRows } from './pack.js';
 import { createPackedSplit, type PackedSplit, type SplitLayout } from './packed-split.js';
 import { byteProgress } from './progress.js';
 import { createFormatContext, type RecordSteps, sampleCounts, sampleRecords } from './record-samples.js';
@@ -92,7 +92,6 @@ export interface BuildOptions {
 
 // Stream ids of `mixSeed(seed, STREAM, ...)` for the draws of this module.
 const VAL_STREAM = 0x56414c;
-const PACK_STREAM = 0x50434b;
 
 function checkConfig(config: DataConfig): void {
   const L = config.sequence_len;
@@ -224,21 +223,12 @@ export function drawValidationRecords(numRecords: number, valSetSize: number, se
   return new Set(order.slice(0, k));
 }
 
-/** Rows of one split: packed by best-fit decreasing, or one sample per row. */
-function layoutSplit(
-  store: TokenStore,
-  samples: number[],
-  seqLen: number,
-  packing: boolean,
-  seed: number,
-): SplitLayout {
-  const rows = packing
-    ? packBestFitDecreasing(
-        samples.map((s) => sampleLength(store, s)),
-        seqLen,
-        seed,
-      ).map((row) => row.map((i) => samples[i]!))
-    : samples.map((s) => [s]);
+/** Rows of one split (store indices of its samples). */
+function layoutSplit(store: TokenStore, samples: number[], opts: SplitRowsOptions): SplitLayout {
+  const rows = splitRows(
+    samples.map((s) => sampleLength(store, s)),
+    opts,
+  ).map((row) => row.map((i) => samples[i]!));
   const rowStarts = new Int32Array(rows.length + 1);
   rows.forEach((row, i) => {
     rowStarts[i + 1] = rowStarts[i]! + row.length;
@@ -443,17 +433,10 @@ export async function buildDataset(
       fix: 'check the data files, the recipe fields and truncation',
     });
   }
-  const train = layoutSplit(
-    store,
-    trainSamples,
-    seqLen,
-    config.sample_packing,
-    mixSeed(config.seed, PACK_STREAM, 0),
-  );
+  const rowOptions = { seqLen, packing: config.sample_packing, seed: config.seed };
+  const train = layoutSplit(store, trainSamples, { ...rowOptions, split: 'train' });
   const validation =
-    valSamples.length > 0
-      ? layoutSplit(store, valSamples, seqLen, config.sample_packing, mixSeed(config.seed, PACK_STREAM, 1))
-      : null;
+    valSamples.length > 0 ? layoutSplit(store, valSamples, { ...rowOptions, split: 'validation' }) : null;
   const valRecords = validationFrom === 'files' ? read.valRecords : valDrawn.size;
   const stats: DataStats = {
     records: read.trainRecords + read.valRecords,

@@ -26,7 +26,7 @@ export {
   type FromDirReport,
 } from './from-dir/from-dir.js';
 export { renderSample } from './inspect.js';
-export { packBestFitDecreasing } from './pack.js';
+export { packBestFitDecreasing, type SplitRowsOptions, splitRows } from './pack.js';
 export {
   createPackedSplit,
   type PackedRow,
@@ -59,7 +59,7 @@ export {
   tokenizeSegments,
   trainedTargets,
 } from './tokenize.js';
-export { truncateSample } from './truncate.js';
+export { type Truncation, truncateSample } from './truncate.js';
 export type {
   DataConfig,
   DataRecipe,

@@ -7,7 +7,7 @@
  * Finding "the row with the least room >= len" is a query on a segment tree over room values
  * 0..capacity holding how many rows have each room: O(log capacity) per sample.
  */
-import { Rng } from '../util/index.js';
+import { mixSeed, Rng } from '../util/index.js';
 
 /** Count of rows per remaining room, with "smallest room >= x that some row has" queries. */
 class RoomTree {
@@ -82,4 +82,29 @@ export function packBestFitDecreasing(
     }
   }
   return rows;
+}
+
+// Stream id of the packing draws in `mixSeed(seed, PACK_STREAM, split)`.
+const PACK_STREAM = 0x50434b;
+
+/** How a split is laid out in rows. */
+export interface SplitRowsOptions {
+  readonly seqLen: number;
+  /** `sample_packing`: best-fit decreasing; false: one sample per row. */
+  readonly packing: boolean;
+  /** The task seed. */
+  readonly seed: number;
+  readonly split: 'train' | 'validation';
+}
+
+/**
+ * The rows of a split, as sample indices: the layout the trainer uses, and the one `mft eval
+ * --rows` rebuilds to evaluate the trainer's rows.
+ * @param lengths token count of each sample of the split, in reading order
+ * @example splitRows([6, 3, 4, 2], { seqLen: 8, packing: true, seed: 42, split: 'validation' });
+ */
+export function splitRows(lengths: readonly number[], opts: SplitRowsOptions): number[][] {
+  if (!opts.packing) return lengths.map((_, i) => [i]);
+  const seed = mixSeed(opts.seed, PACK_STREAM, opts.split === 'train' ? 0 : 1);
+  return packBestFitDecreasing(lengths, opts.seqLen, seed);
 }

@@ -25,6 +25,7 @@ import {
   type SourceFile,
   sampleCounts,
   sampleRecords,
+  splitRows,
   type TokenizedSample,
   tokenizeRecord,
   truncateSample,
@@ -166,7 +167,7 @@ function cut(sample: TokenizedSample, where: string, spec: EvalDataSpec): Tokeni
       const fix =
         spec.length.kind === 'truncate'
           ? `set sequence_len to at most ${spec.maxPositions} in the task file`
-          : 'shorten the record, or evaluate with a task file whose sequence_len and truncation cut it';
+          : 'give --sequence-len N (and --truncation) to cut long records, or evaluate with a task file';
       throw new MftError({
         where,
         message: `the record has ${piece.ids.length} tokens, more than the model's max_position_embeddings (${spec.maxPositions})`,
@@ -175,4 +176,34 @@ function cut(sample: TokenizedSample, where: string, spec: EvalDataSpec): Tokeni
     }
   }
   return pieces;
+}
+
+/** How the trainer lays out the validation samples in rows (a task file's settings). */
+export interface TrainerRows {
+  readonly seqLen: number;
+  readonly packing: boolean;
+  readonly seed: number;
+}
+
+/**
+ * The validation rows as the trainer packs them (`buildDataset`'s layout of these samples), and
+ * `data` narrowed to the samples of the first `max` rows: the rows a run's `eval_loss` covers
+ * with `eval_max_samples: max`.
+ * @returns the narrowed data (all of it when max is null) and the number of rows of the split
+ */
+export function firstTrainerRows(
+  data: EvalData,
+  layout: TrainerRows,
+  max: number | null,
+): { data: EvalData; rows: number } {
+  const rows = splitRows(
+    data.samples.map((s) => s.ids.length),
+    { ...layout, split: 'validation' },
+  );
+  if (max === null || max >= rows.length) return { data, rows: rows.length };
+  const kept = rows
+    .slice(0, max)
+    .flat()
+    .sort((a, b) => a - b);
+  return { data: { ...data, samples: kept.map((i) => data.samples[i]!) }, rows: rows.length };
 }

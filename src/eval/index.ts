@@ -17,8 +17,10 @@ export {
   type EvalData,
   type EvalDataSpec,
   type EvalRecord,
+  firstTrainerRows,
   type LengthPolicy,
   readEvalData,
+  type TrainerRows,
 } from './eval-data.js';
 export { type EvalSource, type EvalSplit, resolveDataArg, resolveEvalSource } from './eval-source.js';
 export { type EvalReport, type EvaluateOptions, evaluate } from './evaluate.js';

@@ -206,6 +206,114 @@ describe('mft eval', () => {
   });
 });
 
+describe("mft eval: long records and the trainer's rows", () => {
+  const long = `${story.slice(0, 4).join('\n')}\n`.repeat(8); // over 512 tokens: past tinystories' context
+  const BASE = 'checkpoints/base/tinystories-260k';
+
+  test('--data with --task cuts samples as the recipe trains them; flags set the length and the rule', () => {
+    const folder = join(tmp, 'long');
+    jsonl('long/train.jsonl', [{ text: 'x' }]);
+    jsonl('long/validation.jsonl', [{ text: long }]);
+    const recipe = runCli([
+      'eval',
+      '--model',
+      BASE,
+      '--data',
+      folder,
+      '--task',
+      'code_completion',
+      '--max-samples',
+      '0',
+      '--json',
+    ]);
+    expect(recipe.stderr).not.toMatch(/^mft: .*(error|max_position)/m);
+    expect(recipe.status).toBe(0);
+    const out = JSON.parse(recipe.stdout) as { samples: number; input_tokens: number };
+    // code_completion trains on rows of 128: the long record (over 512 tokens) becomes pieces of 128
+    expect(out.input_tokens).toBeGreaterThan(512);
+    expect(out.samples).toBe(Math.ceil(out.input_tokens / 128));
+    expect(recipe.stderr).toContain('mft: data: 1 samples cut to sequence_len, 0 dropped as too long');
+
+    const cut = runCli([
+      'eval',
+      '--model',
+      BASE,
+      '--data',
+      folder,
+      '--task',
+      'code_completion',
+      '--max-samples',
+      '0',
+      '--sequence-len',
+      '64',
+      '--truncation',
+      'truncate',
+      '--json',
+    ]);
+    expect(cut.status).toBe(0);
+    const c = JSON.parse(cut.stdout) as { samples: number; input_tokens: number };
+    expect(c.samples).toBe(1);
+    expect(c.input_tokens).toBe(64);
+
+    const whole = runCli(['eval', '--model', BASE, '--data', folder, '--max-samples', '0']);
+    expect(whole.status).toBe(2);
+    expect(whole.stderr).toMatch(
+      /more than the model's max_position_embeddings \(512\) \(fix: give --sequence-len N/,
+    );
+
+    const tooLong = runCli(['eval', '--model', BASE, '--data', folder, '--sequence-len', '1024']);
+    expect(tooLong.status).toBe(2);
+    expect(tooLong.stderr).toMatch(
+      /--sequence-len: 1024 is more than the model's max_position_embeddings 512/,
+    );
+  });
+
+  test("--rows N evaluates the trainer's first N packed rows: the same loss as the run's eval_loss", async () => {
+    const texts = Array.from({ length: 24 }, (_, i) => ({ text: story[i % 4]!.slice(0, 30 + 5 * i) }));
+    const data = jsonl('rows/data.jsonl', texts);
+    const task = join(tmp, 'rows/task.yaml');
+    writeFileSync(
+      task,
+      [
+        'task: text',
+        `dataset: ${data}`,
+        'base_model: tinystories-260k',
+        'val_set_size: 0.5',
+        'sequence_len: 64',
+        'micro_batch_size: 2',
+        'max_steps: 1',
+        'eval_max_samples: 2',
+        'lora_r: 4',
+        'learning_rate: 0.01',
+        `output_dir: ${join(tmp, 'rows/run')}`,
+        `cache_dir: ${join(tmp, 'rows/cache')}`,
+        'backend: wasm',
+      ].join('\n'),
+    );
+    const result = await train(await loadTaskConfig(task), { handleSignals: false, progress: silent() });
+    const base = readMetrics(join(result.runDir, 'metrics.jsonl')).find(
+      (m) => m.type === 'eval' && m.step === 0,
+    ) as { eval_loss: number; eval_rows: number };
+    expect(base.eval_rows).toBe(2);
+
+    const rows = runCli(['eval', task, '--rows', '2', '--max-samples', '0', '--json']);
+    expect(rows.status).toBe(0);
+    const r = JSON.parse(rows.stdout) as { loss: number; data: string };
+    expect(Math.abs(r.loss - base.eval_loss)).toBeLessThan(1e-4);
+    expect(r.data).toMatch(/the first 2 of \d+ packed rows/);
+
+    // Without --rows: every row, and a note saying why the number differs from the run's.
+    const all = runCli(['eval', task, '--max-samples', '0', '--json']);
+    expect(all.status).toBe(0);
+    expect(all.stderr).toMatch(
+      /mft: data: all \d+ packed rows; a run's eval_loss covers the first 2 \(eval_max_samples\), --rows 2 evaluates those/,
+    );
+    expect(Math.abs((JSON.parse(all.stdout) as { loss: number }).loss - base.eval_loss)).toBeGreaterThan(
+      1e-3,
+    );
+  });
+});
+
 /** A progress display that prints nothing. */
 function silent(): Progress {
   return { start() {}, step() {}, eval() {}, note() {}, stop() {} };
