@@ -14,6 +14,7 @@ type Register = (program: Command) => void;
 const COMMANDS: Record<string, () => Promise<Register>> = {
   doctor: async () => (await import('./doctor.js')).registerDoctor,
   merge: async () => (await import('./merge.js')).registerMerge,
+  export: async () => (await import('./export.js')).registerExport,
   config: async () => (await import('./config.js')).registerConfig,
   data: async () => (await import('./data.js')).registerData,
   convert: async () => (await import('./convert.js')).registerConvert,

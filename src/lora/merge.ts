@@ -194,7 +194,8 @@ function addDelta(w: Float32Array, d: Delta, s: number, out: number, inp: number
   }
 }
 
-function toF32(t: TensorData): Float32Array {
+/** A checkpoint tensor's values as fp32 (the F32 data itself, or a widened copy of BF16 / F16). */
+export function toF32(t: TensorData): Float32Array {
   if (t.dtype === 'F32') return t.data as Float32Array;
   return t.dtype === 'BF16' ? bf16ToF32(t.data as Uint16Array) : f16ToF32(t.data as Uint16Array);
 }
