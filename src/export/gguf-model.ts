@@ -16,8 +16,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { mergeAdapter, toF32 } from '../lora/merge.js';
 import type { PeftAdapter } from '../lora/peft-adapter.js';
-import { f32ToF16, type ModelSpec, openCheckpoint, readModelSpec } from '../model/index.js';
+import { type ModelSpec, readModelSpec } from '../model/index.js';
 import { fail } from '../util/index.js';
+import { f32ToF16, openCheckpoint } from '../weights/index.js';
 import { ggufTokenizerMetadata } from './gguf-tokenizer.js';
 import { GGML_TYPE, type GgmlType, type GgufTensorInfo, type GgufValue, writeGguf } from './gguf-writer.js';
 

@@ -12,8 +12,8 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadTokenizer } from '../model/index.js';
-import { parseSentencePieceModel } from '../model/sentencepiece.js';
+import { parseSentencePieceModel } from '../convert/sentencepiece.js';
+import { loadTokenizer } from '../tokenizer/index.js';
 import { fail } from '../util/index.js';
 import type { GgufValue } from './gguf-writer.js';
 

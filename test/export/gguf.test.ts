@@ -15,7 +15,9 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
 import { exportGguf, permuteRopeRows, quantizeQ8_0 } from '../../src/export/gguf-model.js';
 import { loadAdapter } from '../../src/lora/peft-adapter.js';
-import { generate, loadModel, loadTokenizer, SafetensorsFile } from '../../src/model/index.js';
+import { generate, loadModel } from '../../src/model/index.js';
+import { loadTokenizer } from '../../src/tokenizer/index.js';
+import { SafetensorsFile } from '../../src/weights/index.js';
 import { GOLDEN_DIR, relMaxErr } from '../helpers/golden.js';
 import { fileTempDir, removeTempDirs } from '../helpers/tmp-dir.js';
 
