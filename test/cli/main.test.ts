@@ -11,7 +11,18 @@ describe('buildProgram', () => {
   });
 
   test('every command for help or an unknown name (so commander can list and suggest them)', async () => {
-    const all = ['doctor', 'merge', 'config', 'data', 'convert', 'tokenize', 'generate', 'eval', 'train'];
+    const all = [
+      'doctor',
+      'merge',
+      'export',
+      'config',
+      'data',
+      'convert',
+      'tokenize',
+      'generate',
+      'eval',
+      'train',
+    ];
     expect(await names()).toEqual(all);
     expect(await names('--help')).toEqual(all);
     expect(await names('trian')).toEqual(all);

@@ -20,6 +20,8 @@ import { loadTokenizer } from '../../src/tokenizer/index.js';
 import { SafetensorsFile } from '../../src/weights/index.js';
 import { GOLDEN_DIR, relMaxErr } from '../helpers/golden.js';
 import { fileTempDir, removeTempDirs } from '../helpers/tmp-dir.js';
+import { referenceLogits } from '../model/reference-decoder.js';
+import { type TinyModel, type TinyOptions, writeTinyModel } from '../model/tiny-model.js';
 
 const STORIES = 'checkpoints/base/tinystories-260k';
 const root = fileTempDir('gguf');
@@ -100,7 +102,12 @@ const T = 24;
 const V = 384;
 
 /** Centred next-token logits [T, V] of one row as llama.cpp computes them (from its probabilities). */
-async function llamaCppLogits(model: LlamaModel, ids: number[], lora?: string): Promise<Float64Array> {
+async function llamaCppLogits(
+  model: LlamaModel,
+  ids: number[],
+  lora?: string,
+  V = 384,
+): Promise<Float64Array> {
   // An f32 KV cache (llama.cpp's default is f16), one thread (the machine is shared).
   const ctx = await model.createContext({
     contextSize: 64,
@@ -244,4 +251,69 @@ describe('GGUF conversions', () => {
     expect(new DataView(q.buffer).getUint16(0, true)).toBe(0x3c00); // 1.0 in f16
     expect(new Int8Array(q.buffer, 2, 3)).toEqual(Int8Array.from([127, -64, 0]));
   });
+});
+
+describe('GGUF tokenizers and RoPE scaling in llama.cpp', () => {
+  /** A random tiny Llama with the vocabulary of a tokenizer fixture, its tokenizer files copied in. */
+  function tinyWith(tokenizer: string, vocab: number, opts: TinyOptions = {}): TinyModel {
+    const m = writeTinyModel({ vocab, headDim: 8, tie: false, scale: 1.5, ...opts });
+    for (const f of ['tokenizer.json', 'tokenizer_config.json']) {
+      const src = join('test/fixtures/tokenizers', tokenizer, f);
+      if (existsSync(src)) copyFileSync(src, join(m.dir, f));
+    }
+    return m;
+  }
+
+  test.each([
+    ['tinyllama', 32000],
+    ['gpt2', 50257],
+    ['smollm2-135m-instruct', 49152],
+  ] as const)(
+    '%s: llama.cpp tokenizes as the reference (SentencePiece for a SentencePiece vocabulary, else tokenizers)',
+    async (name, vocab) => {
+      const m = tinyWith(name, vocab);
+      const file = join(root, `tok-${name}.gguf`);
+      await exportGguf({ model: m.dir, out: file, type: 'f32' });
+      const model = await llama.loadModel({ modelPath: file });
+      try {
+        const expected = JSON.parse(
+          readFileSync(join('test/fixtures/tokenizers', name, 'expected_encodings.json'), 'utf8'),
+        ) as { cases: { text: string; ids_no_special: number[]; spm_ids?: number[] }[] };
+        for (const c of expected.cases) {
+          // A SentencePiece vocabulary's reference is SentencePiece itself (llama.cpp implements it),
+          // which differs from the tokenizers library on runs of spaces; it reads "<s>" as text.
+          const special = c.spm_ids === undefined;
+          expect([c.text, model.tokenize(c.text, special)]).toEqual([c.text, c.spm_ids ?? c.ids_no_special]);
+        }
+      } finally {
+        await model.dispose();
+      }
+    },
+    120_000,
+  );
+
+  test('Llama 3 RoPE scaling (rope_freqs) and an untied output: logits as the float64 reference', async () => {
+    const scaling = {
+      rope_type: 'llama3' as const,
+      factor: 8,
+      low_freq_factor: 1,
+      high_freq_factor: 4,
+      original_max_position_embeddings: 16,
+    };
+    const m = tinyWith('tinyllama', 32000, { ropeScaling: scaling });
+    const file = join(root, 'rope-llama3.gguf');
+    await exportGguf({ model: m.dir, out: file, type: 'f32' });
+    const ids = Array.from({ length: 40 }, (_, i) => 100 + ((i * 7919) % 31000));
+    const Vt = 32000;
+    const ref = referenceLogits(m.ref, m.weights, ids);
+    const want = Float64Array.from(ref);
+    for (let t = 0; t < ids.length; t++) centre(want.subarray(t * Vt, (t + 1) * Vt));
+    const model = await llama.loadModel({ modelPath: file });
+    try {
+      const got = await llamaCppLogits(model, ids, undefined, Vt);
+      expect(relMaxErr(got, want)).toBeLessThan(1e-4);
+    } finally {
+      await model.dispose();
+    }
+  }, 120_000);
 });
