@@ -187,7 +187,12 @@ describe('GGUF files that llama.cpp reads', () => {
       }
       await ctx.dispose();
       const loaded = await loadModel(STORIES);
-      const ours = generate(loaded, tok, mftIds, { maxNewTokens: 48, temperature: 0, topP: 1, seed: 0 });
+      const ours = await generate(loaded, tok, mftIds, {
+        maxNewTokens: 48,
+        temperature: 0,
+        topP: 1,
+        seed: 0,
+      });
       expect(cpp).toEqual(ours.slice(0, cpp.length));
       expect(cpp.length).toBeGreaterThan(20);
     } finally {
