@@ -8,7 +8,7 @@
  */
 import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { fail, fsyncDir, tempPathFor } from '../util/index.js';
+import { fail, fsyncPath, tempPathFor } from '../util/index.js';
 
 const GGUF_MAGIC = 0x46554747; // "GGUF" little-endian
 const GGUF_VERSION = 3;
@@ -208,6 +208,6 @@ export function writeGguf(
   }
   closeSync(fd);
   renameSync(tmp, path);
-  fsyncDir(dirname(path));
+  fsyncPath(dirname(path));
   return { bytes: written };
 }
