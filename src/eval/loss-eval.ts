@@ -11,19 +11,16 @@
  * samples of any length, and the result does not depend on how samples are batched or packed.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { Batch } from '../model/index.js';
 import {
   createAttentionContext,
-  decoderLayer,
   defaultChunkRows,
-  disposeLayerTensors,
   embedTokens,
   IGNORE_INDEX,
-  type LayerTensors,
   type LoadedModel,
-  layerTensors,
   type ModelLora,
   rmsNorm,
+  runLayers,
+  weightsFor,
 } from '../model/index.js';
 import {
   type BatchLimits,
@@ -89,15 +86,6 @@ interface Head {
   weight: tf.Tensor2D; // [vocab, hidden]
 }
 
-/** fp32 bytes of every decoder layer's weights. */
-function layerBytes(model: LoadedModel): number {
-  let n = 0;
-  for (const layer of model.layers) {
-    for (const t of Object.values(layer)) n += 4 * t.shape.reduce((a: number, b: number) => a * b, 1);
-  }
-  return n;
-}
-
 /**
  * Add the loss tokens of one batch to `sums`: for each chunk of loss positions, the final norm,
  * the logits `[c, vocab]`, their logsumexp, the label's logit and the argmax.
@@ -149,30 +137,6 @@ async function addHeadStats(
   }
 }
 
-/** The decoder layers on one batch; returns the last hidden state `[B, T, hidden]` (caller disposes). */
-function runLayers(
-  model: LoadedModel,
-  batch: Batch,
-  withLayer: <R>(i: number, f: (w: LayerTensors) => R) => R,
-  lora?: ModelLora,
-): tf.Tensor3D {
-  const ctx = createAttentionContext(model.spec, batch);
-  let x = embedTokens(model, batch); // [B, T, hidden]
-  try {
-    for (let i = 0; i < model.layers.length; i++) {
-      const y = withLayer(i, (w) => tf.tidy(() => decoderLayer(model.spec, i, x, w, ctx, lora?.[i]))); // [B, T, hidden]
-      x.dispose();
-      x = y;
-    }
-    return x;
-  } catch (e) {
-    x.dispose();
-    throw e;
-  } finally {
-    ctx.dispose();
-  }
-}
-
 /**
  * Loss, perplexity and token accuracy of `samples`, batched by length under a token budget.
  * @param samples each evaluated on its own (document masking when packed)
@@ -205,23 +169,17 @@ export async function evaluateLoss(
   };
   // Small models keep their widened layers for the whole evaluation; large ones widen a layer
   // only while it computes (one layer's fp32 weights at a time).
-  const resident =
-    layerBytes(model) <= (opts.residentBytes ?? 2 ** 30)
-      ? model.layers.map((_, i) => layerTensors(model, i))
-      : null;
-  const withLayer = <R>(i: number, f: (w: LayerTensors) => R): R => {
-    if (resident) return f(resident[i]!);
-    const w = layerTensors(model, i);
-    try {
-      return f(w);
-    } finally {
-      disposeLayerTensors(w);
-    }
-  };
+  const weights = weightsFor(model, opts.residentBytes);
   try {
     for (const [k, p] of plan.entries()) {
       const batch = buildBatch(samples, p.rows, p.seqLen, padId);
-      const h = runLayers(model, batch, withLayer, opts.lora);
+      const ctx = createAttentionContext(model.spec, batch);
+      let h: tf.Tensor3D;
+      try {
+        h = runLayers(model, embedTokens(model, batch), ctx, { weights, lora: opts.lora }); // [B, T, hidden]
+      } finally {
+        ctx.dispose();
+      }
       try {
         await addHeadStats(model, head, h, batch.labels, chunkRows, sums);
       } finally {
@@ -232,7 +190,7 @@ export async function evaluateLoss(
     }
   } finally {
     tf.dispose([head.norm, head.weight]);
-    for (const w of resident ?? []) disposeLayerTensors(w);
+    weights.dispose();
   }
   const seconds = (performance.now() - started) / 1000;
   const loss = sums.count > 0 ? sums.nll / sums.count : Number.NaN;

@@ -7,11 +7,11 @@ import * as tf from '@tensorflow/tfjs';
 import type { Batch } from '../model/batch.js';
 import {
   createAttentionContext,
-  decoderLayer,
   embedTokens,
   headLossSum,
   type LoadedModel,
-  layerTensors,
+  runLayers,
+  streamedWeights,
 } from '../model/index.js';
 import type { LossAndGrads, LossAndGradsOptions } from './layerwise-grads.js';
 import type { LoraState } from './lora-state.js';
@@ -42,12 +42,12 @@ export async function fullTapeLossAndGrads(
     const { value, grads } = tf.tidy(() =>
       // The variables are the xs; the forward reads the same tensors through modelLora.
       tf.valueAndGrads((..._xs: tf.Tensor[]) => {
-        let x = embedTokens(model, batch); // [B, T, hidden]
-        for (let i = 0; i < model.layers.length; i++) {
-          // Created on the tape; the enclosing tidy frees them after the backward pass.
-          const w = layerTensors(model, i);
-          x = decoderLayer(spec, i, x, w, ctx, modelLora[i]);
-        }
+        // On the tape: the layer weights and activations live until the enclosing tidy ends.
+        const x = runLayers(model, embedTokens(model, batch), ctx, {
+          weights: streamedWeights(model),
+          lora: modelLora,
+          onTape: true,
+        }); // [B, T, hidden]
         const r = headLossSum(model, x, batch.labels);
         count = r.count;
         return r.lossSum;

@@ -22,11 +22,12 @@ import type { Batch } from '../model/batch.js';
 import {
   createAttentionContext,
   decoderLayer,
-  disposeLayerTensors,
   embedTokens,
   headLossSum,
   type LoadedModel,
-  layerTensors,
+  runLayers,
+  streamedWeights,
+  withLayer,
 } from '../model/index.js';
 import { fullTapeLossAndGrads } from './full-tape.js';
 import type { LoraState } from './lora-state.js';
@@ -89,33 +90,26 @@ export async function layerwiseLossAndGrads(
     opts.dropoutSeed === undefined ? undefined : { stepSeed: opts.dropoutSeed },
   );
   const ctx = createAttentionContext(spec, batch);
+  const weights = streamedWeights(model);
   const inputs: tf.Tensor3D[] = [];
   const grads = new Map<string, tf.Tensor>();
   let upstream: tf.Tensor3D | null = null;
+  let hL: tf.Tensor3D | null = null;
   try {
     // 1) forward, keeping only each layer's input x_i [B, T, hidden]
-    inputs.push(embedTokens(model, batch));
-    for (let i = 0; i < numLayers; i++) {
-      const w = layerTensors(model, i);
-      try {
-        const xi = inputs[i]!;
-        inputs.push(tf.tidy(() => decoderLayer(spec, i, xi, w, ctx, modelLora[i])));
-      } finally {
-        disposeLayerTensors(w);
-      }
-    }
+    hL = runLayers(model, embedTokens(model, batch), ctx, { weights, lora: modelLora, inputs });
 
     // 2) head: lossSum and g_L = d(lossScale * lossSum) / d x_L (dy = lossScale on the scalar loss)
     let count = 0;
-    const hL = inputs[numLayers]!;
+    const hLast = hL;
     const head = tf.tidy(() =>
       tf.valueAndGrad((h: tf.Tensor3D) => {
         const r = headLossSum(model, h, batch.labels);
         count = r.count;
         return r.lossSum;
-      })(hL, tf.scalar(opts.lossScale)),
+      })(hLast, tf.scalar(opts.lossScale)),
     );
-    inputs.pop()!.dispose();
+    hL.dispose();
     const lossSum = (await head.value.data())[0]!;
     head.value.dispose();
     upstream = head.grad as tf.Tensor3D;
@@ -127,19 +121,15 @@ export async function layerwiseLossAndGrads(
       const xi = inputs[i]!;
       const dy = upstream as tf.Tensor3D; // set by the head, then by layer i + 1
       const needDx = i > 0; // the embedding is frozen: no gradient below layer 0
-      const w = layerTensors(model, i);
-      let out: tf.Tensor[];
-      try {
-        out = tf.tidy(() =>
+      const out = withLayer(weights, i, (w) =>
+        tf.tidy(() =>
           // The LoRA variables are passed as the xs to differentiate against; decoderLayer reads the
           // same tensors through modelLora[i].
           tf.grads((...xs: tf.Tensor[]) =>
             decoderLayer(spec, i, needDx ? (xs[0] as tf.Tensor3D) : xi, w, ctx, modelLora[i]),
           )(needDx ? [xi, ...vars] : vars, dy),
-        );
-      } finally {
-        disposeLayerTensors(w);
-      }
+        ),
+      );
       inputs.pop()!.dispose(); // x_i
       dy.dispose();
       upstream = needDx ? (out.shift() as tf.Tensor3D) : null;
@@ -151,7 +141,9 @@ export async function layerwiseLossAndGrads(
     throw e;
   } finally {
     tf.dispose(inputs);
+    hL?.dispose();
     upstream?.dispose();
+    weights.dispose();
     ctx.dispose();
   }
 }

@@ -1,7 +1,7 @@
 /**
  * The pieces of a forward pass that sit around the decoder layers: token embedding, the output
- * head with its loss, and `forward` (the whole model without gradients, layer by layer). The
- * trainer's layer-wise backward pass is assembled from the same pieces.
+ * head with its loss, and `forward` (the whole model without gradients, layer by layer through
+ * `runLayers`). The trainer's layer-wise backward pass is assembled from the same pieces.
  *
  *   x_0 = embed_tokens[input_ids];  x_{i+1} = layer_i(x_i);  logits = norm(x_L) lm_head^T
  */
@@ -12,10 +12,11 @@ import { createAttentionContext } from './attention.js';
 import type { Batch } from './batch.js';
 import { IGNORE_INDEX } from './batch.js';
 import { lmHeadCrossEntropySum } from './cross-entropy.js';
-import { decoderLayer } from './decoder-layer.js';
 import type { ModelLora } from './linear.js';
-import { disposeLayerTensors, type LoadedModel, layerTensors } from './loaded-model.js';
+import type { LoadedModel } from './loaded-model.js';
 import { rmsNorm } from './rms-norm.js';
+import { runLayers } from './run-layers.js';
+import { streamedWeights, type WeightProvider } from './weight-provider.js';
 
 /**
  * Rows of a frozen `[n, width]` matrix as fp32, row-major `[rows.length, width]`. A StoredTensor
@@ -108,6 +109,8 @@ export interface ForwardOptions {
   returnLogits?: boolean;
   /** See HeadOptions. */
   chunkSize?: number;
+  /** Where the layer weights come from (default: streamed, one layer's fp32 weights at a time). */
+  weights?: WeightProvider;
 }
 
 export interface ForwardResult {
@@ -119,7 +122,7 @@ export interface ForwardResult {
 }
 
 /**
- * The whole model on a batch, without gradients: one layer's fp32 weights at a time.
+ * The whole model on a batch, without gradients (by default one layer's fp32 weights at a time).
  * @example
  *   const { lossSum, count } = await forward(model, batch); // eval loss = lossSum / count
  */
@@ -129,18 +132,10 @@ export async function forward(
   opts: ForwardOptions = {},
 ): Promise<ForwardResult> {
   const ctx = createAttentionContext(model.spec, batch);
-  let x = embedTokens(model, batch); // [B, T, hidden]
+  let x: tf.Tensor3D | null = null;
   try {
-    for (let i = 0; i < model.layers.length; i++) {
-      const w = layerTensors(model, i);
-      try {
-        const y = decoderLayer(model.spec, i, x, w, ctx, opts.lora?.[i]); // [B, T, hidden]
-        x.dispose();
-        x = y;
-      } finally {
-        disposeLayerTensors(w);
-      }
-    }
+    const weights = opts.weights ?? streamedWeights(model);
+    x = runLayers(model, embedTokens(model, batch), ctx, { weights, lora: opts.lora }); // [B, T, hidden]
     const head = headLossSum(model, x, batch.labels, { chunkSize: opts.chunkSize });
     const lossSum = (await head.lossSum.data())[0] as number;
     head.lossSum.dispose();
@@ -152,7 +147,7 @@ export async function forward(
     }
     return result;
   } finally {
-    x.dispose();
+    x?.dispose();
     ctx.dispose();
   }
 }

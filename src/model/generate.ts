@@ -8,13 +8,14 @@
 import * as tf from '@tensorflow/tfjs';
 import type { MftTokenizer } from '../tokenizer/tokenizer.js';
 import { MftError, Rng } from '../util/index.js';
-import { decoderLayer, type LayerTensors } from './decoder-layer.js';
 import { frozenRows } from './forward.js';
 import { KvCache } from './kv-cache.js';
 import type { ModelLora } from './linear.js';
-import { disposeLayerTensors, type LoadedModel, layerTensors } from './loaded-model.js';
+import type { LoadedModel } from './loaded-model.js';
 import { rmsNorm } from './rms-norm.js';
+import { runLayers } from './run-layers.js';
 import { applyRepetitionPenalty, sampleToken } from './sampling.js';
+import { type WeightProvider, weightsFor } from './weight-provider.js';
 
 export interface GenerateOptions {
   /** Most tokens to generate. */
@@ -40,44 +41,11 @@ export interface GenerateOptions {
   residentBytes?: number;
 }
 
-/** Head weights and per-layer weights, either resident or built per use. */
-export class Weights {
-  private readonly resident: LayerTensors[] | null;
-  readonly norm: tf.Tensor1D;
+/** The final norm and the output head, as tensors for the whole generation. */
+interface Head {
+  norm: tf.Tensor1D; // [hidden]
   /** lm_head transposed, `[hidden, vocab]`: a plain matMul is the fast one on wasm. */
-  readonly headT: tf.Tensor2D;
-
-  constructor(
-    private readonly model: LoadedModel,
-    residentBytes: number,
-  ) {
-    const { hidden_size: H, vocab_size: V } = model.spec;
-    this.norm = tf.tensor1d(model.norm.toFloat32());
-    this.headT = tf.tidy(() => tf.transpose(tf.tensor2d(model.lm_head.toFloat32(), [V, H])));
-    const layerBytes = model.layers.reduce(
-      (sum, l) =>
-        sum +
-        Object.values(l).reduce((s, t) => s + 4 * t.shape.reduce((a: number, b: number) => a * b, 1), 0),
-      0,
-    );
-    this.resident = layerBytes <= residentBytes ? model.layers.map((_, i) => layerTensors(model, i)) : null;
-  }
-
-  /** Run `f` with layer i's tensors. */
-  withLayer<T>(i: number, f: (w: LayerTensors) => T): T {
-    if (this.resident) return f(this.resident[i] as LayerTensors);
-    const w = layerTensors(this.model, i);
-    try {
-      return f(w);
-    } finally {
-      disposeLayerTensors(w);
-    }
-  }
-
-  dispose(): void {
-    tf.dispose([this.norm, this.headT]);
-    for (const w of this.resident ?? []) disposeLayerTensors(w);
-  }
+  weightT: tf.Tensor2D;
 }
 
 /**
@@ -112,12 +80,17 @@ export async function generate(
   }
   const rng = new Rng(opts.seed);
   const cache = new KvCache(spec);
-  const weights = new Weights(model, opts.residentBytes ?? 2 ** 30);
+  const { hidden_size: H, vocab_size: V } = spec;
+  const head: Head = {
+    norm: tf.tensor1d(model.norm.toFloat32()),
+    weightT: tf.tidy(() => tf.transpose(tf.tensor2d(model.lm_head.toFloat32(), [V, H]))),
+  };
+  const weights = weightsFor(model, opts.residentBytes);
   const out: number[] = [];
   try {
     let input = prompt;
     while (out.length < opts.maxNewTokens) {
-      const logits = await step(model, weights, cache, input, opts.lora);
+      const logits = await step(model, weights, head, cache, input, opts.lora);
       if (opts.repetitionPenalty !== undefined && opts.repetitionPenalty !== 1) {
         applyRepetitionPenalty(logits, [...prompt, ...out], opts.repetitionPenalty);
       }
@@ -130,6 +103,7 @@ export async function generate(
     return out;
   } finally {
     cache.dispose();
+    tf.dispose([head.norm, head.weightT]);
     weights.dispose();
   }
 }
@@ -137,7 +111,8 @@ export async function generate(
 /** Feed `ids` at the next positions; returns the logits `[vocab]` of the last one. */
 async function step(
   model: LoadedModel,
-  weights: Weights,
+  weights: WeightProvider,
+  head: Head,
   cache: KvCache,
   ids: number[],
   lora?: ModelLora,
@@ -145,23 +120,23 @@ async function step(
   const spec = model.spec;
   const T = ids.length;
   const ctx = cache.step(T);
-  let x: tf.Tensor3D = tf.tensor3d(frozenRows(model.embed_tokens, ids), [1, T, spec.hidden_size]); // [1, T, hidden]
+  let h: tf.Tensor3D;
   try {
-    for (let i = 0; i < model.layers.length; i++) {
-      const y = weights.withLayer(i, (w) => decoderLayer(spec, i, x, w, ctx, lora?.[i])); // [1, T, hidden]
-      x.dispose();
-      x = y;
-    }
+    const x = tf.tensor3d(frozenRows(model.embed_tokens, ids), [1, T, spec.hidden_size]); // [1, T, hidden]
+    h = runLayers(model, x, ctx, { weights, lora }); // [1, T, hidden]
+  } finally {
+    ctx.dispose();
+  }
+  try {
     const logits = tf.tidy(() => {
-      const last = tf.slice(x, [0, T - 1, 0], [1, 1, spec.hidden_size]).reshape([1, spec.hidden_size]); // [1, hidden]
-      const normed = rmsNorm(last, weights.norm, spec.rms_norm_eps); // [1, hidden]
-      return tf.matMul(normed, weights.headT); // [1, vocab]
+      const last = tf.slice(h, [0, T - 1, 0], [1, 1, spec.hidden_size]).reshape([1, spec.hidden_size]); // [1, hidden]
+      const normed = rmsNorm(last, head.norm, spec.rms_norm_eps); // [1, hidden]
+      return tf.matMul(normed, head.weightT); // [1, vocab]
     });
     const data = (await logits.data()) as Float32Array;
     logits.dispose();
     return data;
   } finally {
-    x.dispose();
-    ctx.dispose();
+    h.dispose();
   }
 }

@@ -18,7 +18,7 @@ export {
   headLogits,
   headLossSum,
 } from './forward.js';
-export { type GenerateOptions, generate, Weights } from './generate.js';
+export { type GenerateOptions, generate } from './generate.js';
 export { KvCache } from './kv-cache.js';
 export {
   dropout,
@@ -46,6 +46,7 @@ export {
 } from './loaded-model.js';
 export { rmsNorm } from './rms-norm.js';
 export { applyRope, ropeInvFreq, ropeTables, rotateHalf } from './rope.js';
+export { type RunLayersOptions, runLayers } from './run-layers.js';
 export { applyRepetitionPenalty, argmax, type SamplingOptions, sampleToken } from './sampling.js';
 export {
   type Architecture,
@@ -56,3 +57,10 @@ export {
   SUPPORTED_ARCHITECTURES,
   specHash,
 } from './spec.js';
+export {
+  residentWeights,
+  streamedWeights,
+  type WeightProvider,
+  weightsFor,
+  withLayer,
+} from './weight-provider.js';
