@@ -6,13 +6,14 @@
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { initBackend, useNativeKernels, useStockKernels } from '../../src/backend/index.js';
+import { type BackendName, initBackend, useNativeKernels, useStockKernels } from '../../src/backend/index.js';
 import { lossAndGrads } from '../../src/lora/layerwise-grads.js';
 import { loraFromAdapter, loraToAdapter } from '../../src/lora/lora-state.js';
 import { loadAdapter, saveAdapter } from '../../src/lora/peft-adapter.js';
 import type { Batch } from '../../src/model/batch.js';
 import { forward, type LoadedModel, loadModel } from '../../src/model/index.js';
 import { SafetensorsFile } from '../../src/weights/safetensors.js';
+import { withWebGpu } from '../helpers/backends.js';
 import { causalBatch, relMaxErr } from '../helpers/golden.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp-dir.js';
 
@@ -34,11 +35,17 @@ afterAll(() => {
 });
 
 // wasm runs twice: every product on the native kernels (no size threshold), then all stock.
-describe.each([
-  ['wasm', 'native'],
-  ['wasm', 'stock'],
-  ['cpu', 'stock'],
-] as const)('llama-golden LoRA on %s, %s kernels', (backend, kernels) => {
+describe.each(
+  withWebGpu<[BackendName, 'native' | 'stock']>(
+    [
+      ['wasm', 'native'],
+      ['wasm', 'stock'],
+      ['cpu', 'stock'],
+    ],
+    ['webgpu', 'stock'],
+    'llama-golden LoRA',
+  ),
+)('llama-golden LoRA on %s, %s kernels', (backend, kernels) => {
   let model: LoadedModel;
   const batch = goldenBatch();
 
@@ -74,7 +81,7 @@ describe.each([
       for (const [key, g] of r.grads) {
         const ref = goldenGrads.read(key);
         expect(g.shape, key).toEqual(ref.shape);
-        expect(relMaxErr(g.dataSync(), ref.data as Float32Array), key).toBeLessThan(1e-3);
+        expect(relMaxErr(await g.data(), ref.data as Float32Array), key).toBeLessThan(1e-3);
       }
       tf.dispose([...r.grads.values()]);
       lora.dispose();

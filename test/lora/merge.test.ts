@@ -12,6 +12,7 @@ import { loadAdapter, type PeftAdapter } from '../../src/lora/peft-adapter.js';
 import { forward, loadModel, readModelSpec, specHash } from '../../src/model/index.js';
 import { dequantize, quantize } from '../../src/quant/index.js';
 import { openCheckpoint, SafetensorsFile } from '../../src/weights/index.js';
+import { onBackends } from '../helpers/backends.js';
 import { errorOf } from '../helpers/error-of.js';
 import { causalBatch, relMaxErr } from '../helpers/golden.js';
 import { fileTempDir } from '../helpers/tmp-dir.js';
@@ -304,7 +305,7 @@ describe('parseSize', () => {
   });
 });
 
-describe.each(['wasm', 'cpu'] as const)('the merged model on %s', (backend) => {
+onBackends(['wasm', 'cpu', 'webgpu'], 'the merged model', (backend) => {
   test('reproduces lora_logits and lora_loss of the fixture (computed outside mft)', async () => {
     await initBackend(backend);
     const out = fresh(`logits-${backend}`);

@@ -5,10 +5,11 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { initBackend, useNativeKernels, useStockKernels } from '../../src/backend/index.js';
+import { type BackendName, initBackend, useNativeKernels, useStockKernels } from '../../src/backend/index.js';
 import type { Batch } from '../../src/model/batch.js';
 import { forward, LINEAR_NAMES, type LoadedModel, loadModel, type ModelLora } from '../../src/model/index.js';
 import { SafetensorsFile } from '../../src/weights/index.js';
+import { withWebGpu } from '../helpers/backends.js';
 import { causalBatch, GOLDEN_DIR, relMaxErr } from '../helpers/golden.js';
 
 const golden = SafetensorsFile.open(`${GOLDEN_DIR}golden.safetensors`);
@@ -39,11 +40,17 @@ function adapterLora(): ModelLora {
 }
 
 // wasm runs twice: every product on the native kernels (no size threshold), then all stock.
-describe.each([
-  ['wasm', 'native'],
-  ['wasm', 'stock'],
-  ['cpu', 'stock'],
-] as const)('llama-golden on %s, %s kernels', (backend, kernels) => {
+describe.each(
+  withWebGpu<[BackendName, 'native' | 'stock']>(
+    [
+      ['wasm', 'native'],
+      ['wasm', 'stock'],
+      ['cpu', 'stock'],
+    ],
+    ['webgpu', 'stock'],
+    'llama-golden',
+  ),
+)('llama-golden on %s, %s kernels', (backend, kernels) => {
   let model: LoadedModel;
   beforeAll(async () => {
     await initBackend(backend);

@@ -14,7 +14,7 @@
  */
 import { readFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { afterAll, beforeAll, expect, test } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
 import { type LoraState, loraFromAdapter, lossAndGrads } from '../../src/lora/index.js';
 import {
@@ -27,6 +27,7 @@ import {
   type TensorSource,
 } from '../../src/model/index.js';
 import { openCheckpoint, SafetensorsFile } from '../../src/weights/index.js';
+import { onBackends } from '../helpers/backends.js';
 import { causalBatch, GOLDEN_DIR, relMaxErr } from '../helpers/golden.js';
 import { randomNormal, refNf4RoundTrip } from './reference.js';
 
@@ -73,14 +74,14 @@ function mappedSource(f: (values: Float32Array, name: string) => Float32Array): 
   };
 }
 
-function cosineStats(grads: Map<string, tf.Tensor>, ref: Map<string, { data: Float32Array }>) {
+async function cosineStats(grads: Map<string, tf.Tensor>, ref: Map<string, { data: Float32Array }>) {
   let ab = 0;
   let aa = 0;
   let bb = 0;
   let worst = 1;
   const perTensor = new Map<string, number>();
   for (const [key, r] of ref) {
-    const g = grads.get(key)!.dataSync();
+    const g = await grads.get(key)!.data();
     let tab = 0;
     let taa = 0;
     let tbb = 0;
@@ -103,7 +104,7 @@ function disposeAll(grads: Map<string, tf.Tensor>): void {
   for (const g of grads.values()) g.dispose();
 }
 
-describe.each(['wasm', 'cpu'] as const)('QLoRA on llama-golden (%s)', (backend) => {
+onBackends(['wasm', 'cpu', 'webgpu'], 'QLoRA on llama-golden', (backend) => {
   const models: Partial<Record<'nf4' | 'int8', LoadedModel>> = {};
   let lora: LoraState;
 
@@ -153,7 +154,7 @@ describe.each(['wasm', 'cpu'] as const)('QLoRA on llama-golden (%s)', (backend) 
     try {
       expect(Math.abs(q.lossSum - r.lossSum) / r.lossSum).toBeLessThan(1e-6);
       for (const [key, g] of r.grads)
-        expect(relMaxErr(q.grads.get(key)!.dataSync(), g.dataSync()), key).toBeLessThan(1e-4);
+        expect(relMaxErr(await q.grads.get(key)!.data(), await g.data()), key).toBeLessThan(1e-4);
     } finally {
       disposeAll(q.grads);
       disposeAll(r.grads);
@@ -165,7 +166,7 @@ describe.each(['wasm', 'cpu'] as const)('QLoRA on llama-golden (%s)', (backend) 
     const { lossSum, grads } = await lossAndGrads(models.int8!, lora, batch, { lossScale: 1 / count });
     expect(Math.abs(lossSum / count - goldenJson.lora_loss) / goldenJson.lora_loss).toBeLessThan(0.02);
     expect(grads.size).toBe(refGrads.size);
-    const { global, worst, perTensor } = cosineStats(grads, refGrads);
+    const { global, worst, perTensor } = await cosineStats(grads, refGrads);
     disposeAll(grads);
     console.log(
       `${backend} int8: gradient cosine global ${global.toFixed(5)}, worst tensor ${worst.toFixed(5)}`,
@@ -176,7 +177,7 @@ describe.each(['wasm', 'cpu'] as const)('QLoRA on llama-golden (%s)', (backend) 
 
   test('nf4 base: 0.99 gradient cosine needs far less weight error than any 4-bit code has', async () => {
     const q = await lossAndGrads(models.nf4!, lora, batch, { lossScale: 1 / count });
-    const nf4 = cosineStats(q.grads, refGrads).global;
+    const nf4 = (await cosineStats(q.grads, refGrads)).global;
     disposeAll(q.grads);
     // Control: the fp32 weights plus Gaussian noise of a given RMS relative to each tensor's RMS.
     const noisyCosine = async (relativeRms: number, seed: number) => {
@@ -190,7 +191,7 @@ describe.each(['wasm', 'cpu'] as const)('QLoRA on llama-golden (%s)', (backend) 
         }),
       );
       const n = await lossAndGrads(noisy, lora, batch, { lossScale: 1 / count });
-      const c = cosineStats(n.grads, refGrads).global;
+      const c = (await cosineStats(n.grads, refGrads)).global;
       disposeAll(n.grads);
       return c;
     };
