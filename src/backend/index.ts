@@ -5,7 +5,14 @@
 import * as tf from '@tensorflow/tfjs';
 import { MftError } from '../util/index.js';
 import { useNativeKernels } from './native-matmul.js';
-import { describeAdapter, probeWebGpu, registerWebGpuBackend, type WebGpuAdapter } from './webgpu.js';
+import {
+  describeAdapter,
+  probeWebGpu,
+  registerWebGpuBackend,
+  type WatchedDevice,
+  type WebGpuAdapter,
+  watchWebGpuDevice,
+} from './webgpu.js';
 
 export {
   type NativeKernelStatus,
@@ -142,7 +149,10 @@ export async function initBackend(choice: BackendChoice = 'auto'): Promise<Backe
     throw new MftError({
       where: 'backend',
       message: `${name} is not available: ${probe?.detail ?? 'unknown backend'}`,
-      fix: 'run `mft doctor` to see which backends this machine has, or use backend: auto',
+      fix:
+        name === 'webgpu'
+          ? 'install a Vulkan driver for the GPU (docs/webgpu.md), or use another backend (--set backend=wasm, or auto)'
+          : 'run `mft doctor` to see which backends this machine has, or use backend: auto',
     });
   }
   if (name === 'webgpu') await registerWebGpuBackend();
@@ -152,5 +162,9 @@ export async function initBackend(choice: BackendChoice = 'auto'): Promise<Backe
   }
   await tf.ready();
   if (name === 'wasm') useNativeKernels();
+  if (name === 'webgpu' && probe.adapter) {
+    const { device } = tf.backend() as unknown as { device: WatchedDevice };
+    watchWebGpuDevice(device, probe.adapter.description || probe.adapter.device);
+  }
   return name;
 }

@@ -3,6 +3,7 @@
  * whose `dawn.node` ships in its tarball). Dawn finds a Vulkan driver: a real GPU, or Mesa's
  * lavapipe (a CPU emulation, "llvmpipe"), which `auto` never picks but `backend: webgpu` accepts.
  */
+import { formatProblem, type Problem } from '../util/index.js';
 
 /** What the adapter Dawn found says about itself (`mft doctor` prints it). */
 export interface WebGpuAdapter {
@@ -91,8 +92,7 @@ export function probeWebGpu(): Promise<WebGpuProbe> {
     if (!adapter) {
       return {
         ok: false,
-        reason:
-          'Dawn found no GPU adapter (no Vulkan driver: install the GPU vendor driver, or Mesa 25 lavapipe for a slow software one, see docs/webgpu.md)',
+        reason: 'Dawn found no GPU adapter (no usable Vulkan driver)',
       };
     }
     const { vendor, architecture, device, description } = adapter.info;
@@ -125,4 +125,62 @@ export function describeAdapter(a: WebGpuAdapter): string {
   const mib = (n: number | undefined) => `${Math.floor((n ?? 0) / 2 ** 20)} MiB`;
   const name = a.description || `${a.vendor} ${a.device}`;
   return `${name}${a.software ? ' (CPU emulation: used only when asked for by name)' : ''}, max buffer ${mib(a.limits.maxBufferSize)}, max storage binding ${mib(a.limits.maxStorageBufferBindingSize)}`;
+}
+
+interface GpuErrorLike {
+  constructor: { name: string };
+  message: string;
+}
+/** The parts of a GPUDevice the watcher uses (tfjs-backend-webgpu's backend holds it as `device`). */
+export interface WatchedDevice {
+  lost: Promise<{ reason: string; message: string }>;
+  addEventListener(type: 'uncapturederror', listener: (e: { error: GpuErrorLike }) => void): void;
+}
+
+const GPU_FIX =
+  'a smaller micro_batch_size or sequence_len (the largest tensors are micro_batch_size x heads x sequence_len^2 attention scores and the logits), or another backend (--set backend=wasm)';
+
+/**
+ * The problem a failed GPU causes, or null for a device destroyed on purpose. tfjs does not wrap
+ * its GPU work in error scopes, so an out-of-memory or rejected buffer surfaces only as an
+ * uncaptured error event, and after a lost device reads never resolve.
+ */
+export function gpuFailure(
+  adapter: string,
+  event: { lost: { reason: string; message: string } } | { error: GpuErrorLike },
+): Problem | null {
+  const where = `backend webgpu (${adapter})`;
+  if ('lost' in event) {
+    if (event.lost.reason === 'destroyed') return null;
+    return {
+      where,
+      message: `the GPU device was lost: ${event.lost.message || event.lost.reason}`,
+      fix: GPU_FIX,
+    };
+  }
+  const first = event.error.message.split('\n')[0]!;
+  const kind = event.error.constructor.name;
+  const what =
+    kind === 'GPUOutOfMemoryError'
+      ? `out of GPU memory: ${first}`
+      : `the GPU refused an allocation or a kernel (${kind}): ${first}`;
+  return { where, message: what, fix: GPU_FIX };
+}
+
+/**
+ * Watch the device tfjs runs on: a lost device or a GPU error ends the process with exit code 2
+ * and one line (what was asked, what happened, the fix) instead of wrong numbers or a hang.
+ */
+const watched = new WeakSet<WatchedDevice>();
+
+export function watchWebGpuDevice(device: WatchedDevice, adapter: string): void {
+  if (watched.has(device)) return;
+  watched.add(device);
+  const stop = (p: Problem | null) => {
+    if (!p) return;
+    process.stderr.write(`mft: ${formatProblem(p)}\n`);
+    process.exit(2);
+  };
+  device.addEventListener('uncapturederror', (e) => stop(gpuFailure(adapter, { error: e.error })));
+  void device.lost.then((lost) => stop(gpuFailure(adapter, { lost })));
 }
