@@ -15,8 +15,10 @@ import type { MftTokenizer } from '../tokenizer/index.js';
 import { fail, MftError, mixSeed, Rng } from '../util/index.js';
 import { BadRecords } from './bad-records.js';
 import {
-  type CacheContent,
   cacheKey,
+  type DatasetParts,
+  decodeDataset,
+  encodeDataset,
   readCacheFile,
   sourceIdentity,
   tokenizerIdentity,
@@ -37,37 +39,7 @@ import {
 } from './token-store.js';
 import { findFimTokens, type TokenizeOptions, tokenizeRecord } from './tokenize.js';
 import { truncateSample } from './truncate.js';
-import type { DataConfig, TokenizedSample } from './types.js';
-
-/** Figures of one split. */
-export interface SplitStats {
-  records: number;
-  samples: number;
-  rows: number;
-  /** Tokens that are not padding. */
-  tokens: number;
-  /** Positions that carry loss (targets that are not -100). */
-  trainedTokens: number;
-  /** tokens / (rows * sequence_len). */
-  packingEfficiency: number;
-}
-
-/** What building the dataset found. */
-export interface DataStats {
-  /** Usable records read, all splits. */
-  records: number;
-  skippedRecords: number;
-  /** `where: message` of the first skipped records. */
-  skippedExamples: string[];
-  /** Samples cut to fit sequence_len (`truncation: split` or `truncate`). */
-  truncated: number;
-  /** Samples left out for being too long (`truncation: drop`). */
-  dropped: number;
-  /** Where the validation split came from. */
-  validationFrom: 'files' | 'val_set_size' | 'none';
-  train: SplitStats;
-  validation: SplitStats | null;
-}
+import type { DataConfig, DataStats, SplitStats, TokenizedSample } from './types.js';
 
 /** The packed dataset of a task, ready for training and evaluation. */
 export interface PackedDataset {
@@ -254,77 +226,18 @@ function splitStats(store: TokenStore, layout: SplitLayout, records: number, seq
   };
 }
 
-function assemble(
-  key: string,
-  seqLen: number,
-  padId: number,
-  store: TokenStore,
-  train: SplitLayout,
-  validation: SplitLayout | null,
-  stats: DataStats,
-  exampleSamples: Int32Array,
-): PackedDataset {
+/** The dataset over its parts (from a fresh build or from the cache). */
+function assemble(parts: DatasetParts): PackedDataset {
+  const { store, seqLen, padId } = parts;
   return {
     seqLen,
-    train: createPackedSplit(store, train, seqLen, padId),
-    validation: validation ? createPackedSplit(store, validation, seqLen, padId) : null,
-    stats,
-    cacheKey: key,
+    train: createPackedSplit(store, parts.train, seqLen, padId),
+    validation: parts.validation ? createPackedSplit(store, parts.validation, seqLen, padId) : null,
+    stats: parts.stats,
+    cacheKey: parts.key,
     padId,
-    examples: (n) => Array.from(exampleSamples.subarray(0, n), (s) => sampleAt(store, s)),
+    examples: (n) => Array.from(parts.exampleSamples.subarray(0, n), (s) => sampleAt(store, s)),
   };
-}
-
-/** The cache file content of a dataset. */
-function toCache(
-  key: string,
-  padId: number,
-  seqLen: number,
-  stats: DataStats,
-  store: TokenStore,
-  train: SplitLayout,
-  validation: SplitLayout | null,
-  exampleSamples: Int32Array,
-): CacheContent {
-  const arrays: CacheContent['arrays'] = {
-    ids: store.ids,
-    labels: store.labels,
-    offsets: store.offsets,
-    trainSamples: train.samples,
-    trainRowStarts: train.rowStarts,
-    exampleSamples,
-  };
-  if (validation) {
-    arrays.valSamples = validation.samples;
-    arrays.valRowStarts = validation.rowStarts;
-  }
-  return { header: { key, padId, seqLen, stats }, arrays };
-}
-
-function fromCache(c: CacheContent, key: string): PackedDataset | null {
-  const h = c.header as { key?: string; padId: number; seqLen: number; stats: DataStats };
-  const a = c.arrays;
-  const i32 = (x: unknown) => (x instanceof Int32Array ? x : null);
-  const ids = a.ids instanceof Uint16Array ? a.ids : i32(a.ids);
-  const labels = a.labels instanceof Uint8Array ? a.labels : i32(a.labels);
-  const offsets = a.offsets instanceof Float64Array ? a.offsets : null;
-  const layout = (samples: unknown, rowStarts: unknown): SplitLayout | null => {
-    const [s, r] = [i32(samples), i32(rowStarts)];
-    return s && r ? { samples: s, rowStarts: r } : null;
-  };
-  const train = layout(a.trainSamples, a.trainRowStarts);
-  const examples = i32(a.exampleSamples);
-  if (h.key !== key || !ids || !labels || !offsets || !train || !examples) return null;
-  return assemble(
-    key,
-    h.seqLen,
-    h.padId,
-    { ids, labels, offsets },
-    train,
-    layout(a.valSamples, a.valRowStarts),
-    h.stats,
-    examples,
-  );
 }
 
 function summary(stats: DataStats, seqLen: number): string[] {
@@ -386,8 +299,9 @@ export async function buildDataset(
   const folder = cacheFolder(config.cache_dir, log);
   const cachePath = join(folder, `${key}.mftdata`);
   const cached = readCacheFile(cachePath);
-  const hit = cached ? fromCache(cached, key) : null;
-  if (hit) {
+  const parts = cached ? decodeDataset(cached, key) : null;
+  if (parts) {
+    const hit = assemble(parts);
     log(`data: loaded from cache ${cachePath}`);
     for (const line of summary(hit.stats, seqLen)) log(line);
     return hit;
@@ -453,20 +367,25 @@ export async function buildDataset(
     ),
     validation: validation ? splitStats(store, validation, valRecords, seqLen) : null,
   };
-  const exampleSamples = Int32Array.from(trainSamples.slice(0, 64).sort((a, b) => a - b));
+  const built: DatasetParts = {
+    key,
+    seqLen,
+    padId: padIdOf(tokenizer),
+    store,
+    train,
+    validation,
+    stats,
+    exampleSamples: Int32Array.from(trainSamples.slice(0, 64).sort((a, b) => a - b)),
+  };
   try {
-    writeCacheFile(
-      cachePath,
-      toCache(key, padIdOf(tokenizer), seqLen, stats, store, train, validation, exampleSamples),
-      folder,
-    );
+    writeCacheFile(cachePath, encodeDataset(built), folder);
   } catch (e) {
     log(
       `warning: could not write the dataset cache ${cachePath} (${(e as Error).message}); continuing without it`,
     );
   }
   for (const line of summary(stats, seqLen)) log(line);
-  return assemble(key, seqLen, padIdOf(tokenizer), store, train, validation, stats, exampleSamples);
+  return assemble(built);
 }
 
 /** The id pads use: the tokenizer's pad id, else EOS, else 0 (pads carry no loss and attend only to pads). */

@@ -17,7 +17,10 @@ import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } fro
 import { join } from 'node:path';
 import { type MftTokenizer, TOKENIZER_FILES } from '../tokenizer/index.js';
 import { fsyncPath, writeFileAtomic } from '../util/index.js';
+import type { SplitLayout } from './packed-split.js';
 import type { SourceFile } from './sources/index.js';
+import type { TokenStore } from './token-store.js';
+import type { DataStats } from './types.js';
 
 /** Bump when the meaning or layout of cached data changes. */
 export const CACHE_VERSION = 2;
@@ -158,4 +161,63 @@ export function readCacheFile(path: string): CacheContent | null {
   } finally {
     closeSync(fd);
   }
+}
+
+/** What a cached dataset holds: the parts a `PackedDataset` is assembled from. */
+export interface DatasetParts {
+  /** The cache key it was built under. */
+  readonly key: string;
+  readonly seqLen: number;
+  readonly padId: number;
+  readonly store: TokenStore;
+  readonly train: SplitLayout;
+  readonly validation: SplitLayout | null;
+  readonly stats: DataStats;
+  /** Store indices of the first training samples in reading order, for inspection. */
+  readonly exampleSamples: Int32Array;
+}
+
+/** A dataset as cache file content. */
+export function encodeDataset(parts: DatasetParts): CacheContent {
+  const { key, padId, seqLen, stats, store, train, validation } = parts;
+  const arrays: CacheContent['arrays'] = {
+    ids: store.ids,
+    labels: store.labels,
+    offsets: store.offsets,
+    trainSamples: train.samples,
+    trainRowStarts: train.rowStarts,
+    exampleSamples: parts.exampleSamples,
+  };
+  if (validation) {
+    arrays.valSamples = validation.samples;
+    arrays.valRowStarts = validation.rowStarts;
+  }
+  return { header: { key, padId, seqLen, stats }, arrays };
+}
+
+/** The dataset of cache file content; null when it was built under another key or lacks an array. */
+export function decodeDataset(c: CacheContent, key: string): DatasetParts | null {
+  const h = c.header as { key?: string; padId: number; seqLen: number; stats: DataStats };
+  const a = c.arrays;
+  const i32 = (x: unknown) => (x instanceof Int32Array ? x : null);
+  const ids = a.ids instanceof Uint16Array ? a.ids : i32(a.ids);
+  const labels = a.labels instanceof Uint8Array ? a.labels : i32(a.labels);
+  const offsets = a.offsets instanceof Float64Array ? a.offsets : null;
+  const layout = (samples: unknown, rowStarts: unknown): SplitLayout | null => {
+    const [s, r] = [i32(samples), i32(rowStarts)];
+    return s && r ? { samples: s, rowStarts: r } : null;
+  };
+  const train = layout(a.trainSamples, a.trainRowStarts);
+  const exampleSamples = i32(a.exampleSamples);
+  if (h.key !== key || !ids || !labels || !offsets || !train || !exampleSamples) return null;
+  return {
+    key,
+    seqLen: h.seqLen,
+    padId: h.padId,
+    store: { ids, labels, offsets },
+    train,
+    validation: layout(a.valSamples, a.valRowStarts),
+    stats: h.stats,
+    exampleSamples,
+  };
 }

@@ -6,10 +6,8 @@ export { BadRecords } from './bad-records.js';
 export {
   type BuildOptions,
   buildDataset,
-  type DataStats,
   drawValidationRecords,
   type PackedDataset,
-  type SplitStats,
 } from './build-dataset.js';
 export { CACHE_VERSION } from './cache.js';
 export { CHAT_ROLES, ChatRenderer, DEFAULT_CHAT_TEMPLATE, parseMessages } from './format/chat-template.js';
@@ -63,8 +61,10 @@ export { type Truncation, truncateSample } from './truncate.js';
 export type {
   DataConfig,
   DataRecipe,
+  DataStats,
   FormattedRecord,
   RecipeFormat,
+  SplitStats,
   TextSegment,
   TokenizedSample,
 } from './types.js';

@@ -64,3 +64,33 @@ export interface TokenizedSample {
   ids: Int32Array;
   labels: Int32Array;
 }
+
+/** Figures of one split. */
+export interface SplitStats {
+  records: number;
+  samples: number;
+  rows: number;
+  /** Tokens that are not padding. */
+  tokens: number;
+  /** Positions that carry loss (targets that are not -100). */
+  trainedTokens: number;
+  /** tokens / (rows * sequence_len). */
+  packingEfficiency: number;
+}
+
+/** What building the dataset found. */
+export interface DataStats {
+  /** Usable records read, all splits. */
+  records: number;
+  skippedRecords: number;
+  /** `where: message` of the first skipped records. */
+  skippedExamples: string[];
+  /** Samples cut to fit sequence_len (`truncation: split` or `truncate`). */
+  truncated: number;
+  /** Samples left out for being too long (`truncation: drop`). */
+  dropped: number;
+  /** Where the validation split came from. */
+  validationFrom: 'files' | 'val_set_size' | 'none';
+  train: SplitStats;
+  validation: SplitStats | null;
+}
