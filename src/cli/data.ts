@@ -27,7 +27,7 @@ const EXAMPLE_CHARS = 4000;
 
 function examples(data: PackedDataset, tok: MftTokenizer, n: number, color: boolean) {
   return data.examples(n).map((s) => {
-    let text = renderSample(tok, s, color);
+    let text = renderSample(tok, s, { color });
     if (text.length > EXAMPLE_CHARS)
       text = `${text.slice(0, EXAMPLE_CHARS)}${color ? '\x1b[39m' : ''} [... cut]`;
     return { tokens: s.ids.length, trained_tokens: trainedTargets(s.labels), text };

@@ -153,8 +153,8 @@ async function readAndTokenize(
     ...files.validation.map((f) => [f, 'validation'] as [SourceFile, 'validation']),
   ];
   const progress = byteProgress(
-    opts.progress ?? false,
     all.reduce((s, [f]) => s + statSync(f.path).size, 0),
+    { enabled: opts.progress ?? false },
   );
   try {
     for (const [file, split] of all) {

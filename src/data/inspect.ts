@@ -16,9 +16,10 @@ const RESET = '\x1b[39m';
  * prefix up to its end (so a SentencePiece "▁" at a run start keeps its space), falling back to
  * decoding the run alone when a decoder does not extend prefixes.
  * @example
- *   renderSample(tok, sample, false); // '⟦<s> Q: 1+1?\nA:⟧ 2</s>'
+ *   renderSample(tok, sample, { color: false }); // '⟦<s> Q: 1+1?\nA:⟧ 2</s>'
  */
-export function renderSample(tok: MftTokenizer, sample: TokenizedSample, color: boolean): string {
+export function renderSample(tok: MftTokenizer, sample: TokenizedSample, opts: { color: boolean }): string {
+  const { color } = opts;
   const ids = Array.from(sample.ids);
   const trainedAt = (t: number) => t > 0 && sample.labels[t] !== IGNORE_INDEX;
   let out = '';

@@ -16,9 +16,9 @@ export interface ByteProgress {
 
 const NONE: ByteProgress = { update() {}, nextFile() {}, records() {}, stop() {} };
 
-/** A progress bar over `totalBytes` when `enabled` and stderr is a TTY; a no-op otherwise. */
-export function byteProgress(enabled: boolean, totalBytes: number): ByteProgress {
-  if (!enabled || !process.stderr.isTTY || totalBytes === 0) return NONE;
+/** A progress bar over `totalBytes` when `opts.enabled` and stderr is a TTY; a no-op otherwise. */
+export function byteProgress(totalBytes: number, opts: { enabled: boolean }): ByteProgress {
+  if (!opts.enabled || !process.stderr.isTTY || totalBytes === 0) return NONE;
   const bar = new cliProgress.SingleBar(
     {
       format: 'tokenizing |{bar}| {percentage}% | {records} records',

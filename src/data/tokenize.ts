@@ -60,11 +60,15 @@ function bosText(tok: MftTokenizer): string | null {
 }
 
 /** `encode` without a trailing EOS that a post-processor may add (EOS is appended once, at the end). */
-function encodeNoEos(tok: MftTokenizer, text: string, addSpecialTokens: boolean): number[] {
+function encodeNoEos(tok: MftTokenizer, text: string, opts: { addSpecialTokens: boolean }): number[] {
+  const { addSpecialTokens } = opts;
   const ids = tok.encode(text, { addSpecialTokens });
   if (addSpecialTokens && tok.addsEos && ids.length > 0 && ids[ids.length - 1] === tok.eosId) ids.pop();
   return ids;
 }
+
+// Encoding without BOS/EOS: the pieces of a fill-in-the-middle sample.
+const PLAIN = { addSpecialTokens: false };
 
 function startsWith(ids: number[], prefix: number[]): boolean {
   if (prefix.length > ids.length) return false;
@@ -84,18 +88,22 @@ function mergeSegments(segments: TextSegment[]): TextSegment[] {
   return out;
 }
 
-/** Token ids and per-token trained flags of text segments (see the module comment). */
+/**
+ * Token ids and per-token trained flags of text segments (see the module comment).
+ * @param opts `strict` (chat records): a token straddling a part boundary is an error, not re-tokenized apart
+ */
 export function tokenizeSegments(
   tok: MftTokenizer,
   segments: TextSegment[],
-  strict: boolean,
+  opts: { strict: boolean },
 ): { ids: number[]; trained: boolean[] } {
+  const { strict } = opts;
   const parts = mergeSegments(segments);
   if (parts.length === 0) throw new RecordError('empty text');
   const whole = parts.map((p) => p.text).join('');
   const bos = bosText(tok);
   const specials = !(bos !== null && bos !== '' && whole.startsWith(bos));
-  const ids = encodeNoEos(tok, whole, specials);
+  const ids = encodeNoEos(tok, whole, { addSpecialTokens: specials });
   const trained = new Array<boolean>(ids.length).fill(false);
   let consistent = true;
   let start = 0;
@@ -104,7 +112,7 @@ export function tokenizeSegments(
     offset += parts[k]!.text.length;
     let end = ids.length;
     if (k < parts.length - 1) {
-      const prefixIds = encodeNoEos(tok, whole.slice(0, offset), specials);
+      const prefixIds = encodeNoEos(tok, whole.slice(0, offset), { addSpecialTokens: specials });
       if (!startsWith(ids, prefixIds) || prefixIds.length < start) {
         consistent = false;
         break;
@@ -125,7 +133,7 @@ export function tokenizeSegments(
   const outIds: number[] = [];
   const outTrained: boolean[] = [];
   parts.forEach((p, k) => {
-    const partIds = encodeNoEos(tok, p.text, k === 0 ? specials : false);
+    const partIds = encodeNoEos(tok, p.text, { addSpecialTokens: k === 0 && specials });
     for (const id of partIds) {
       outIds.push(id);
       outTrained.push(p.trained);
@@ -176,15 +184,15 @@ export function tokenizeRecord(
     ids = [
       ...(tok.addsBos && tok.bosId !== null ? [tok.bosId] : []),
       fim.prefix,
-      ...encodeNoEos(tok, rec.prefix, false),
+      ...encodeNoEos(tok, rec.prefix, PLAIN),
       fim.suffix,
-      ...encodeNoEos(tok, rec.suffix, false),
+      ...encodeNoEos(tok, rec.suffix, PLAIN),
       fim.middle,
-      ...encodeNoEos(tok, rec.middle, false),
+      ...encodeNoEos(tok, rec.middle, PLAIN),
     ];
     trained = ids.map(() => true);
   } else {
-    ({ ids, trained } = tokenizeSegments(tok, rec.segments, rec.chat));
+    ({ ids, trained } = tokenizeSegments(tok, rec.segments, { strict: rec.chat }));
   }
   if (opts.addEos && tok.eosId !== null && !endsWithEos(tok, ids)) {
     ids.push(tok.eosId);

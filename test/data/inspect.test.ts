@@ -17,15 +17,15 @@ const prompt = {
 test('tokens without loss are bracketed, or grey on a colour terminal', () => {
   const tok = charTokenizer();
   const sample = tokenizeRecord(tok, prompt, { addEos: true, fim: null });
-  expect(renderSample(tok, sample, false)).toBe('⟦<s>Q: 1+1?\nA:⟧ 2</s>');
-  expect(renderSample(tok, sample, true)).toBe('\x1b[90m<s>Q: 1+1?\nA:\x1b[39m 2</s>');
+  expect(renderSample(tok, sample, { color: false })).toBe('⟦<s>Q: 1+1?\nA:⟧ 2</s>');
+  expect(renderSample(tok, sample, { color: true })).toBe('\x1b[90m<s>Q: 1+1?\nA:\x1b[39m 2</s>');
   // The first token is never a target, even when its label is set.
   const all = tokenizeRecord(
     tok,
     { ...prompt, segments: [{ text: 'ab', trained: true }] },
     { addEos: false, fim: null },
   );
-  expect(renderSample(tok, all, false)).toBe('⟦<s>⟧ab');
+  expect(renderSample(tok, all, { color: false })).toBe('⟦<s>⟧ab');
 });
 
 test('a SentencePiece word after the mask keeps its leading space', async () => {
@@ -41,5 +41,5 @@ test('a SentencePiece word after the mask keeps its leading space', async () => 
     },
     { addEos: true, fim: null },
   );
-  expect(renderSample(tok, sample, false)).toBe('⟦<s> Once upon a time⟧ there was</s>');
+  expect(renderSample(tok, sample, { color: false })).toBe('⟦<s> Once upon a time⟧ there was</s>');
 });

@@ -74,7 +74,8 @@ function readString(
   return value;
 }
 
-function readIntList(name: string, value: unknown, allowIgnore: boolean): number[] {
+function readIntList(name: string, value: unknown, opts: { allowIgnore: boolean }): number[] {
+  const { allowIgnore } = opts;
   if (!Array.isArray(value))
     throw new RecordError(`${name}: expected a list of integers, got ${describeValue(value)}`);
   return value.map((v, i) => {
@@ -86,10 +87,12 @@ function readIntList(name: string, value: unknown, allowIgnore: boolean): number
 }
 
 function preTokenized(record: Record<string, unknown>): FormattedRecord {
-  const inputIds = readIntList('input_ids', record.input_ids, false);
+  const inputIds = readIntList('input_ids', record.input_ids, { allowIgnore: false });
   if (inputIds.length === 0) throw new RecordError('input_ids: empty list');
   const labels =
-    record.labels === undefined || record.labels === null ? null : readIntList('labels', record.labels, true);
+    record.labels === undefined || record.labels === null
+      ? null
+      : readIntList('labels', record.labels, { allowIgnore: true });
   if (labels && labels.length !== inputIds.length) {
     throw new RecordError(
       `labels: ${labels.length} labels for ${inputIds.length} input_ids`,
