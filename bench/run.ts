@@ -6,6 +6,7 @@
  *   npm run bench -- --compare FILE        also print the ratios against an earlier result
  *   npm run bench -- --compare OLD --with NEW   compare two result files, run nothing
  *   npm run bench -- --show FILE           print the table of a result file, run nothing
+ *   npm run bench -- --peer [--runs N]     mft's LoRA step against PyTorch's (bench/peer.ts)
  *   options: --backend wasm,cpu  --only train,profile  --runs N  --out DIR
  *
  * Each measurement runs in a worker process (bench/worker.ts); training configurations and the
@@ -186,6 +187,7 @@ function assemble(
 }
 
 async function main(): Promise<number> {
+  if (process.argv.includes('--peer')) return (await import('./peer.js')).runPeer(process.argv.slice(2));
   const args = parseArgs(process.argv.slice(2));
   if (args.show) {
     process.stdout.write(`${formatReport(readReport(args.show))}\n`);

@@ -1,0 +1,268 @@
+/**
+ * `npm run bench -- --peer [--runs N] [--quick] [--shape main|bench]`: mft's LoRA training step against PyTorch's at the
+ * two shapes of bench/peer/README.md, alternating mft and PyTorch runs in one process so that load
+ * from other jobs on the machine falls on both. Prints tokens/s, the ratio, MFU against the
+ * machine's GEMM peak measured here (onnxruntime's MLAS, one thread, a 1024^3 product) and peak RSS;
+ * writes bench/results/<date>-peer.json. Without torch it says "peer skipped" and times mft alone.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend, nativeKernelStatus } from '../src/backend/index.js';
+import { writeFileAtomic } from '../src/util/index.js';
+import type { JobOutcome, WorkerTask } from './jobs.js';
+import { formatJson } from './lib/json.js';
+import { machine, versions } from './lib/machine.js';
+import { sig } from './lib/measure.js';
+import type { LlamaShape } from './lib/random-llama.js';
+import type { TrainStepJob, TrainStepResult } from './sections/train-step.js';
+
+interface PeerShape {
+  name: 'main' | 'bench';
+  /** The bench shape needs gradient checkpointing in mft: without it the wasm heap passes 4 GiB. */
+  checkpointing: boolean;
+  model: LlamaShape;
+  batchSize: number;
+  seqLen: number;
+  r: number;
+}
+
+const SHAPES: PeerShape[] = [
+  {
+    name: 'main',
+    checkpointing: false,
+    model: {
+      vocab_size: 512,
+      hidden_size: 64,
+      intermediate_size: 172,
+      num_hidden_layers: 5,
+      num_attention_heads: 8,
+      num_key_value_heads: 4,
+      max_position_embeddings: 512,
+    },
+    batchSize: 16,
+    seqLen: 128,
+    r: 8,
+  },
+  {
+    name: 'bench',
+    checkpointing: true,
+    model: {
+      vocab_size: 32000,
+      hidden_size: 512,
+      intermediate_size: 1376,
+      num_hidden_layers: 8,
+      num_attention_heads: 8,
+      num_key_value_heads: 4,
+      max_position_embeddings: 256,
+    },
+    batchSize: 4,
+    seqLen: 256,
+    r: 16,
+  },
+];
+
+const HERE = fileURLToPath(new URL('.', import.meta.url));
+const PEER_DIR = join(HERE, 'peer');
+const RESULTS = join(HERE, 'results');
+
+interface TorchResult {
+  threads: number;
+  blas: string;
+  tokPerS: number;
+  peakRssMiB: number;
+  loss: number;
+}
+
+/** The first Python that imports torch: the one on PATH, else Debian's (where apt installs torch). */
+function torchPython(): string | undefined {
+  return ['python3', '/usr/bin/python3'].find(
+    (py) => spawnSync(py, ['-c', 'import torch'], { encoding: 'utf8' }).status === 0,
+  );
+}
+
+function runTorch(
+  python: string,
+  shape: PeerShape,
+  threads: number,
+  warmup: number,
+  steps: number,
+): TorchResult {
+  const env: NodeJS.ProcessEnv = { ...process.env, OMP_WAIT_POLICY: 'PASSIVE' };
+  delete env.OPENBLAS_CORETYPE;
+  delete env.OPENBLAS_L2_SIZE;
+  const args = [
+    join(PEER_DIR, 'torch_lora_step.py'),
+    PEER_DIR,
+    shape.name,
+    String(threads),
+    String(warmup),
+    String(steps),
+  ];
+  const r = spawnSync(python, args, { encoding: 'utf8', env });
+  const line = r.stdout.split('\n').find((l) => l.startsWith('RESULT '));
+  if (r.status !== 0 || !line)
+    throw new Error(`torch_lora_step.py failed: ${r.stderr.trim().split('\n').at(-1)}`);
+  return JSON.parse(line.slice('RESULT '.length)) as TorchResult;
+}
+
+/** One mft step measurement in a process of its own (bench/worker.ts), for its own peak RSS. */
+function runMft(shape: PeerShape, warmup: number, runs: number): TrainStepResult {
+  const job: TrainStepJob = {
+    kind: 'train-step',
+    model: shape.model,
+    storage: 'fp32',
+    checkpointing: shape.checkpointing,
+    batchSize: shape.batchSize,
+    seqLen: shape.seqLen,
+    r: shape.r,
+    warmup,
+    runs,
+  };
+  const dir = mkdtempSync(join(tmpdir(), 'mft-peer-'));
+  try {
+    const task: WorkerTask = { backend: 'wasm', jobs: [job] };
+    writeFileSync(join(dir, 'task.json'), JSON.stringify(task));
+    const r = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', join(HERE, 'worker.ts'), join(dir, 'task.json'), join(dir, 'out.json')],
+      {
+        stdio: ['ignore', 'ignore', 'inherit'],
+      },
+    );
+    if (r.status !== 0) throw new Error(`bench worker exited ${r.status}`);
+    const [outcome] = JSON.parse(readFileSync(join(dir, 'out.json'), 'utf8')) as JobOutcome[];
+    if (!outcome?.ok) throw new Error(outcome ? outcome.error : 'no result');
+    const result = outcome.result as TrainStepResult;
+    if (!result.fits) throw new Error('the mft step ran out of memory');
+    return result;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** GFLOP/s of one thread on a 1024^3 float32 product through the native kernel (MLAS). */
+async function gemmPeakGflops(): Promise<number> {
+  await initBackend('wasm');
+  if (!nativeKernelStatus()?.active) return Number.NaN;
+  const n = 1024;
+  const a = tf.randomNormal([n, n]);
+  const b = tf.randomNormal([n, n]);
+  let best = Number.POSITIVE_INFINITY;
+  for (let i = 0; i < 6; i++) {
+    const t0 = performance.now();
+    tf.matMul(a, b).dispose();
+    best = Math.min(best, (performance.now() - t0) / 1000);
+  }
+  tf.dispose([a, b]);
+  return (2 * n ** 3) / best / 1e9;
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((x, y) => x - y);
+  const m = s.length >> 1;
+  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+};
+
+export async function runPeer(argv: string[]): Promise<number> {
+  const quick = argv.includes('--quick');
+  const runsAt = argv.indexOf('--runs');
+  const rounds = runsAt >= 0 ? Number(argv[runsAt + 1]) : quick ? 1 : 3;
+  if (!Number.isInteger(rounds) || rounds < 1) {
+    process.stderr.write('bench: --runs needs a positive integer\n');
+    return 2;
+  }
+  const shapeAt = argv.indexOf('--shape');
+  const only = shapeAt >= 0 ? argv[shapeAt + 1] : undefined;
+  const shapes = SHAPES.filter((s) => only === undefined || s.name === only);
+  if (shapes.length === 0) {
+    process.stderr.write('bench: --shape is main or bench\n');
+    return 2;
+  }
+  const peak = await gemmPeakGflops();
+  const kernels = nativeKernelStatus()?.detail ?? 'stock';
+  const python = torchPython();
+  const withTorch = python !== undefined;
+  if (!withTorch)
+    process.stdout.write('peer skipped: python3 with torch is not installed (see bench/peer/README.md)\n');
+  const threads = [1, 2];
+  const rows = [];
+  for (const shape of shapes) {
+    const mft: TrainStepResult[] = [];
+    const torch = new Map<number, TorchResult[]>(threads.map((t) => [t, []]));
+    for (let round = 0; round < rounds; round++) {
+      process.stderr.write(`peer: ${shape.name} round ${round + 1}/${rounds}\n`);
+      mft.push(runMft(shape, 1, quick ? 1 : 3));
+      if (python) for (const t of threads) torch.get(t)?.push(runTorch(python, shape, t, 3, quick ? 3 : 11));
+    }
+    const mftTok = median(mft.map((m) => m.tokensPerS));
+    const flopsPerToken = (mft[0] as TrainStepResult).flops.total / (shape.batchSize * shape.seqLen);
+    const peers = threads.map((t) => {
+      const rs = torch.get(t) ?? [];
+      const tok = rs.length ? median(rs.map((x) => x.tokPerS)) : Number.NaN;
+      return {
+        threads: t,
+        tokensPerS: sig(tok),
+        mfu: sig((tok * flopsPerToken) / 1e9 / (peak * t)),
+        peakRssMiB: rs.length ? sig(Math.max(...rs.map((x) => x.peakRssMiB))) : null,
+        blas: rs[0]?.blas ?? null,
+        runs: rs.map((x) => sig(x.tokPerS)),
+      };
+    });
+    const best = peers.reduce((p, q) => (q.tokensPerS > p.tokensPerS ? q : p));
+    rows.push({
+      shape: shape.name,
+      checkpointing: shape.checkpointing,
+      batchSize: shape.batchSize,
+      seqLen: shape.seqLen,
+      r: shape.r,
+      flopsPerToken: sig(flopsPerToken),
+      mft: {
+        workers: 1,
+        tokensPerS: sig(mftTok),
+        mfu: sig((mftTok * flopsPerToken) / 1e9 / peak),
+        peakRssMiB: sig(Math.max(...mft.map((m) => m.peakRssMiB))),
+        runs: mft.map((m) => m.tokensPerS),
+      },
+      torch: withTorch ? peers : null,
+      ratio: withTorch ? sig(mftTok / best.tokensPerS, 3) : null,
+    });
+  }
+  const lines = [
+    `GEMM peak (onnxruntime MLAS, 1 thread, 1024^3 fp32): ${peak.toFixed(1)} GFLOP/s; mft kernels: ${kernels}`,
+    'alternating runs, medians; the CPU may be shared with other jobs',
+    '| shape | mft 1 worker tok/s | MFU | peak RSS MiB | PyTorch 1 thread tok/s | 2 threads tok/s | MFU (best) | peak RSS MiB | mft / best PyTorch |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    ...rows.map((r) => {
+      const p = r.torch;
+      const best = p ? p.reduce((x, y) => (y.tokensPerS > x.tokensPerS ? y : x)) : null;
+      const pct = (x: number) => `${(100 * x).toFixed(0)}%`;
+      return `| ${r.shape} ${r.batchSize} x ${r.seqLen}, r ${r.r} | ${r.mft.tokensPerS} | ${pct(r.mft.mfu)} | ${r.mft.peakRssMiB} | ${p ? p[0]?.tokensPerS : 'skipped'} | ${p ? p[1]?.tokensPerS : 'skipped'} | ${best ? pct(best.mfu) : '-'} | ${best?.peakRssMiB ?? '-'} | ${r.ratio ?? '-'} |`;
+    }),
+  ];
+  const blas = rows.find((r) => r.torch)?.torch?.[0]?.blas;
+  if (blas) lines.push(`PyTorch BLAS kernel: ${blas}`);
+  process.stdout.write(`${lines.join('\n')}\n`);
+  const report = {
+    schema: 'mft-bench-peer/1',
+    date: new Date().toISOString(),
+    machine: machine(),
+    versions: versions(),
+    gemmPeakGflops1Thread: sig(peak),
+    mftKernels: kernels,
+    mfuDefinition:
+      'training FLOPs (bench/lib/flops.ts) per second / (GEMM peak of one thread x threads used)',
+    rounds,
+    peer: withTorch ? 'torch' : 'skipped',
+    rows,
+  };
+  if (!quick) {
+    const file = join(RESULTS, `${new Date().toISOString().slice(0, 10)}-peer.json`);
+    writeFileAtomic(file, formatJson(report));
+    process.stdout.write(`wrote ${file}\n`);
+  }
+  return 0;
+}
