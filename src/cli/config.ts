@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { configTable, loadTaskConfig, schemaMarkdown, schemaText, taskValues } from '../config/index.js';
+import { jsonOutput } from '../util/index.js';
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
@@ -28,7 +29,7 @@ export function registerConfig(program: Command): void {
       const resolved = await loadTaskConfig(file, { set: opts.set });
       if (opts.json) {
         const doc = { config: taskValues(resolved), sources: resolved.sources };
-        process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
+        process.stdout.write(jsonOutput(doc, 2));
         return;
       }
       process.stdout.write(configTable(resolved));

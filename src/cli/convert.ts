@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { convertLlama2c } from '../convert/llama2c.js';
+import { jsonOutput } from '../util/index.js';
 
 /** `mft convert llama2c`: a llama2.c checkpoint + SentencePiece tokenizer -> an HF model folder. */
 export function registerConvert(program: Command): void {
@@ -38,7 +39,7 @@ export function registerConvert(program: Command): void {
             max_position_embeddings: c.seq_len,
             tie_word_embeddings: c.sharedClassifier,
           };
-          process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+          process.stdout.write(jsonOutput(report, 2));
           return;
         }
         process.stdout.write(

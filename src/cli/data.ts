@@ -9,7 +9,7 @@ import {
   trainedTargets,
 } from '../data/index.js';
 import { loadTokenizer, type MftTokenizer } from '../tokenizer/index.js';
-import { fail } from '../util/index.js';
+import { fail, jsonOutput } from '../util/index.js';
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
@@ -58,7 +58,7 @@ async function inspect(file: string, opts: { set: string[]; json?: boolean; n: s
       total_steps: steps.total,
       examples: shown,
     };
-    process.stdout.write(`${JSON.stringify(doc, null, 2)}\n`);
+    process.stdout.write(jsonOutput(doc, 2));
     return;
   }
   const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
@@ -145,7 +145,7 @@ export function registerData(program: Command): void {
           readmeCommand: opts.readmeCommand,
         });
         if (opts.json) {
-          process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+          process.stdout.write(jsonOutput(report, 2));
           return;
         }
         const skipped = Object.entries(report.skipped)

@@ -1,6 +1,7 @@
 import { cpus, totalmem } from 'node:os';
 import type { Command } from 'commander';
 import { autoBackend, probeBackends, useNativeKernels, type WebGpuAdapter } from '../backend/index.js';
+import { jsonOutput } from '../util/index.js';
 
 /** The webgpu adapter's limits and features, indented under its backend line. */
 function adapterLines(a: WebGpuAdapter): string[] {
@@ -29,7 +30,7 @@ export function registerDoctor(program: Command): void {
         wasm_matmul: wasmProbe?.available ? useNativeKernels() : undefined,
       };
       if (opts.json) {
-        process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+        process.stdout.write(jsonOutput(report, 2));
         return;
       }
       const lines = [

@@ -23,7 +23,7 @@ import { loraFromAdapter } from '../lora/index.js';
 import { checkTrainedBase, openAdapter, trainedBaseOptions } from '../lora/open-adapter.js';
 import type { PeftAdapter } from '../lora/peft-adapter.js';
 import { type LoadModelOptions, loadModel, type Precision, type Quantization } from '../model/index.js';
-import { fail } from '../util/index.js';
+import { fail, jsonOutput } from '../util/index.js';
 
 interface EvalFlags {
   model?: string;
@@ -377,7 +377,7 @@ export function registerEval(program: Command): void {
           backend,
         };
         if (base && tuned) out.base = base;
-        process.stdout.write(`${JSON.stringify(out)}\n`);
+        process.stdout.write(jsonOutput(out));
         return;
       }
       const columns: [string, EvalReport][] = [];

@@ -8,7 +8,7 @@ import { loraFromAdapter } from '../lora/index.js';
 import { checkTrainedBase, openAdapter, trainedBaseOptions } from '../lora/open-adapter.js';
 import { generate, loadModel } from '../model/index.js';
 import { loadTokenizer, TextStream } from '../tokenizer/index.js';
-import { fail } from '../util/index.js';
+import { fail, jsonOutput } from '../util/index.js';
 
 interface GenerateFlags {
   model?: string;
@@ -233,7 +233,7 @@ export function registerGenerate(program: Command): void {
       print(stream.finish());
       const seconds = (performance.now() - started) / 1000;
       if (flags.json) {
-        process.stdout.write(`${JSON.stringify({ prompt_ids: promptIds, ids, text: stream.text })}\n`);
+        process.stdout.write(jsonOutput({ prompt_ids: promptIds, ids, text: stream.text }));
       } else {
         process.stdout.write('\n');
       }

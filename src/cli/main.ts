@@ -10,18 +10,19 @@ import { formatProblem, MftError } from '../util/index.js';
 type Register = (program: Command) => void;
 
 // Each command's module, loaded only when needed: tfjs and Arrow take about half a second to import,
-// which `mft tokenize` or `mft config check` should not pay. The order is the order of `mft --help`.
+// which `mft tokenize` or `mft config check` should not pay. The order is the order of `mft --help`:
+// the workflow's order, train first.
 const COMMANDS: Record<string, () => Promise<Register>> = {
-  doctor: async () => (await import('./doctor.js')).registerDoctor,
+  train: async () => (await import('./train.js')).registerTrain,
+  eval: async () => (await import('./eval.js')).registerEval,
+  generate: async () => (await import('./generate.js')).registerGenerate,
   merge: async () => (await import('./merge.js')).registerMerge,
   export: async () => (await import('./export.js')).registerExport,
-  config: async () => (await import('./config.js')).registerConfig,
   data: async () => (await import('./data.js')).registerData,
-  convert: async () => (await import('./convert.js')).registerConvert,
+  config: async () => (await import('./config.js')).registerConfig,
   tokenize: async () => (await import('./tokenize.js')).registerTokenize,
-  generate: async () => (await import('./generate.js')).registerGenerate,
-  eval: async () => (await import('./eval.js')).registerEval,
-  train: async () => (await import('./train.js')).registerTrain,
+  convert: async () => (await import('./convert.js')).registerConvert,
+  doctor: async () => (await import('./doctor.js')).registerDoctor,
 };
 
 function packageVersion(): string {

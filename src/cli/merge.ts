@@ -1,6 +1,7 @@
 import { type Command, Option } from 'commander';
 import { type MergeBase, type MergeDtype, mergeAdapter, parseSize } from '../lora/merge.js';
 import { openAdapter } from '../lora/open-adapter.js';
+import { jsonOutput } from '../util/index.js';
 
 interface MergeFlags {
   model: string;
@@ -78,7 +79,7 @@ export function registerMerge(program: Command): void {
           files: result.files,
           merged_weights: result.merged.length,
         };
-        process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+        process.stdout.write(jsonOutput(report, 2));
         return;
       }
       process.stderr.write(

@@ -2,6 +2,8 @@ import { relative } from 'node:path';
 import type { Command } from 'commander';
 import { loadTaskConfig } from '../config/index.js';
 import { exitCodeFor, formatDuration, type TrainResult, train } from '../train/index.js';
+import { jsonOutput } from '../util/index.js';
+import { mftInvocation } from './invocation.js';
 
 /** A path as typed from the current directory. */
 function shown(path: string): string {
@@ -12,8 +14,9 @@ function shown(path: string): string {
 /**
  * The closing summary: time, tokens, losses, paths, and what to run next.
  * @param sets the `--set` arguments of this command, repeated in the resume command
+ * @param mft how the printed commands start (`npx mft` in a clone, `mft` when installed)
  */
-export function summaryLines(r: TrainResult, sets: string[] = []): string[] {
+export function summaryLines(r: TrainResult, sets: string[] = [], mft: string = mftInvocation()): string[] {
   const lines: string[] = [];
   const tps = r.elapsed > 0 ? Math.round(r.processedTokens / r.elapsed) : 0;
   lines.push(
@@ -35,15 +38,15 @@ export function summaryLines(r: TrainResult, sets: string[] = []): string[] {
     lines.push(`adapter    ${shown(r.adapterDir)}`);
     lines.push('next:');
     lines.push(
-      `  mft eval --model ${shown(r.baseModel)} --adapter ${shown(r.adapterDir)} ${shown(r.configFile)} --compare`,
+      `  ${mft} eval --model ${shown(r.baseModel)} --adapter ${shown(r.adapterDir)} ${shown(r.configFile)} --compare`,
     );
     lines.push(
-      `  mft merge --model ${shown(r.baseModel)} --adapter ${shown(r.runDir)} --out ${shown(r.runDir)}-merged`,
+      `  ${mft} merge --model ${shown(r.baseModel)} --adapter ${shown(r.runDir)} --out ${shown(r.runDir)}-merged`,
     );
   } else {
     lines.push('resume with:');
     const setArgs = sets.map((kv) => ` --set ${/^[\w.=:/+-]+$/.test(kv) ? kv : JSON.stringify(kv)}`).join('');
-    lines.push(`  mft train ${shown(r.configFile)}${setArgs} --resume ${shown(r.runDir)}`);
+    lines.push(`  ${mft} train ${shown(r.configFile)}${setArgs} --resume ${shown(r.runDir)}`);
   }
   return lines;
 }
@@ -92,7 +95,7 @@ export function registerTrain(program: Command): void {
           resume: opts.resume,
           overwrite: opts.overwrite,
         });
-        if (opts.json) process.stdout.write(`${JSON.stringify(result)}\n`);
+        if (opts.json) process.stdout.write(jsonOutput(result));
         else process.stdout.write(`${summaryLines(result, opts.set).join('\n')}\n`);
         process.exitCode = result.interrupted ? exitCodeFor(result.interrupted) : 0;
       },

@@ -1,7 +1,7 @@
 /**
  * What a person watching `mft train` sees, on stderr (stdout stays for results):
- * on a TTY a cli-progress bar (step / total, epoch, smoothed loss, lr, tokens/s, ETA, last eval
- * loss); otherwise one plain line per `logging_steps`, like
+ * on a TTY a cli-progress bar (step / total, epoch, smoothed loss labelled `ema loss`, lr, tokens/s,
+ * ETA, last eval loss; narrowed to the terminal's width); otherwise one plain line per `logging_steps`, like
  *
  *   step 120/1000  epoch 0.45  loss 1.8342  lr 1.9e-04  grad_norm 0.532  tok/s 812  eta 3m12s
  */
@@ -87,26 +87,59 @@ export function plainProgress(write: (line: string) => void): Progress {
   };
 }
 
+/**
+ * The bar's format for a terminal `columns` wide: the richest that fits, dropping eval, tok/s, lr
+ * and the epoch (in that order) and then shrinking the bar, so the ETA is never cut off. The loss
+ * shown is labelled `ema loss`: a moving average of the step losses, not the last step's loss the
+ * summary prints.
+ */
+export function barFormat(columns: number, totalSteps: number): { format: string; barsize: number } {
+  const parts = [
+    'epoch {epoch}',
+    'ema loss {loss}',
+    'lr {lr}',
+    'tok/s {tps}',
+    'eta {eta_formatted}',
+    'eval {eval}',
+  ];
+  const digits = String(totalSteps).length;
+  // the widest each field gets when rendered
+  const widths: Record<string, number> = {
+    value: digits,
+    total: digits,
+    epoch: 6,
+    loss: 7,
+    lr: 7,
+    tps: 7,
+    eta_formatted: 7,
+    eval: 7,
+  };
+  const width = (format: string, barsize: number) =>
+    format
+      .replace('{bar}', 'x'.repeat(barsize))
+      .replace(/\{(\w+)\}/g, (_, k: string) => 'x'.repeat(widths[k] ?? 0)).length;
+  const dropOrder = ['eval {eval}', 'tok/s {tps}', 'lr {lr}', 'epoch {epoch}'];
+  let kept = parts;
+  for (let drop = 0; ; drop++) {
+    const format = `step {value}/{total} [{bar}] ${kept.join(' | ')}`;
+    for (const barsize of [24, 16, 10, 6]) {
+      // one column spare: a line exactly as wide as the terminal wraps on some
+      if (width(format, barsize) < columns) return { format, barsize };
+    }
+    if (drop >= dropOrder.length) return { format, barsize: 6 };
+    kept = kept.filter((p) => p !== dropOrder[drop]);
+  }
+}
+
 /** A cli-progress bar on a terminal stream; notes are printed above it. */
 export function barProgress(stream: NodeJS.WriteStream): Progress {
-  const multi = new cliProgress.MultiBar(
-    {
-      stream,
-      format:
-        'step {value}/{total} [{bar}] epoch {epoch} | loss {loss} | lr {lr} | tok/s {tps} | eta {eta_formatted} | eval {eval}',
-      barsize: 24,
-      hideCursor: true,
-      // signals are ours: the run finishes its step and saves before stopping
-      gracefulExit: false,
-      etaBuffer: 20,
-    },
-    cliProgress.Presets.shades_classic,
-  );
+  let multi = newMultiBar(stream, 100);
   let bar: cliProgress.SingleBar | null = null;
   let smoothed = Number.NaN;
   let lastEval = '-';
   return {
     start(totalSteps, step) {
+      multi = newMultiBar(stream, totalSteps);
       bar = multi.create(totalSteps, step, { epoch: '0.00', loss: '-', lr: '-', tps: '-', eval: lastEval });
     },
     step(r) {
@@ -134,6 +167,22 @@ export function barProgress(stream: NodeJS.WriteStream): Progress {
       multi.stop();
     },
   };
+}
+
+function newMultiBar(stream: NodeJS.WriteStream, totalSteps: number): cliProgress.MultiBar {
+  const { format, barsize } = barFormat(stream.columns ?? 80, totalSteps);
+  return new cliProgress.MultiBar(
+    {
+      stream,
+      format,
+      barsize,
+      hideCursor: true,
+      // signals are ours: the run finishes its step and saves before stopping
+      gracefulExit: false,
+      etaBuffer: 20,
+    },
+    cliProgress.Presets.shades_classic,
+  );
 }
 
 /** The bar on a TTY, plain lines otherwise. */

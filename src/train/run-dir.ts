@@ -101,7 +101,8 @@ export function settingsChanged(recorded: Record<string, unknown>, current: obje
 
 /**
  * Refuse `runDir` for a fresh run when it holds anything, unless `overwrite` and what it holds is an
- * earlier mft run. Changes nothing (so a run that fails while loading leaves the directory as it was).
+ * earlier mft run, or it holds only what a run that stopped before its first checkpoint left.
+ * Returns the entries to delete. Changes nothing (so a run that fails while loading leaves the directory as it was).
  */
 export function checkFreshRunDir(runDir: string, overwrite: boolean): string[] {
   if (existsSync(runDir) && !statSync(runDir).isDirectory()) {
@@ -121,8 +122,11 @@ export function checkFreshRunDir(runDir: string, overwrite: boolean): string[] {
         fix: 'choose an empty or new output_dir (--output-dir DIR)',
       });
     }
-    if (!overwrite) {
-      const ckpt = latestCheckpoint(runDir);
+    // a run that died before its first checkpoint (config.resolved.yaml, maybe metrics rows) has
+    // nothing to resume or keep: a new run replaces it without --overwrite
+    const ckpt = latestCheckpoint(runDir);
+    const holdsWork = ckpt !== null || entries.includes(FINAL_ADAPTER);
+    if (!overwrite && holdsWork) {
       throw new MftError({
         where: 'output_dir',
         message: `${displayPath(runDir)} already holds a run${ckpt ? ` (newest checkpoint: step ${ckpt.step})` : ''}`,

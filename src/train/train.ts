@@ -217,8 +217,10 @@ export async function trainLoop(
 
   const stop = ctx.handleSignals
     ? watchStopSignals((s) =>
+        // no step number here: the signal may land before or after the step in progress is done;
+        // the note after the save names the checkpoint actually written
         progress.note(
-          `${s}: finishing step ${state.step + 1}, then saving a checkpoint (again to stop at once)`,
+          `${s}: stopping after the step in progress and saving a checkpoint (${s} again stops at once)`,
         ),
       )
     : null;
@@ -322,6 +324,9 @@ export async function trainLoop(
 
       // 10) stop: a signal ends the run here, with its checkpoint written
       if (stopping) {
+        progress.note(
+          `${stopping}: stopped after step ${step}; saved ${displayPath(result.lastCheckpoint!)}`,
+        );
         result.interrupted = stopping;
         break;
       }

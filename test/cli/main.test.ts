@@ -11,17 +11,18 @@ describe('buildProgram', () => {
   });
 
   test('every command for help or an unknown name (so commander can list and suggest them)', async () => {
+    // the workflow's order: train first, the tools after
     const all = [
-      'doctor',
+      'train',
+      'eval',
+      'generate',
       'merge',
       'export',
-      'config',
       'data',
-      'convert',
+      'config',
       'tokenize',
-      'generate',
-      'eval',
-      'train',
+      'convert',
+      'doctor',
     ];
     expect(await names()).toEqual(all);
     expect(await names('--help')).toEqual(all);

@@ -37,10 +37,33 @@ describe('mft tokenize', () => {
     expect(tok.decode(ids)).toBe(text);
   });
 
+  test('--decode prints the text of ids (a JSON array or comma-separated), the inverse of --text', () => {
+    const json = runCli(['tokenize', '--model', MODEL, '--decode', JSON.stringify([1, ...ONCE])]);
+    expect(json.status).toBe(0);
+    expect(json.stdout).toBe('<s> Once upon a time\n'); // as transformers' decode(skip_special_tokens=False)
+    const noSpecial = runCli([
+      'tokenize',
+      '--model',
+      MODEL,
+      '--decode',
+      JSON.stringify([1, ...ONCE]),
+      '--no-special',
+    ]);
+    expect(noSpecial.stdout).toBe('Once upon a time\n');
+    const commas = runCli(['tokenize', '--model', MODEL, '--decode', ONCE.join(',')]);
+    expect(commas.stdout).toBe('Once upon a time\n');
+    const bad = runCli(['tokenize', '--model', MODEL, '--decode', '1,99999']);
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/--decode: item 2: 99999 is not a token id of this tokenizer \(0\.\.511\)/);
+    const notJson = runCli(['tokenize', '--model', MODEL, '--decode', '[1,']);
+    expect(notJson.status).toBe(2);
+    expect(notJson.stderr).toContain('--decode: is not a JSON array');
+  });
+
   test('user mistakes exit 2 with the place and the fix', () => {
     const both = runCli(['tokenize', '--model', MODEL, '--text', 'a', '--file', 'b']);
     expect(both.status).toBe(2);
-    expect(both.stderr).toMatch(/mft tokenize: give exactly one of --text and --file/);
+    expect(both.stderr).toMatch(/mft tokenize: give exactly one of --text, --file and --decode/);
     expect(both.stdout).toBe('');
 
     const noTok = runCli(['tokenize', '--model', tmp, '--text', 'a']);

@@ -167,7 +167,11 @@ describe('mft train', () => {
     expect(m).not.toBeNull();
     const step = Number(m![1]);
     expect(existsSync(join(out, `checkpoint-${step}`, 'optimizer.safetensors'))).toBe(true);
-    expect(ended.stderr).toMatch(/SIGTERM: finishing step \d+, then saving a checkpoint/);
+    expect(ended.stderr).toContain('SIGTERM: stopping after the step in progress and saving a checkpoint');
+    // the message names the checkpoint written, the one the summary reports
+    expect(ended.stderr).toMatch(
+      new RegExp(`SIGTERM: stopped after step ${step}; saved .*checkpoint-${step}\\n`),
+    );
     expect(ended.stdout).toContain(`--set logging_steps=1 --resume ${out}`);
     expect(existsSync(join(out, 'adapter'))).toBe(false);
   }, 120_000);

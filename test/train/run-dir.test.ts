@@ -71,6 +71,20 @@ describe('run directory', () => {
     expect(readdirSync(run)).toEqual([]);
   });
 
+  test('what a run that crashed before its first checkpoint left is replaced without --overwrite', () => {
+    dir = makeTempDir('run');
+    const run = join(dir, 'run');
+    prepareFreshRunDir(run, false);
+    writeResolvedConfig(run, config);
+    writeFileSync(join(run, 'metrics.jsonl'), '{"type":"eval","step":0,"eval_loss":7}\n');
+    prepareFreshRunDir(run, false);
+    expect(readdirSync(run)).toEqual([]);
+    // a final adapter is work to keep: refused as a run
+    writeResolvedConfig(run, config);
+    mkdirSync(join(run, 'adapter'));
+    expect(() => prepareFreshRunDir(run, false)).toThrow(/already holds a run \(fix: --resume/);
+  });
+
   test('a non-empty directory that is not a run is refused even with --overwrite', () => {
     dir = makeTempDir('run');
     writeFileSync(join(dir, 'thesis.tex'), 'precious');

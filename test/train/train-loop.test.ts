@@ -7,6 +7,7 @@ import { latestCheckpoint, listCheckpoints, readTrainerState } from '../../src/t
 import { type MetricsRow, readMetrics, type TrainRow } from '../../src/train/metrics.js';
 import { plainProgress } from '../../src/train/progress.js';
 import { type TrainSettings, trainLoop } from '../../src/train/train.js';
+import { displayPath } from '../../src/util/index.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp-dir.js';
 import { BigramTrainable, patternData, patternSplit } from './stand-ins.js';
 
@@ -134,7 +135,13 @@ describe('trainLoop', () => {
     expect(r1.step).toBe(7);
     expect(r1.adapterDir).toBeNull();
     expect(latestCheckpoint(runDir)!.step).toBe(7);
-    expect(lines.some((l) => l.startsWith('SIGTERM: finishing step 7, then saving a checkpoint'))).toBe(true);
+    expect(lines).toContain(
+      'SIGTERM: stopping after the step in progress and saving a checkpoint (SIGTERM again stops at once)',
+    );
+    // the closing note names the checkpoint actually written
+    expect(lines.filter((l) => /^SIGTERM: stopped after step/.test(l))).toEqual([
+      `SIGTERM: stopped after step 7; saved ${displayPath(join(runDir, 'checkpoint-7'))}`,
+    ]);
     // resume with fresh weights (they come from the checkpoint)
     const second = new BigramTrainable({ seed: 99, dropout: 0.2 });
     const r2 = await trainLoop(s, second, data, ctx(runDir, [], latestCheckpoint(runDir)));

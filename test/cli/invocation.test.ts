@@ -1,0 +1,31 @@
+import { spawnSync } from 'node:child_process';
+import { symlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, test } from 'vitest';
+import { mftInvocation, PACKAGE_ROOT } from '../../src/cli/invocation.js';
+import { fileTempDir } from '../helpers/tmp-dir.js';
+
+const tmp = fileTempDir('invocation');
+
+describe('mftInvocation: the printed next commands run', () => {
+  test('`mft` when this package is on PATH (a global install or npm link)', () => {
+    const bin = join(tmp, 'global-bin');
+    spawnSync('mkdir', ['-p', bin]);
+    symlinkSync(join(PACKAGE_ROOT, 'bin', 'mft.js'), join(bin, 'mft'));
+    expect(mftInvocation({ PATH: `/nonexistent:${bin}` }, tmp)).toBe('mft');
+  });
+
+  test('`npx mft` inside the clone when no mft is on PATH, and that command runs', () => {
+    expect(mftInvocation({ PATH: '/usr/bin:/bin' }, join(PACKAGE_ROOT, 'configs'))).toBe('npx mft');
+    const r = spawnSync('npx', ['--no-install', 'mft', '--version'], { cwd: PACKAGE_ROOT, encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^\d+\.\d+\.\d+\n$/);
+  }, 60_000);
+
+  test('another mft on PATH is not taken for this one; outside the clone, node and the bin path', () => {
+    const other = join(tmp, 'other-bin');
+    spawnSync('mkdir', ['-p', other]);
+    symlinkSync('/bin/true', join(other, 'mft'));
+    expect(mftInvocation({ PATH: other }, '/')).toBe(`node ${join(PACKAGE_ROOT, 'bin', 'mft.js')}`);
+  });
+});
