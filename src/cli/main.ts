@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
-import { formatProblem, MftError } from '../util/index.js';
+import { asUserFileError, formatProblem } from '../util/index.js';
 
 type Register = (program: Command) => void;
 
@@ -66,9 +66,11 @@ export async function main(argv: string[]): Promise<number> {
       // --help and --version end through here with code 0; usage errors were already printed.
       return err.exitCode === 0 ? 0 : 2;
     }
-    if (err instanceof MftError) {
-      for (const p of err.problems) process.stderr.write(`mft: ${formatProblem(p)}\n`);
-      if (debug) process.stderr.write(`${err.stack}\n`);
+    // a full disk, a read-only or forbidden folder: the user's to fix, not a bug
+    const userError = asUserFileError(err);
+    if (userError) {
+      for (const p of userError.problems) process.stderr.write(`mft: ${formatProblem(p)}\n`);
+      if (debug) process.stderr.write(`${(err as Error).stack}\n`);
       return 2;
     }
     process.stderr.write(

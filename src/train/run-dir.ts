@@ -16,6 +16,7 @@ import { basename, dirname, join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { displayPath, fsyncPath, MftError, writeFileAtomic } from '../util/index.js';
 import { type CheckpointInfo, latestCheckpoint, readTrainerState } from './checkpoint.js';
+import { LOCK_FILE } from './run-lock.js';
 
 export const RESOLVED_CONFIG = 'config.resolved.yaml';
 export const METRICS_FILE = 'metrics.jsonl';
@@ -27,6 +28,7 @@ function isRunEntry(name: string): boolean {
     name === RESOLVED_CONFIG ||
     name === METRICS_FILE ||
     name === FINAL_ADAPTER ||
+    name === LOCK_FILE ||
     /^checkpoint-\d+$/.test(name) ||
     name.startsWith('.mft-tmp-')
   );
@@ -142,7 +144,7 @@ export function checkFreshRunDir(runDir: string, overwrite: boolean): string[] {
  * `overwrite` (anything else there is refused, see `checkFreshRunDir`).
  */
 export function prepareFreshRunDir(runDir: string, overwrite: boolean): void {
-  for (const name of checkFreshRunDir(runDir, overwrite))
+  for (const name of checkFreshRunDir(runDir, overwrite).filter((n) => n !== LOCK_FILE))
     rmSync(join(runDir, name), { recursive: true, force: true });
   mkdirSync(runDir, { recursive: true });
   fsyncPath(dirname(runDir));

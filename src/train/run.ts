@@ -22,6 +22,7 @@ import {
   prepareFreshRunDir,
   writeResolvedConfig,
 } from './run-dir.js';
+import { lockRunDir } from './run-lock.js';
 import { type LoopResult, trainLoop } from './train.js';
 
 export interface TrainOptions {
@@ -82,7 +83,22 @@ export async function train(config: TaskConfig, opts: TrainOptions = {}): Promis
   } else {
     checkFreshRunDir(runDir, opts.overwrite === true);
   }
+  // one process per run folder: a second train or --resume on it exits 2 (run-lock.ts)
+  const lock = lockRunDir(runDir, (line) => progress.note(line));
+  try {
+    return await trainInLockedDir(config, opts, progress, runDir, resumeFrom);
+  } finally {
+    lock.release();
+  }
+}
 
+async function trainInLockedDir(
+  config: TaskConfig,
+  opts: TrainOptions,
+  progress: Progress,
+  runDir: string,
+  resumeFrom: CheckpointInfo | null,
+): Promise<TrainResult> {
   // 2) backend, tokenizer, packed data
   const backend = await initBackend(config.backend);
   const tokenizer = await loadTokenizer(config.base_model);

@@ -1,5 +1,6 @@
 import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { asUserFileError } from './system-error.js';
 
 /** A temporary name beside `path` (same folder, so the final rename is atomic). */
 export function tempPathFor(path: string): string {
@@ -16,7 +17,12 @@ const IO_CHUNK = 2 ** 30;
  */
 export function writeFileAtomic(path: string, data: string | Uint8Array | readonly Uint8Array[]): void {
   const tmp = tempPathFor(path);
-  const fd = openSync(tmp, 'w');
+  let fd: number;
+  try {
+    fd = openSync(tmp, 'w');
+  } catch (e) {
+    throw asUserFileError(e, path) ?? e;
+  }
   try {
     const parts =
       typeof data === 'string' ? [Buffer.from(data, 'utf8')] : data instanceof Uint8Array ? [data] : data;
@@ -28,7 +34,8 @@ export function writeFileAtomic(path: string, data: string | Uint8Array | readon
   } catch (e) {
     closeSync(fd);
     rmSync(tmp, { force: true });
-    throw e;
+    // a full disk names the file being written (write and fsync errors carry no path)
+    throw asUserFileError(e, path) ?? e;
   }
   closeSync(fd);
   renameSync(tmp, path);

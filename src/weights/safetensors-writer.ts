@@ -4,7 +4,7 @@
  * time to a temporary file that is fsynced and renamed into place. Format: safetensors.ts.
  */
 import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { tempPathFor } from '../util/index.js';
+import { asUserFileError, tempPathFor } from '../util/index.js';
 import { DTYPE_ITEMSIZE, IO_CHUNK, numelOf, type SafetensorsDtype, type TensorData } from './safetensors.js';
 
 /** A tensor to write; F16/BF16 data are raw 16-bit words. */
@@ -77,7 +77,11 @@ export class SafetensorsWriter {
     this.path = path;
     // The counter keeps two writers of one path in the same millisecond apart.
     this.tmp = `${tempPathFor(path)}-${writerCount++}`;
-    this.fd = openSync(this.tmp, 'w');
+    try {
+      this.fd = openSync(this.tmp, 'w');
+    } catch (e) {
+      throw asUserFileError(e, path) ?? e;
+    }
     try {
       this.writeAll(prefix);
       this.writeAll(headerBytes);
@@ -120,7 +124,12 @@ export class SafetensorsWriter {
     }
     const fd = this.fd;
     if (fd === null) throw new Error('SafetensorsWriter.finish: writer already closed');
-    fsyncSync(fd);
+    try {
+      fsyncSync(fd);
+    } catch (e) {
+      this.abort();
+      throw asUserFileError(e, this.path) ?? e;
+    }
     closeSync(fd);
     this.fd = null;
     renameSync(this.tmp, this.path);
@@ -136,8 +145,13 @@ export class SafetensorsWriter {
   private writeAll(bytes: Uint8Array): void {
     if (this.fd === null) throw new Error('SafetensorsWriter: writer closed');
     let off = 0;
-    while (off < bytes.length) {
-      off += writeSync(this.fd, bytes, off, Math.min(IO_CHUNK, bytes.length - off));
+    try {
+      while (off < bytes.length) {
+        off += writeSync(this.fd, bytes, off, Math.min(IO_CHUNK, bytes.length - off));
+      }
+    } catch (e) {
+      // a full disk names the file being written (write errors carry no path)
+      throw asUserFileError(e, this.path) ?? e;
     }
   }
 }

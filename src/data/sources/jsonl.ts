@@ -8,7 +8,7 @@
 import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { displayPath } from '../../util/index.js';
+import { displayPath, MftError } from '../../util/index.js';
 import { RecordError } from '../record-error.js';
 import { isRecord, type ReadOptions, type SourceRecord } from './source-record.js';
 
@@ -124,7 +124,22 @@ export async function* countBytes(
 /** A file's bytes as a stream, gunzipped when the name ends in `.gz`; reports bytes read from disk. */
 export function fileChunks(path: string, opts: ReadOptions = {}): AsyncIterable<Buffer> {
   const raw = countBytes(createReadStream(path, { highWaterMark: 1 << 16 }), opts.onProgress);
-  return path.endsWith('.gz') ? Readable.from(raw).pipe(createGunzip()) : raw;
+  return path.endsWith('.gz') ? gunzipped(path, Readable.from(raw).pipe(createGunzip())) : raw;
+}
+
+/** A gunzip stream whose zlib errors (a cut-short or damaged file) name the file. */
+async function* gunzipped(path: string, stream: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  try {
+    yield* stream;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? '';
+    if (!code.startsWith('Z_')) throw e;
+    throw new MftError({
+      where: displayPath(path),
+      message: `the gzip data is damaged or cut short (zlib: ${(e as Error).message})`,
+      fix: 'copy or compress the file again (gzip -t checks it)',
+    });
+  }
 }
 
 /** Stream the records of a JSON Lines file. */
