@@ -65,6 +65,10 @@ export function registerTrain(program: Command): void {
     .option('--output-dir <dir>', 'run directory (default: output_dir of the task)')
     .option('--resume [dir]', 'continue the newest checkpoint of the run (or of the run / checkpoint DIR)')
     .option('--overwrite', 'replace an earlier run in the output directory')
+    .option(
+      '--allow-data-change',
+      'with --resume: continue although the dataset changed since the checkpoint',
+    )
     .option('--json', 'print the summary as one JSON object')
     .addHelpText(
       'after',
@@ -86,6 +90,7 @@ export function registerTrain(program: Command): void {
           outputDir?: string;
           resume?: string | true;
           overwrite?: boolean;
+          allowDataChange?: boolean;
           json?: boolean;
         },
       ) => {
@@ -94,6 +99,7 @@ export function registerTrain(program: Command): void {
           outputDir: opts.outputDir,
           resume: opts.resume,
           overwrite: opts.overwrite,
+          allowDataChange: opts.allowDataChange,
         });
         if (opts.json) process.stdout.write(jsonOutput(result));
         else process.stdout.write(`${summaryLines(result, opts.set).join('\n')}\n`);

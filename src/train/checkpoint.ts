@@ -50,6 +50,11 @@ export interface TrainerState {
   trained_tokens: number;
   /** Positions processed (rows x sequence_len) so far. */
   processed_tokens: number;
+  /**
+   * sha256 of the tokenized dataset the run trains on (files' content, recipe, tokenizer: the data
+   * cache key); a resume refuses another unless --allow-data-change. Absent in older checkpoints.
+   */
+  data_hash?: string;
 }
 
 export interface CheckpointInfo {

@@ -50,6 +50,12 @@ export const RESUMABLE_CHANGES: ReadonlySet<string> = new Set([
   'eval_max_samples',
 ]);
 
+/**
+ * Settings a resume may change to make the run longer (the loop recomputes the schedule and refuses
+ * a run shorter than the steps done); config.resolved.yaml is updated to the new values.
+ */
+export const EXTENDING_CHANGES: ReadonlySet<string> = new Set(['max_steps', 'num_epochs']);
+
 /** Keys of a task config that are not settings (the recipe object, bookkeeping). */
 const NOT_SETTINGS = new Set(['recipe', 'configFile', 'sources']);
 
@@ -95,7 +101,7 @@ export function settingsChanged(recorded: Record<string, unknown>, current: obje
   const keys = new Set([...Object.keys(recorded), ...Object.keys(now)]);
   const changed: string[] = [];
   for (const k of keys) {
-    if (RESUMABLE_CHANGES.has(k)) continue;
+    if (RESUMABLE_CHANGES.has(k) || EXTENDING_CHANGES.has(k)) continue;
     if (JSON.stringify(recorded[k] ?? null) !== JSON.stringify(now[k] ?? null)) changed.push(k);
   }
   return changed.sort();
@@ -243,4 +249,28 @@ export function checkResumeSettings(runDir: string, config: object): void {
       })),
     );
   }
+}
+
+/**
+ * Record in config.resolved.yaml the max_steps / num_epochs a resume extended the run to (the
+ * lines of other settings, and the comments, stay as written).
+ */
+export function updateExtendedSettings(runDir: string, config: object): string[] {
+  const path = join(runDir, RESOLVED_CONFIG);
+  const recorded = readResolvedConfig(runDir);
+  if (!recorded) return [];
+  const now = settingsOf(config);
+  const changed = [...EXTENDING_CHANGES].filter(
+    (k) => JSON.stringify(recorded[k] ?? null) !== JSON.stringify(now[k] ?? null),
+  );
+  if (changed.length === 0) return [];
+  let text = readFileSync(path, 'utf8');
+  for (const k of changed) {
+    const line = `${k}: ${stringify(now[k] ?? null, { lineWidth: 0 }).trimEnd()}  # --resume (extended, was ${JSON.stringify(recorded[k] ?? null)})`;
+    text = new RegExp(`^${k}:.*$`, 'm').test(text)
+      ? text.replace(new RegExp(`^${k}:.*$`, 'm'), line)
+      : `${text}${line}\n`;
+  }
+  writeFileAtomic(path, text);
+  return changed;
 }

@@ -20,6 +20,7 @@ import {
   checkResumeSettings,
   findResumeTarget,
   prepareFreshRunDir,
+  updateExtendedSettings,
   writeResolvedConfig,
 } from './run-dir.js';
 import { lockRunDir } from './run-lock.js';
@@ -36,6 +37,8 @@ export interface TrainOptions {
   progress?: Progress;
   /** Install SIGINT / SIGTERM handlers (finish the step, checkpoint, stop); default true. */
   handleSignals?: boolean;
+  /** Resume even though the dataset's content changed since the checkpoint. */
+  allowDataChange?: boolean;
 }
 
 export interface TrainResult extends LoopResult {
@@ -149,8 +152,17 @@ async function trainInLockedDir(
       config,
       loraTrainable(model, lora, config.gradient_checkpointing, training),
       { train: data.train, validation: data.validation, seqLen: data.seqLen },
-      { runDir, resumeFrom, progress, handleSignals: opts.handleSignals ?? true },
+      {
+        runDir,
+        resumeFrom,
+        progress,
+        handleSignals: opts.handleSignals ?? true,
+        dataHash: data.cacheKey,
+        allowDataChange: opts.allowDataChange === true,
+      },
     );
+    // a resume that extended the run records its new length (the loop accepted it)
+    if (resumeFrom) updateExtendedSettings(runDir, taskValues(config));
     return { ...result, baseModel: config.base_model, configFile: config.configFile, backend };
   } finally {
     lora.dispose();

@@ -18,7 +18,7 @@
  * files) and the data as packed splits, so the loop runs the same on the real model (run.ts) and
  * on small stand-ins in tests.
  */
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import type { Batch } from '../model/batch.js';
 import { displayPath, MftError, mixSeed } from '../util/index.js';
@@ -107,6 +107,10 @@ export interface LoopContext {
   progress: Progress;
   /** Install SIGINT / SIGTERM handlers for the run (the CLI does). */
   handleSignals: boolean;
+  /** Hash of the dataset (recorded in each checkpoint, checked on resume); null when unknown. */
+  dataHash?: string | null;
+  /** Resume even when the dataset hash differs from the checkpoint's. */
+  allowDataChange?: boolean;
 }
 
 /** How a run ended. */
@@ -156,7 +160,9 @@ export async function trainLoop(
   removeTemporaries(runDir);
 
   const optimizer = new AdamW(model.variables, cfg);
-  let state = ctx.resumeFrom ? resumeState(cfg, model, optimizer, ctx, total) : freshState(cfg, total);
+  let state = ctx.resumeFrom
+    ? resumeState(cfg, model, optimizer, ctx, total)
+    : { ...freshState(cfg, total), ...(ctx.dataHash ? { data_hash: ctx.dataHash } : {}) };
   const cursor = new DataCursor(
     split,
     cfg.seed,
@@ -424,15 +430,41 @@ function resumeState(
 ): TrainerState {
   const from = ctx.resumeFrom!;
   const state = readTrainerState(from.dir);
-  if (state.total_steps !== total || state.rng_state.seed !== cfg.seed) {
+  const where = displayPath(join(from.dir, 'trainer_state.json'));
+  if (state.rng_state.seed !== cfg.seed) {
     throw new MftError({
-      where: displayPath(join(from.dir, 'trainer_state.json')),
-      message:
-        state.rng_state.seed !== cfg.seed
-          ? `the run used seed ${state.rng_state.seed}, the settings now give ${cfg.seed}`
-          : `the run had ${state.total_steps} steps, the settings and data now give ${total}`,
+      where,
+      message: `the run used seed ${state.rng_state.seed}, the settings now give ${cfg.seed}`,
       fix: 'resume with the same settings and dataset, or start a new run',
     });
+  }
+  if (ctx.dataHash && state.data_hash && state.data_hash !== ctx.dataHash) {
+    if (!ctx.allowDataChange) {
+      throw new MftError({
+        where,
+        message: `the dataset changed since this checkpoint (its tokenized content hash was ${state.data_hash.slice(0, 12)}, now ${ctx.dataHash.slice(0, 12)})`,
+        fix: 'restore the data the run trained on, or pass --allow-data-change to continue on the new data',
+      });
+    }
+    ctx.progress.note(
+      `the dataset changed since ${basename(from.dir)}; continuing on the new data (--allow-data-change)`,
+    );
+  }
+  if (ctx.dataHash) state.data_hash = ctx.dataHash;
+  if (state.total_steps !== total) {
+    // a longer run (larger max_steps / num_epochs, or new data with --allow-data-change): the
+    // schedule is recomputed for the new length from here on
+    if (total < Math.max(state.step, 1) || (total < state.total_steps && !ctx.allowDataChange)) {
+      throw new MftError({
+        where,
+        message: `the run had ${state.total_steps} steps (${state.step} done), the settings and data now give ${total}`,
+        fix: 'resume with the same or a larger max_steps / num_epochs, or start a new run',
+      });
+    }
+    ctx.progress.note(
+      `the run now has ${total} steps (was ${state.total_steps}); the learning-rate schedule is recomputed for ${total}`,
+    );
+    state.total_steps = total;
   }
   model.loadAdapter(from.dir);
   const opt = readOptimizerState(join(from.dir, 'optimizer.safetensors'));

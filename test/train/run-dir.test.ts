@@ -6,6 +6,7 @@ import {
   findResumeTarget,
   prepareFreshRunDir,
   readResolvedConfig,
+  updateExtendedSettings,
   writeResolvedConfig,
 } from '../../src/train/run-dir.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp-dir.js';
@@ -132,5 +133,18 @@ describe('run directory', () => {
     expect(() => checkResumeSettings(dir, { ...config, learning_rate: 0.01, seed: 1 })).toThrow(
       /learning_rate: was 0.002 in the run being resumed, now 0.01.*\nseed: was 42 in the run being resumed, now 1/s,
     );
+  });
+});
+
+describe('extending a run on resume', () => {
+  test('max_steps / num_epochs may change; config.resolved.yaml records the new value', () => {
+    dir = makeTempDir('run');
+    writeResolvedConfig(dir, { ...config, max_steps: 10 }, { max_steps: 'task file' });
+    expect(() => checkResumeSettings(dir, { ...config, max_steps: 20 })).not.toThrow();
+    expect(() => checkResumeSettings(dir, { ...config, max_steps: 20, seed: 1 })).toThrow(/seed: was 42/);
+    expect(updateExtendedSettings(dir, { ...config, max_steps: 20 })).toEqual(['max_steps']);
+    expect(readResolvedConfig(dir)!.max_steps).toBe(20);
+    expect(readFileSync(join(dir, 'config.resolved.yaml'), 'utf8')).toContain('max_steps: 20  # --resume (extended, was 10)');
+    expect(readResolvedConfig(dir)!.learning_rate).toBe(0.002);
   });
 });

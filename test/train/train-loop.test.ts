@@ -304,3 +304,49 @@ describe('trainLoop', () => {
     model.dispose();
   });
 });
+
+describe('resuming with other data or a longer run', () => {
+  const short = { ...settings, max_steps: 4, eval_steps: null, save_steps: 2 };
+
+  test('a changed dataset hash is refused, or continued with --allow-data-change', async () => {
+    const runDir = tempDir();
+    const m1 = new BigramTrainable({ seed: 1 });
+    await trainLoop({ ...short, max_steps: 2 }, m1, patternData(), { ...ctx(runDir), dataHash: 'a'.repeat(64) });
+    m1.dispose();
+    expect(readTrainerState(latestCheckpoint(runDir)!.dir).data_hash).toBe('a'.repeat(64));
+    const m2 = new BigramTrainable({ seed: 1 });
+    const changed = { ...ctx(runDir, [], latestCheckpoint(runDir)), dataHash: 'b'.repeat(64) };
+    await expect(trainLoop({ ...short, max_steps: 2 }, m2, patternData(), changed)).rejects.toThrow(
+      /trainer_state\.json: the dataset changed since this checkpoint \(its tokenized content hash was aaaaaaaaaaaa, now bbbbbbbbbbbb\) \(fix: .*--allow-data-change/,
+    );
+    const lines: string[] = [];
+    const allowed = { ...ctx(runDir, lines, latestCheckpoint(runDir)), dataHash: 'b'.repeat(64), allowDataChange: true };
+    const r = await trainLoop({ ...short, max_steps: 3 }, m2, patternData(), allowed);
+    m2.dispose();
+    expect(r.step).toBe(3);
+    expect(lines.some((l) => l.includes('continuing on the new data (--allow-data-change)'))).toBe(true);
+    expect(readTrainerState(latestCheckpoint(runDir)!.dir).data_hash).toBe('b'.repeat(64));
+  });
+
+  test('a finished run extended with a larger max_steps continues from its last step; a shorter one is refused', async () => {
+    const runDir = tempDir();
+    const m1 = new BigramTrainable({ seed: 1 });
+    const first = await trainLoop(short, m1, patternData(), ctx(runDir));
+    m1.dispose();
+    expect(first.step).toBe(4);
+    expect(first.adapterDir).not.toBeNull();
+    const lines: string[] = [];
+    const m2 = new BigramTrainable({ seed: 1 });
+    const r = await trainLoop({ ...short, max_steps: 7 }, m2, patternData(), ctx(runDir, lines, latestCheckpoint(runDir)));
+    expect(r.step).toBe(7);
+    expect(r.totalSteps).toBe(7);
+    expect(lines).toContain('the run now has 7 steps (was 4); the learning-rate schedule is recomputed for 7');
+    const steps = trainRows(readMetrics(join(runDir, 'metrics.jsonl'))).map((x) => x.step);
+    expect(steps).toEqual([1, 2, 3, 4, 5, 6, 7]);
+    expect(readTrainerState(latestCheckpoint(runDir)!.dir).total_steps).toBe(7);
+    await expect(
+      trainLoop({ ...short, max_steps: 5 }, m2, patternData(), ctx(runDir, [], latestCheckpoint(runDir))),
+    ).rejects.toThrow(/the run had 7 steps \(7 done\), the settings and data now give 5 \(fix: resume with the same or a larger/);
+    m2.dispose();
+  });
+});
