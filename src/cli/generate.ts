@@ -213,6 +213,7 @@ export function registerGenerate(program: Command): void {
       if (!chat) print(tokenizer.decode(promptIds, { skipSpecialTokens: true })); // the prompt as the tokenizer renders it
       const started = performance.now();
       let ids: number[];
+      let contextEnd: number | null = null;
       try {
         ids = await generate(model, tokenizer, promptIds, {
           maxNewTokens,
@@ -226,6 +227,9 @@ export function registerGenerate(program: Command): void {
             print(stream.push(id));
             return stream.stop !== null;
           },
+          onContextEnd: (maxPos) => {
+            contextEnd = maxPos;
+          },
         });
       } finally {
         lora?.dispose();
@@ -236,6 +240,11 @@ export function registerGenerate(program: Command): void {
         process.stdout.write(jsonOutput({ prompt_ids: promptIds, ids, text: stream.text }));
       } else {
         process.stdout.write('\n');
+      }
+      if (contextEnd !== null) {
+        process.stderr.write(
+          `mft: stopped at the model's max_position_embeddings (${contextEnd} positions: a ${promptIds.length}-token prompt + ${ids.length} generated), before --max-new-tokens ${maxNewTokens}\n`,
+        );
       }
       process.stderr.write(
         `mft: ${ids.length} tokens in ${seconds.toFixed(2)} s (${(ids.length / Math.max(seconds, 1e-9)).toFixed(1)} tok/s, backend ${backend})\n`,

@@ -19,6 +19,8 @@ import { type WeightProvider, weightsFor } from './weight-provider.js';
 
 export interface GenerateOptions {
   /** Most tokens to generate. */
+  /** Told when generation stops at max_position_embeddings before maxNewTokens. */
+  onContextEnd?: (maxPositions: number) => void;
   maxNewTokens: number;
   /** 0 = greedy. */
   temperature: number;
@@ -88,8 +90,21 @@ export async function generate(
   const weights = weightsFor(model, opts.residentBytes);
   const out: number[] = [];
   try {
+    const maxPos = spec.max_position_embeddings;
+    if (prompt.length > maxPos) {
+      throw new MftError({
+        where: '--prompt',
+        message: `is ${prompt.length} tokens, more than the model's max_position_embeddings (${maxPos})`,
+        fix: `shorten the prompt to under ${maxPos} tokens`,
+      });
+    }
     let input = prompt;
     while (out.length < opts.maxNewTokens) {
+      // positions past max_position_embeddings were never trained: the model's output there is noise
+      if (prompt.length + out.length >= maxPos) {
+        opts.onContextEnd?.(maxPos);
+        break;
+      }
       const logits = await step(model, weights, head, cache, input, opts.lora);
       if (opts.repetitionPenalty !== undefined && opts.repetitionPenalty !== 1) {
         applyRepetitionPenalty(logits, [...prompt, ...out], opts.repetitionPenalty);

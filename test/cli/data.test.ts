@@ -100,7 +100,7 @@ describe('mft data from-dir', () => {
     expect(report).toMatchObject({ train: 8, validation: 2, languages: { typescript: 10 } });
     expect(report.skipped['not source code']).toBe(1);
     const readme = readFileSync(join(dir, 'ds/README.md'), 'utf8');
-    expect(readme).toContain(report.contentHash);
+    expect(readme).toContain(report.content_hash);
     expect(readme).toContain(
       `mft data from-dir ${src} --out ${out} --lang typescript --val-fraction 0.2 --seed 0`,
     );

@@ -20,7 +20,7 @@ describe('mft doctor', () => {
         available: boolean;
         detail: string;
         adapter?: { software: boolean; limits: Record<string, number>; features: string[] };
-        autoSkips?: boolean;
+        auto_skips?: boolean;
       }[];
       auto: string;
     };
@@ -33,9 +33,9 @@ describe('mft doctor', () => {
     // webgpu: available with an adapter (here lavapipe, a CPU emulation auto skips) or says why not
     const webgpu = report.backends[1]!;
     if (webgpu.available) {
-      expect(webgpu.adapter!.limits.maxBufferSize).toBeGreaterThan(0);
+      expect(webgpu.adapter!.limits.max_buffer_size).toBeGreaterThan(0);
       expect(Array.isArray(webgpu.adapter!.features)).toBe(true);
-      if (webgpu.adapter!.software) expect(webgpu.autoSkips).toBe(true);
+      if (webgpu.adapter!.software) expect(webgpu.auto_skips).toBe(true);
     } else {
       expect(webgpu.detail).toMatch(/no GPU adapter|not installed|failed to load/);
     }

@@ -2,7 +2,7 @@
  * `mft generate` end to end. THE check: the embedded stories260K model, greedy, no prompt, prints
  * exactly the text of llama2.c's run.c (test/fixtures/stories260K/).
  */
-import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -32,6 +32,33 @@ describe('mft generate', () => {
     expect(r.status).toBe(0);
     expect(r.stdout).toBe(readFileSync(join(FIX, 'greedy_t0_n256_noprompt.txt'), 'utf8'));
   });
+
+  test('--max-new-tokens past max_position_embeddings stops there and says so', () => {
+    // the same model with a 16-position context: the 5-token prompt leaves room for 11 tokens
+    const short = join(tmp, 'short-context');
+    cpSync(MODEL, short, { recursive: true });
+    const config = JSON.parse(readFileSync(join(short, 'config.json'), 'utf8'));
+    writeFileSync(join(short, 'config.json'), JSON.stringify({ ...config, max_position_embeddings: 16 }));
+    const args = [
+      'generate',
+      '--model',
+      short,
+      '--prompt',
+      'Once upon a time',
+      '--temperature',
+      '0',
+      '--json',
+    ];
+    const r = runCli([...args, '--max-new-tokens', '100000']);
+    expect(r.status, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as { ids: number[] };
+    expect(out.ids).toEqual(expectedIds.slice(4, 15));
+    expect(r.stderr).toContain(
+      "mft: stopped at the model's max_position_embeddings (16 positions: a 5-token prompt + 11 generated), before --max-new-tokens 100000",
+    );
+    const within = runCli([...args, '--max-new-tokens', '11']);
+    expect(within.stderr).not.toContain('stopped at');
+  }, 60_000);
 
   test('--json with a prompt: prompt ids, generated ids and their text only', () => {
     const r = runCli([

@@ -144,7 +144,9 @@ describe('extending a run on resume', () => {
     expect(() => checkResumeSettings(dir, { ...config, max_steps: 20, seed: 1 })).toThrow(/seed: was 42/);
     expect(updateExtendedSettings(dir, { ...config, max_steps: 20 })).toEqual(['max_steps']);
     expect(readResolvedConfig(dir)!.max_steps).toBe(20);
-    expect(readFileSync(join(dir, 'config.resolved.yaml'), 'utf8')).toContain('max_steps: 20  # --resume (extended, was 10)');
+    expect(readFileSync(join(dir, 'config.resolved.yaml'), 'utf8')).toContain(
+      'max_steps: 20  # --resume (extended, was 10)',
+    );
     expect(readResolvedConfig(dir)!.learning_rate).toBe(0.002);
   });
 });

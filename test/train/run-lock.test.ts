@@ -26,18 +26,24 @@ describe('the run folder lock', () => {
 
     lockOf(dir, process.ppid); // a process that is running: the test runner's parent
     expect(() => lockRunDir(dir)).toThrow(
-      new RegExp(`run: is in use by another mft train \\(pid ${process.ppid}, since 2026-01-01T00:00:00Z\\) \\(fix: wait for it`),
+      new RegExp(
+        `run: is in use by another mft train \\(pid ${process.ppid}, since 2026-01-01T00:00:00Z\\) \\(fix: wait for it`,
+      ),
     );
   });
 
   test('a stale lock (its process is gone, as after kill -9) is taken over with a note', () => {
     const dir = makeTempDir('lock');
-    const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' });
+    const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], {
+      encoding: 'utf8',
+    });
     const pid = Number(gone.stdout);
     lockOf(dir, pid);
     const notes: string[] = [];
     const lock = lockRunDir(dir, (l) => notes.push(l));
-    expect(notes).toEqual([expect.stringContaining(`taking over the stale lock of pid ${pid} (no longer running)`)]);
+    expect(notes).toEqual([
+      expect.stringContaining(`taking over the stale lock of pid ${pid} (no longer running)`),
+    ]);
     expect(JSON.parse(readFileSync(join(dir, LOCK_FILE), 'utf8')).pid).toBe(process.pid);
     lock.release();
   });
@@ -45,6 +51,8 @@ describe('the run folder lock', () => {
   test("another host's lock cannot be checked: refused, naming the file to delete", () => {
     const dir = makeTempDir('lock');
     lockOf(dir, 1, 'elsewhere.example');
-    expect(() => lockRunDir(dir)).toThrow(/is in use by mft train \(pid 1 on host elsewhere\.example.*delete .*\.mft-lock/);
+    expect(() => lockRunDir(dir)).toThrow(
+      /is in use by mft train \(pid 1 on host elsewhere\.example.*delete .*\.mft-lock/,
+    );
   });
 });

@@ -311,7 +311,10 @@ describe('resuming with other data or a longer run', () => {
   test('a changed dataset hash is refused, or continued with --allow-data-change', async () => {
     const runDir = tempDir();
     const m1 = new BigramTrainable({ seed: 1 });
-    await trainLoop({ ...short, max_steps: 2 }, m1, patternData(), { ...ctx(runDir), dataHash: 'a'.repeat(64) });
+    await trainLoop({ ...short, max_steps: 2 }, m1, patternData(), {
+      ...ctx(runDir),
+      dataHash: 'a'.repeat(64),
+    });
     m1.dispose();
     expect(readTrainerState(latestCheckpoint(runDir)!.dir).data_hash).toBe('a'.repeat(64));
     const m2 = new BigramTrainable({ seed: 1 });
@@ -320,7 +323,11 @@ describe('resuming with other data or a longer run', () => {
       /trainer_state\.json: the dataset changed since this checkpoint \(its tokenized content hash was aaaaaaaaaaaa, now bbbbbbbbbbbb\) \(fix: .*--allow-data-change/,
     );
     const lines: string[] = [];
-    const allowed = { ...ctx(runDir, lines, latestCheckpoint(runDir)), dataHash: 'b'.repeat(64), allowDataChange: true };
+    const allowed = {
+      ...ctx(runDir, lines, latestCheckpoint(runDir)),
+      dataHash: 'b'.repeat(64),
+      allowDataChange: true,
+    };
     const r = await trainLoop({ ...short, max_steps: 3 }, m2, patternData(), allowed);
     m2.dispose();
     expect(r.step).toBe(3);
@@ -337,16 +344,25 @@ describe('resuming with other data or a longer run', () => {
     expect(first.adapterDir).not.toBeNull();
     const lines: string[] = [];
     const m2 = new BigramTrainable({ seed: 1 });
-    const r = await trainLoop({ ...short, max_steps: 7 }, m2, patternData(), ctx(runDir, lines, latestCheckpoint(runDir)));
+    const r = await trainLoop(
+      { ...short, max_steps: 7 },
+      m2,
+      patternData(),
+      ctx(runDir, lines, latestCheckpoint(runDir)),
+    );
     expect(r.step).toBe(7);
     expect(r.totalSteps).toBe(7);
-    expect(lines).toContain('the run now has 7 steps (was 4); the learning-rate schedule is recomputed for 7');
+    expect(lines).toContain(
+      'the run now has 7 steps (was 4); the learning-rate schedule is recomputed for 7',
+    );
     const steps = trainRows(readMetrics(join(runDir, 'metrics.jsonl'))).map((x) => x.step);
     expect(steps).toEqual([1, 2, 3, 4, 5, 6, 7]);
     expect(readTrainerState(latestCheckpoint(runDir)!.dir).total_steps).toBe(7);
     await expect(
       trainLoop({ ...short, max_steps: 5 }, m2, patternData(), ctx(runDir, [], latestCheckpoint(runDir))),
-    ).rejects.toThrow(/the run had 7 steps \(7 done\), the settings and data now give 5 \(fix: resume with the same or a larger/);
+    ).rejects.toThrow(
+      /the run had 7 steps \(7 done\), the settings and data now give 5 \(fix: resume with the same or a larger/,
+    );
     m2.dispose();
   });
 });
