@@ -12,7 +12,7 @@ import { mkdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { MftTokenizer } from '../tokenizer/index.js';
-import { fail, MftError, mixSeed, Rng } from '../util/index.js';
+import { displayPath, fail, MftError, mixSeed, Rng } from '../util/index.js';
 import { BadRecords } from './bad-records.js';
 import {
   cacheKey,
@@ -318,6 +318,8 @@ export async function buildDataset(
       log('note: the dataset has validation files; val_set_size is not used');
     }
   } else if (config.val_set_size > 0) {
+    // an empty file is the problem to report, not the validation split it cannot give
+    if (read.trainRecords === 0 && read.bad.count === 0) throw noRecords(files.train.map((f) => f.path));
     if (read.trainRecords < 2) {
       fail(
         'val_set_size',
@@ -335,6 +337,9 @@ export async function buildDataset(
     (isVal ? valSamples : trainSamples).push(s);
   }
   if (trainSamples.length === 0) {
+    if (read.trainRecords === 0 && read.bad.count === 0 && read.dropped === 0) {
+      throw noRecords(files.train.map((f) => f.path));
+    }
     const why =
       read.bad.count > 0
         ? `all ${read.bad.count} records were bad (first: ${read.bad.examples[0]})`
@@ -391,4 +396,14 @@ export async function buildDataset(
 /** The id pads use: the tokenizer's pad id, else EOS, else 0 (pads carry no loss and attend only to pads). */
 function padIdOf(tok: MftTokenizer): number {
   return tok.padId ?? tok.eosId ?? 0;
+}
+
+/** The error for training files that hold no record (empty, or only blank lines). */
+function noRecords(paths: string[]): MftError {
+  const shown = paths.map((p) => displayPath(p));
+  return new MftError({
+    where: shown.join(', '),
+    message: `${paths.length === 1 ? 'holds' : 'hold'} no records (the file${paths.length === 1 ? ' is' : 's are'} empty or only blank lines)`,
+    fix: 'add records to it, or point dataset at the files that have them',
+  });
 }

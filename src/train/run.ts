@@ -4,13 +4,13 @@
  *   run directory (fresh or resumed) -> backend -> tokenizer -> packed data -> frozen base ->
  *   LoRA -> config.resolved.yaml -> the loop (train.ts) -> summary
  */
-import { basename, extname, resolve } from 'node:path';
+import { basename, extname, join, resolve } from 'node:path';
 import { initBackend } from '../backend/index.js';
 import { type TaskConfig, taskValues } from '../config/index.js';
 import { buildDataset } from '../data/index.js';
 import { createLora, type MftTrainingInfo } from '../lora/index.js';
-import { loadModel } from '../model/index.js';
-import { loadTokenizer } from '../tokenizer/index.js';
+import { loadModel, readModelSpec } from '../model/index.js';
+import { loadTokenizer, type MftTokenizer } from '../tokenizer/index.js';
 import { displayPath, fail } from '../util/index.js';
 import type { CheckpointInfo } from './checkpoint.js';
 import { loraTrainable } from './lora-trainable.js';
@@ -105,6 +105,7 @@ async function trainInLockedDir(
   // 2) backend, tokenizer, packed data
   const backend = await initBackend(config.backend);
   const tokenizer = await loadTokenizer(config.base_model);
+  checkVocabulary(config.base_model, tokenizer);
   const data = await buildDataset(config, tokenizer, {
     log: (line) => progress.note(line),
     progress: process.stderr.isTTY === true,
@@ -167,4 +168,18 @@ async function trainInLockedDir(
   } finally {
     lora.dispose();
   }
+}
+
+/**
+ * A tokenizer whose ids reach past the model's embedding rows would fail deep in the first forward
+ * pass; say so at load, naming both files.
+ */
+export function checkVocabulary(modelDir: string, tokenizer: MftTokenizer): void {
+  const spec = readModelSpec(modelDir);
+  if (tokenizer.vocabSize <= spec.vocab_size) return;
+  fail(
+    displayPath(join(modelDir, 'config.json')),
+    `vocab_size ${spec.vocab_size} is smaller than the tokenizer's ${tokenizer.vocabSize} ids (${displayPath(join(tokenizer.dir, 'tokenizer.json'))}): ids ${spec.vocab_size}..${tokenizer.vocabSize - 1} have no embedding row`,
+    'use the tokenizer that came with this checkpoint, or a checkpoint whose vocab_size covers the tokenizer',
+  );
 }

@@ -214,6 +214,26 @@ describe('buildDataset', () => {
   });
 });
 
+describe('an empty dataset', () => {
+  test('an empty or blank-only file is named as holding no records, with val_set_size or without', async () => {
+    for (const [name, content] of [
+      ['empty.jsonl', ''],
+      ['blank.jsonl', '\n  \n\n'],
+    ] as const) {
+      const path = file(name, content);
+      for (const val_set_size of [0.1, 0]) {
+        const message = await buildError(config([path], { val_set_size }));
+        expect(message).toMatch(
+          new RegExp(
+            `${name}: holds no records \\(the file is empty or only blank lines\\) \\(fix: add records`,
+          ),
+        );
+        expect(message).not.toContain('val_set_size');
+      }
+    }
+  });
+});
+
 describe('bad records', () => {
   const cases: { name: string; format?: RecipeFormat; lines: (string | Buffer)[]; error: string }[] = [
     { name: 'invalid JSON', lines: ['{"text": "ok"}', '{"text": "a",}'], error: ':2: invalid JSON: ' },
