@@ -117,6 +117,7 @@ export function registerData(program: Command): void {
     .option('--seed <n>', 'seed of the train/validation split', '0')
     .option('--max-bytes <n>', 'skip files larger than this', String(1 << 20))
     .option('--readme-command <cmd>', 'the command the README names for regenerating the dataset')
+    .option('--overwrite', 'replace a dataset an earlier mft data from-dir wrote in --out')
     .option('--json', 'print one JSON object')
     .addHelpText('after', '\nExample:\n  $ mft data from-dir . --out datasets/my_code --lang typescript')
     .action(
@@ -129,6 +130,7 @@ export function registerData(program: Command): void {
           seed: string;
           maxBytes: string;
           readmeCommand?: string;
+          overwrite?: boolean;
           json?: boolean;
         },
       ) => {
@@ -143,6 +145,7 @@ export function registerData(program: Command): void {
           seed: parseNumber('--seed', opts.seed),
           maxBytes: parseNumber('--max-bytes', opts.maxBytes),
           readmeCommand: opts.readmeCommand,
+          overwrite: opts.overwrite,
         });
         if (opts.json) {
           process.stdout.write(jsonOutput(report, 2));

@@ -38,6 +38,41 @@ export interface FromDirOptions {
   maxBytes?: number;
   /** The command the README names for regenerating the dataset. */
   readmeCommand?: string;
+  /** Replace a dataset an earlier `mft data from-dir` wrote in `out` (nothing else is ever deleted). */
+  overwrite?: boolean;
+}
+
+/** The files `mft data from-dir` writes, and the first line of its README (how it knows its own). */
+const DATASET_FILES = new Set(['train.jsonl', 'validation.jsonl', 'README.md']);
+const README_MARK = '# Code dataset built by `mft data from-dir`';
+
+/**
+ * An existing `--out` must be empty, or hold a dataset from-dir wrote and `overwrite` (as mft train
+ * treats its output_dir): the user's own files there are never replaced.
+ */
+function checkOutFolder(out: string, shown: string, overwrite: boolean): void {
+  if (!existsSync(out)) return;
+  if (!statSync(out).isDirectory()) fail('--out', `${shown} is a file, not a folder`, 'choose a new folder');
+  const entries = readdirSync(out);
+  if (entries.length === 0) return;
+  const foreign = entries.filter((n) => !DATASET_FILES.has(n));
+  const readme = join(out, 'README.md');
+  const ours = existsSync(readme) && readFileSync(readme, 'utf8').startsWith(README_MARK);
+  if (foreign.length > 0 || !ours) {
+    const has = (foreign.length > 0 ? foreign : entries).slice(0, 3).join(', ');
+    fail(
+      '--out',
+      `${shown} is not empty and does not hold a dataset mft data from-dir wrote (it has ${has}${entries.length > 3 ? ', ...' : ''})`,
+      'choose a new or empty --out folder',
+    );
+  }
+  if (!overwrite) {
+    fail(
+      '--out',
+      `${shown} already holds a dataset from mft data from-dir`,
+      '--overwrite to replace it, or choose another --out',
+    );
+  }
 }
 
 export type SkipReason = 'not source code' | 'binary' | 'too large' | 'generated' | 'empty' | 'duplicate';
@@ -139,6 +174,7 @@ export function buildCodeDataset(opts: FromDirOptions): FromDirReport {
       fail('--lang', `unknown language "${lang}"`, `use one of ${LANGUAGES.join(', ')}`);
     }
   }
+  checkOutFolder(out, opts.out, opts.overwrite === true);
   // Never read the output folder back in (it may sit inside the tree).
   const outRel = relative(root, out).split(sep).join('/');
   const files = walkSourceTree(root, outRel.startsWith('..') ? [] : [outRel]);
@@ -225,7 +261,7 @@ function datasetReadme(
     .filter(([, v]) => v > 0)
     .map(([k, v]) => `${k} ${v}`)
     .join(', ');
-  return `# Code dataset built by \`mft data from-dir\`
+  return `${README_MARK}
 
 Records \`{"text", "path", "lang"}\`, one source file each, in \`train.jsonl\` (${r.train} files)
 and \`validation.jsonl\` (${r.validation} files); ${r.bytes} bytes of source (${langs}).

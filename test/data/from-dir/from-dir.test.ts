@@ -142,6 +142,31 @@ describe('walkSourceTree and buildCodeDataset', () => {
     expect(other.every((p) => before.has(p))).toBe(false);
   });
 
+  test('an existing --out: the files of the user are never replaced; an earlier dataset needs --overwrite', () => {
+    makeTree();
+    const out = join(root, 'ds');
+    buildCodeDataset({ dir: root, out, langs: ['typescript'] });
+    expect(() => buildCodeDataset({ dir: root, out, langs: ['typescript'] })).toThrow(
+      /--out: .*ds already holds a dataset from mft data from-dir \(fix: --overwrite to replace it/,
+    );
+    buildCodeDataset({ dir: root, out, langs: ['typescript'], overwrite: true });
+    // a folder with the user's own README.md and train.jsonl: refused even with --overwrite
+    const mine = join(root, 'mine');
+    mkdirSync(mine);
+    writeFileSync(join(mine, 'README.md'), '# my notes\n');
+    writeFileSync(join(mine, 'train.jsonl'), '{"text": "mine"}\n');
+    expect(() => buildCodeDataset({ dir: root, out: mine, langs: ['typescript'], overwrite: true })).toThrow(
+      /--out: .*mine is not empty and does not hold a dataset mft data from-dir wrote \(it has README\.md, train\.jsonl\) \(fix: choose a new or empty --out/,
+    );
+    expect(readFileSync(join(mine, 'README.md'), 'utf8')).toBe('# my notes\n');
+    expect(readFileSync(join(mine, 'train.jsonl'), 'utf8')).toBe('{"text": "mine"}\n');
+    // a dataset of ours with a file of the user's beside it
+    writeFileSync(join(out, 'notes.txt'), 'keep');
+    expect(() => buildCodeDataset({ dir: root, out, langs: ['typescript'], overwrite: true })).toThrow(
+      /it has notes\.txt/,
+    );
+  });
+
   test('a folder with no source files and an unknown language are errors', () => {
     put('notes.md', '# notes\n');
     expect(() => buildCodeDataset({ dir: root, out: join(root, 'o') })).toThrow(/no source files found/);
