@@ -10,7 +10,16 @@
  *
  * The directory is assembled under a temporary sibling and renamed into place when complete.
  */
-import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { LINEAR_NAMES, layerWeightNames, readModelSpec, specHash } from '../model/index.js';
 import { dequantize, quantize } from '../quant/index.js';
@@ -226,6 +235,7 @@ export function mergeAdapter(opts: MergeOptions): MergeResult {
   if (existsSync(out) && !opts.overwrite) {
     fail('--out', `${opts.out} already exists`, 'choose another directory or pass --overwrite');
   }
+  if (existsSync(out)) checkReplaceable(out, opts.out);
   const maxShard = opts.maxShardSize ?? DEFAULT_MAX_SHARD_SIZE;
   const base = opts.base ?? 'plain';
   const training = opts.adapter.training;
@@ -378,6 +388,41 @@ function splitShards<T extends { bytes: number }>(tensors: T[], max: number): T[
 }
 
 const pad5 = (n: number): string => String(n).padStart(5, '0');
+
+/** Whether `name` is a file `mft merge` writes into its output folder. */
+function isMergeOutput(name: string): boolean {
+  return (
+    name === 'config.json' ||
+    name === 'README.md' ||
+    name === 'model.safetensors' ||
+    name === INDEX_FILE ||
+    /^model-\d{5}-of-\d{5}\.safetensors$/.test(name) ||
+    (COPIED_FILES as readonly string[]).includes(name)
+  );
+}
+
+/**
+ * --overwrite replaces only a model an earlier `mft merge` wrote (its model card says so, and every
+ * file is one a merge writes): the user's other files are never deleted, as in mft train.
+ */
+function checkReplaceable(out: string, shown: string): void {
+  if (!statSync(out).isDirectory()) fail('--out', `${shown} is a file, not a folder`, 'choose a new folder');
+  const entries = readdirSync(out);
+  if (entries.length === 0) return;
+  const foreign = entries.filter((n) => !isMergeOutput(n));
+  const card = join(out, 'README.md');
+  const ours =
+    existsSync(card) && readFileSync(card, 'utf8').includes('merged into its weights by `mft merge`');
+  if (foreign.length > 0 || !ours) {
+    const listed = foreign.length > 0 ? foreign : entries;
+    const has = `${listed.slice(0, 3).join(', ')}${listed.length > 3 ? ', ...' : ''}`;
+    fail(
+      '--out',
+      `${shown} does not hold a model mft merge wrote (it has ${has}); --overwrite replaces only that`,
+      'choose a new --out folder',
+    );
+  }
+}
 
 /** Put the finished `tmp` at `out`; an existing `out` (overwrite) is moved aside first, then removed. */
 function replaceDir(tmp: string, out: string): void {

@@ -3,7 +3,15 @@
  * layout (shards, index, config.json, copied files), dtype rounding, refusals, adapter resolution,
  * and the merged model's logits against the fixture's `lora_logits` (computed outside this project).
  */
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
@@ -226,9 +234,18 @@ describe('mergeAdapter', () => {
       `--out: ${out} already exists (fix: choose another directory or pass --overwrite)`,
     );
     expect(existsSync(join(out, 'keep.txt'))).toBe(true);
-    merge(out, { overwrite: true });
-    expect(existsSync(join(out, 'keep.txt'))).toBe(false);
+    // --overwrite deletes only what a merge wrote: a folder with the user's file is refused
+    expect(errorOf(() => merge(out, { overwrite: true }))).toBe(
+      `--out: ${out} does not hold a model mft merge wrote (it has keep.txt); --overwrite replaces only that (fix: choose a new --out folder)`,
+    );
+    expect(readFileSync(join(out, 'keep.txt'), 'utf8')).toBe('x');
+    rmSync(join(out, 'keep.txt'));
+    merge(out, { overwrite: true }); // empty: written
+    merge(out, { overwrite: true }); // an earlier merge: replaced
     expect(existsSync(join(out, 'model.safetensors'))).toBe(true);
+    // a merged model with a file of the user's beside it is refused too
+    writeFileSync(join(out, 'notes.md'), 'mine');
+    expect(errorOf(() => merge(out, { overwrite: true }))).toContain('(it has notes.md)');
     expect(errorOf(() => merge(BASE, { overwrite: true }))).toContain(
       'is the base model or adapter directory',
     );

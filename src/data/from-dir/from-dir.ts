@@ -59,10 +59,11 @@ function checkOutFolder(out: string, shown: string, overwrite: boolean): void {
   const readme = join(out, 'README.md');
   const ours = existsSync(readme) && readFileSync(readme, 'utf8').startsWith(README_MARK);
   if (foreign.length > 0 || !ours) {
-    const has = (foreign.length > 0 ? foreign : entries).slice(0, 3).join(', ');
+    const listed = foreign.length > 0 ? foreign : entries;
+    const has = `${listed.slice(0, 3).join(', ')}${listed.length > 3 ? ', ...' : ''}`;
     fail(
       '--out',
-      `${shown} is not empty and does not hold a dataset mft data from-dir wrote (it has ${has}${entries.length > 3 ? ', ...' : ''})`,
+      `${shown} is not empty and does not hold a dataset mft data from-dir wrote (it has ${has})`,
       'choose a new or empty --out folder',
     );
   }
