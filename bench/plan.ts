@@ -130,7 +130,12 @@ export function backendPlan(
   const light: Job[] = [];
   if (only.has('matmul')) light.push({ kind: 'matmul', sizes: s.matmulSizes, seconds: s.matmulSeconds });
   if (only.has('memory')) {
-    light.push({ kind: 'footprint', model: s.model, storages: ['fp32', 'bf16', 'fp16', 'int8', 'nf4'] });
+    light.push({
+      kind: 'footprint',
+      model: s.model,
+      storages: ['fp32', 'bf16', 'fp16', 'int8', 'nf4'],
+      dequantSide: quick ? 512 : 4096,
+    });
   }
   if (only.has('inference')) {
     for (const storage of ['fp32', 'nf4'] as const) {

@@ -245,6 +245,22 @@ export function formatReport(r: BenchReport): string {
         ]),
       ),
     );
+    const side = r.footprint.dequantSide;
+    out.push(
+      `  quantize / dequantize a ${side}x${side} matrix (dequantize: best of 3 into a reused buffer):`,
+    );
+    out.push(
+      table(
+        ['storage', 'quantize ms', 'dequantize ms', 'M values/s', 'bytes/param'],
+        r.footprint.dequant.map((x) => [
+          x.storage,
+          f1(1000 * x.quantizeS),
+          f1(1000 * x.dequantizeS),
+          f0(x.valuesPerS / 1e6),
+          f3(x.bytesPerParam),
+        ]),
+      ),
+    );
     if (r.trainSteps.length > 0) {
       const where = r.quick ? 'quick: all configurations share one process' : 'one process per configuration';
       out.push(
@@ -346,8 +362,10 @@ export function keyFigures(r: BenchReport): KeyFigure[] {
     add(`forward ${x.storage} tok/s`, x.forwardTokensPerS, 'higher');
     add(`decode ${x.storage} tok/s`, x.decodeTokensPerS, 'higher');
   }
-  if (r.footprint)
+  if (r.footprint) {
     for (const x of r.footprint.rows) add(`${x.storage} bytes/param`, x.bytesPerParam, 'lower');
+    for (const x of r.footprint.dequant) add(`dequantize ${x.storage} values/s`, x.valuesPerS, 'higher');
+  }
   if (r.data) {
     add('data github_code tok/s', r.data.real.tokensPerS, 'higher');
     add('data reader MB/s', r.data.stream.mbPerS, 'higher');
