@@ -16,6 +16,7 @@ const COMMANDS: Record<string, () => Promise<Register>> = {
   train: async () => (await import('./train.js')).registerTrain,
   eval: async () => (await import('./eval.js')).registerEval,
   generate: async () => (await import('./generate.js')).registerGenerate,
+  serve: async () => (await import('./serve.js')).registerServe,
   merge: async () => (await import('./merge.js')).registerMerge,
   export: async () => (await import('./export.js')).registerExport,
   data: async () => (await import('./data.js')).registerData,

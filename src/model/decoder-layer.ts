@@ -10,7 +10,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { type AttentionContext, attention } from './attention.js';
-import { type LayerLora, linear } from './linear.js';
+import { type BatchLayerLora, type LayerLora, linear } from './linear.js';
 import { rmsNorm } from './rms-norm.js';
 import { applyRope } from './rope.js';
 import type { ModelSpec } from './spec.js';
@@ -41,7 +41,7 @@ export interface LayerTensors {
  * @param x `[B, T, hidden]`
  * @param w this layer's weights (`layerTensors(model, layerIndex)`)
  * @param ctx RoPE tables, masks and key/value source of this pass
- * @param lora adapters of this layer, by projection
+ * @param lora adapters of this layer, by projection (or per batch row, when serving)
  * @returns `[B, T, hidden]`
  * @example
  *   const y = decoderLayer(model.spec, i, x, w, ctx, lora?.[i]); // [B, T, hidden]
@@ -52,7 +52,7 @@ export function decoderLayer(
   x: tf.Tensor3D,
   w: LayerTensors,
   ctx: AttentionContext,
-  lora?: LayerLora,
+  lora?: LayerLora | BatchLayerLora,
 ): tf.Tensor3D {
   return tf.tidy(() => {
     const [B, T] = x.shape;

@@ -8,12 +8,13 @@
 import * as tf from '@tensorflow/tfjs';
 import type { MftTokenizer } from '../tokenizer/tokenizer.js';
 import { MftError, Rng } from '../util/index.js';
+import type { AttentionContext } from './attention.js';
 import { frozenRows } from './forward.js';
 import { KvCache } from './kv-cache.js';
 import type { ModelLora } from './linear.js';
 import type { LoadedModel } from './loaded-model.js';
 import { rmsNorm } from './rms-norm.js';
-import { runLayers } from './run-layers.js';
+import { type RunLayersOptions, runLayers } from './run-layers.js';
 import { applyRepetitionPenalty, sampleToken } from './sampling.js';
 import { type WeightProvider, weightsFor } from './weight-provider.js';
 
@@ -44,7 +45,7 @@ export interface GenerateOptions {
 }
 
 /** The final norm and the output head, as tensors for the whole generation. */
-interface Head {
+export interface Head {
   norm: tf.Tensor1D; // [hidden]
   /** lm_head transposed, `[hidden, vocab]`: a plain matMul is the fast one on wasm. */
   weightT: tf.Tensor2D;
@@ -82,11 +83,7 @@ export async function generate(
   }
   const rng = new Rng(opts.seed);
   const cache = new KvCache(spec);
-  const { hidden_size: H, vocab_size: V } = spec;
-  const head: Head = {
-    norm: tf.tensor1d(model.norm.toFloat32()),
-    weightT: tf.tidy(() => tf.transpose(tf.tensor2d(model.lm_head.toFloat32(), [V, H]))),
-  };
+  const head = headFor(model);
   const weights = weightsFor(model, opts.residentBytes);
   const out: number[] = [];
   try {
@@ -132,21 +129,48 @@ async function step(
   ids: number[],
   lora?: ModelLora,
 ): Promise<Float32Array> {
+  const ctx = cache.step(ids.length);
+  return lastLogits(model, weights, head, ctx, ids, lora);
+}
+
+/** The head tensors of `model` (dispose both when done). */
+export function headFor(model: LoadedModel): Head {
+  const { hidden_size: H, vocab_size: V } = model.spec;
+  return {
+    norm: tf.tensor1d(model.norm.toFloat32()),
+    weightT: tf.tidy(() => tf.transpose(tf.tensor2d(model.lm_head.toFloat32(), [V, H]))),
+  };
+}
+
+/**
+ * One pass of `ctx.batchSize` rows of `ctx.seqLen` tokens through the stack and the head; returns
+ * each row's last-position logits, row-major `[B, vocab]`. Disposes `ctx`.
+ * @param ids `[B * T]` row-major
+ * @param lora adapters per layer (the same for every row, or per row)
+ */
+export async function lastLogits(
+  model: LoadedModel,
+  weights: WeightProvider,
+  head: Head,
+  ctx: AttentionContext,
+  ids: readonly number[],
+  lora?: RunLayersOptions['lora'],
+): Promise<Float32Array> {
   const spec = model.spec;
-  const T = ids.length;
-  const ctx = cache.step(T);
+  const { batchSize: B, seqLen: T } = ctx;
+  const Hd = spec.hidden_size;
   let h: tf.Tensor3D;
   try {
-    const x = tf.tensor3d(frozenRows(model.embed_tokens, ids), [1, T, spec.hidden_size]); // [1, T, hidden]
-    h = runLayers(model, x, ctx, { weights, lora }); // [1, T, hidden]
+    const x = tf.tensor3d(frozenRows(model.embed_tokens, ids), [B, T, Hd]); // [B, T, hidden]
+    h = runLayers(model, x, ctx, { weights, lora }); // [B, T, hidden]
   } finally {
     ctx.dispose();
   }
   try {
     const logits = tf.tidy(() => {
-      const last = tf.slice(h, [0, T - 1, 0], [1, 1, spec.hidden_size]).reshape([1, spec.hidden_size]); // [1, hidden]
-      const normed = rmsNorm(last, head.norm, spec.rms_norm_eps); // [1, hidden]
-      return tf.matMul(normed, head.weightT); // [1, vocab]
+      const last = tf.slice(h, [0, T - 1, 0], [B, 1, Hd]).reshape([B, Hd]); // [B, hidden]
+      const normed = rmsNorm(last, head.norm, spec.rms_norm_eps); // [B, hidden]
+      return tf.matMul(normed, head.weightT); // [B, vocab]
     });
     const data = (await logits.data()) as Float32Array;
     logits.dispose();

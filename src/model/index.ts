@@ -18,14 +18,16 @@ export {
   headLogits,
   headLossSum,
 } from './forward.js';
-export { type GenerateOptions, generate } from './generate.js';
+export { type GenerateOptions, generate, type Head, headFor, lastLogits } from './generate.js';
 export { KvCache } from './kv-cache.js';
 export {
+  type BatchLayerLora,
   dropout,
   type LayerLora,
   type LoraParams,
   linear,
   type ModelLora,
+  type RowLora,
 } from './linear.js';
 export { LINEAR_NAMES, type LinearName } from './linear-names.js';
 export {
@@ -46,6 +48,7 @@ export {
 } from './loaded-model.js';
 export { rmsNorm } from './rms-norm.js';
 export { applyRope, ropeInvFreq, ropeTables, rotateHalf } from './rope.js';
+export { decodeContext, prefillContext, RowCache } from './row-cache.js';
 export { type RunLayersOptions, runLayers } from './run-layers.js';
 export { applyRepetitionPenalty, argmax, type SamplingOptions, sampleToken } from './sampling.js';
 export {

@@ -26,6 +26,16 @@ export type LayerLora = Partial<Record<LinearName, LoraParams>>;
 export type ModelLora = LayerLora[];
 
 /**
+ * Different adapters for the rows of one batch (serving many adapters at once): row b of the
+ * input gets `perRow[b]` (none when undefined). The frozen product runs on the whole batch.
+ */
+export interface RowLora {
+  readonly perRow: readonly (LoraParams | undefined)[];
+}
+/** The adapters of one layer for a batch: one for every row, or one per row. */
+export type BatchLayerLora = Partial<Record<LinearName, LoraParams | RowLora>>;
+
+/**
  * `x W^T (+ b) (+ scale * dropout(x) A^T B^T)`, differentiable w.r.t. `x`, `A` and `B`.
  * @param x `[..., in]` (rank 2 or 3)
  * @param wT the frozen weight transposed, `W^T [in, out]` (as `layerTensors` hands it out)
@@ -35,7 +45,12 @@ export type ModelLora = LayerLora[];
  * @example
  *   const q = linear(x, w.q_proj, w.q_bias, lora?.q_proj); // [B, T, n_heads * head_dim]
  */
-export function linear<T extends tf.Tensor>(x: T, wT: tf.Tensor2D, bias?: tf.Tensor1D, lora?: LoraParams): T {
+export function linear<T extends tf.Tensor>(
+  x: T,
+  wT: tf.Tensor2D,
+  bias?: tf.Tensor1D,
+  lora?: LoraParams | RowLora,
+): T {
   return tf.tidy(() => {
     const inDim = x.shape[x.rank - 1] as number;
     const outDim = wT.shape[1];
@@ -45,7 +60,10 @@ export function linear<T extends tf.Tensor>(x: T, wT: tf.Tensor2D, bias?: tf.Ten
     const x2 = tf.reshape(x, [-1, inDim]) as tf.Tensor2D; // [N, in]
     let y = frozenMatMul(x2, wT); // [N, out]
     if (bias) y = tf.add(y, bias);
-    if (lora) {
+    if (lora && 'perRow' in lora) {
+      const delta = rowLoraDelta(x2, x.shape[0] as number, lora);
+      if (delta) y = tf.add(y, delta);
+    } else if (lora) {
       const xd = lora.dropout ? dropout(x2, lora.dropout.rate, lora.dropout.seed) : x2; // [N, in]
       const down = matMul(xd, tf.transpose(lora.A)); // [N, r]
       const up = matMul(down, tf.transpose(lora.B)); // [N, out]
@@ -53,6 +71,35 @@ export function linear<T extends tf.Tensor>(x: T, wT: tf.Tensor2D, bias?: tf.Ten
     }
     return tf.reshape(y, [...x.shape.slice(0, -1), outDim]) as T;
   });
+}
+
+/**
+ * The LoRA terms of a batch whose rows use different adapters: each adapter's term on the whole
+ * batch, zeroed (times a 0/1 row mask) on the rows that do not use it. A row's sum is then exactly
+ * its own adapter's term (adding zeros is exact), so it matches running that adapter alone.
+ * @param x2 `[B * T, in]`, rows in batch order
+ */
+function rowLoraDelta(x2: tf.Tensor2D, batchSize: number, lora: RowLora): tf.Tensor2D | null {
+  if (lora.perRow.length !== batchSize) {
+    throw new Error(
+      `Argument 'lora' passed to 'linear' has ${lora.perRow.length} rows, the batch ${batchSize}`,
+    );
+  }
+  const perBatchRow = x2.shape[0] / batchSize;
+  let delta: tf.Tensor2D | null = null;
+  for (const p of new Set(lora.perRow)) {
+    if (p === undefined) continue;
+    const mask = new Float32Array(x2.shape[0]);
+    lora.perRow.forEach((q, b) => {
+      if (q === p) mask.fill(1, b * perBatchRow, (b + 1) * perBatchRow);
+    });
+    const term = tf.mul(
+      tf.mul(matMul(matMul(x2, tf.transpose(p.A)), tf.transpose(p.B)), p.scale),
+      tf.tensor2d(mask, [x2.shape[0], 1]),
+    );
+    delta = delta === null ? (term as tf.Tensor2D) : (tf.add(delta, term) as tf.Tensor2D);
+  }
+  return delta;
 }
 
 // tfjs-backend-wasm 4.22 runs a 2-D matMul with transposeA or transposeB about 10x slower than

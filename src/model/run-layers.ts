@@ -7,14 +7,14 @@
 import * as tf from '@tensorflow/tfjs';
 import type { AttentionContext } from './attention.js';
 import { decoderLayer } from './decoder-layer.js';
-import type { ModelLora } from './linear.js';
+import type { BatchLayerLora, LayerLora } from './linear.js';
 import type { LoadedModel } from './loaded-model.js';
 import { type WeightProvider, withLayer } from './weight-provider.js';
 
 export interface RunLayersOptions {
   weights: WeightProvider;
   /** Adapters to apply (with dropout when they were built for training). */
-  lora?: ModelLora;
+  lora?: readonly (LayerLora | BatchLayerLora | undefined)[];
   /**
    * Collects each layer's input x_0 .. x_{L-1} (the layer-wise backward recomputes from them);
    * without it each input is freed once the layer has run.

@@ -16,6 +16,7 @@ describe('buildProgram', () => {
       'train',
       'eval',
       'generate',
+      'serve',
       'merge',
       'export',
       'data',
