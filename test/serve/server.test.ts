@@ -364,4 +364,4 @@ test('mft serve: SIGTERM lets the in-flight request finish, then exits 0', async
   const body = (await r.json()) as { usage: { completion_tokens: number } };
   expect(body.usage.completion_tokens).toBe(60);
   expect(await exited).toBe(0);
-}, 60_000);
+}, 180_000);
