@@ -6,5 +6,7 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 120_000,
     pool: 'forks',
+    // No test reaches the Hugging Face Hub by accident; the Hub tests set their own loopback endpoint.
+    env: { HF_HUB_OFFLINE: '1' },
   },
 });

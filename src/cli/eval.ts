@@ -2,6 +2,7 @@
  * `mft eval`: held-out loss, perplexity, token accuracy and the recipe's task metrics of a base
  * model, a base + adapter, or both side by side (`--compare`).
  */
+
 import { type Command, Option } from 'commander';
 import { type BackendChoice, initBackend } from '../backend/index.js';
 import { loadRecipe, loadTaskConfig, type Recipe, type TaskConfig } from '../config/index.js';
@@ -19,6 +20,7 @@ import {
   resolveDataArg,
   resolveEvalSource,
 } from '../eval/index.js';
+import { resolveModelArg } from '../hub/index.js';
 import { loraFromAdapter } from '../lora/index.js';
 import { checkTrainedBase, openAdapter, trainedBaseOptions } from '../lora/open-adapter.js';
 import type { PeftAdapter } from '../lora/peft-adapter.js';
@@ -290,7 +292,10 @@ export function registerEval(program: Command): void {
       const opened = flags.adapter !== undefined ? openAdapter(flags.adapter, flags.checkpoint) : null;
       if (opened) process.stderr.write(`mft: evaluating ${opened.description}\n`);
       const adapter = opened?.adapter ?? null;
-      const modelDir = flags.model ?? config?.base_model ?? adapter?.training?.base_model;
+      const modelDir =
+        (flags.model !== undefined ? await resolveModelArg(flags.model) : undefined) ??
+        config?.base_model ??
+        adapter?.training?.base_model;
       if (modelDir === undefined) {
         fail(
           'mft eval',

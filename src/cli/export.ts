@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { type Command, Option } from 'commander';
 import { exportGguf, type GgufType } from '../export/gguf-model.js';
+import { resolveModelArg } from '../hub/index.js';
 import { resolveAdapterDir } from '../lora/adapter-dir.js';
 import { loadAdapter } from '../lora/peft-adapter.js';
 import { fail } from '../util/index.js';
@@ -52,7 +53,7 @@ export function registerExport(program: Command): void {
         adapter = { adapter: loadAdapter(dir), dir };
       }
       const result = await exportGguf({
-        model: flags.model,
+        model: await resolveModelArg(flags.model),
         adapter,
         out: flags.out,
         type: flags.type,

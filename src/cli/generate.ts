@@ -4,6 +4,7 @@ import { type BackendChoice, initBackend } from '../backend/index.js';
 import { chatPrompt } from '../data/format/chat-prompt.js';
 import { type ChatMessage, parseMessages } from '../data/format/chat-template.js';
 import { RecordError } from '../data/record-error.js';
+import { resolveModelArg } from '../hub/index.js';
 import { loraFromAdapter } from '../lora/index.js';
 import { checkTrainedBase, openAdapter, trainedBaseOptions } from '../lora/open-adapter.js';
 import { generate, loadModel } from '../model/index.js';
@@ -165,7 +166,8 @@ export function registerGenerate(program: Command): void {
       const text = promptText(flags);
 
       const opened = flags.adapter !== undefined ? openAdapter(flags.adapter) : null;
-      const modelDir = flags.model ?? opened?.adapter.training?.base_model;
+      const modelDir =
+        flags.model !== undefined ? await resolveModelArg(flags.model) : opened?.adapter.training?.base_model;
       if (modelDir === undefined) {
         fail(
           'mft generate',

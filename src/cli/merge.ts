@@ -1,4 +1,5 @@
 import { type Command, Option } from 'commander';
+import { resolveModelArg } from '../hub/index.js';
 import { type MergeBase, type MergeDtype, mergeAdapter, parseSize } from '../lora/merge.js';
 import { openAdapter } from '../lora/open-adapter.js';
 import { jsonOutput } from '../util/index.js';
@@ -54,12 +55,12 @@ export function registerMerge(program: Command): void {
         '  $ mft merge --model checkpoints/base/tinystories-260k --adapter checkpoints/runs/stories --out merged/stories\n' +
         '  $ mft merge --model base --adapter checkpoints/runs/code --checkpoint best --dtype bf16 --out merged/code',
     )
-    .action((flags: MergeFlags) => {
+    .action(async (flags: MergeFlags) => {
       const maxShardSize = parseSize(flags.maxShardSize);
       const { adapter, dir, description } = openAdapter(flags.adapter, flags.checkpoint);
       process.stderr.write(`mft: merging ${description}\n`);
       const result = mergeAdapter({
-        model: flags.model,
+        model: await resolveModelArg(flags.model),
         adapter,
         adapterDir: dir,
         out: flags.out,

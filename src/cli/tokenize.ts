@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
+import { resolveModelArg } from '../hub/index.js';
 // The tokenizer module directly, not src/model/index.ts: tokenizing needs no tfjs backend and
 // should not load one.
 import { loadTokenizer } from '../tokenizer/tokenizer.js';
@@ -83,13 +84,13 @@ export function registerTokenize(program: Command): void {
         const given = [opts.text, opts.file, opts.decode].filter((x) => x !== undefined).length;
         if (given !== 1) fail('mft tokenize', 'give exactly one of --text, --file and --decode');
         if (opts.decode !== undefined) {
-          const tokenizer = await loadTokenizer(opts.model);
+          const tokenizer = await loadTokenizer(await resolveModelArg(opts.model));
           const ids = parseIds(opts.decode, tokenizer.vocabSize);
           process.stdout.write(`${tokenizer.decode(ids, { skipSpecialTokens: !opts.special })}\n`);
           return;
         }
         const text = opts.text ?? readTextFile(opts.file!);
-        const tokenizer = await loadTokenizer(opts.model);
+        const tokenizer = await loadTokenizer(await resolveModelArg(opts.model));
         const ids = tokenizer.encode(text, { addSpecialTokens: opts.special });
         process.stdout.write(`${JSON.stringify(ids)}\n`);
       },

@@ -10,11 +10,12 @@
 import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
+import { cachedHubSnapshot, hubOffline, parseHubRef, resolveHubModel } from '../hub/index.js';
 import { displayPath, MftError, type Problem } from '../util/index.js';
 import { checkMapping, suggestKey } from './check-mapping.js';
 import { checkValue, keyPath } from './check-value.js';
 import { type Layer, readMaxPositions, resolveInput, type Setting } from './layers.js';
-import { resolveOutputPath } from './paths.js';
+import { resolveNamedPath, resolveOutputPath } from './paths.js';
 import { deepFreeze, loadPlacedRecipe, type PlacedRecipe, shippedRecipeNames } from './recipe.js';
 import { builtinDefault, KEY_ALIASES, keySchema, TASK_KEYS, type TaskKey } from './schema.js';
 import { parseSetArg } from './set-overrides.js';
@@ -33,6 +34,8 @@ export interface LoadTaskConfigOptions {
   now?: Date;
   /** The environment, for `MFT_CACHE_DIR` (default: `process.env`). */
   env?: Readonly<Record<string, string | undefined>>;
+  /** Lines about a Hub download of `base_model` (default: stderr). */
+  log?: (line: string) => void;
 }
 
 /**
@@ -292,7 +295,20 @@ export async function loadTaskConfigWith(
   let maxPositions: { value: number; file: string } | undefined;
   const baseModel = chosen.get('base_model');
   if (baseModel) {
-    const dir = resolveInput(baseModel, 'base_model', baseModel.value as string, [], cwd, report);
+    const value = baseModel.value as string;
+    const hub = parseHubRef(value);
+    const local = resolveNamedPath(value, { kind: 'base_model', baseDir: baseModel.baseDir, cwd }).found;
+    // org/name[@revision] that is no local folder: the Hugging Face Hub (through its cache).
+    // Offline and not cached, it is only a path that does not exist.
+    const fromHub = hub !== null && !local && !(hubOffline(env) && !cachedHubSnapshot(hub, env));
+    const dir =
+      hub && fromHub
+        ? await resolveHubModel(hub, {
+            env,
+            source: baseModel.where([]),
+            log: opts.log ?? ((line) => process.stderr.write(`mft: ${line}\n`)),
+          })
+        : resolveInput(baseModel, 'base_model', value, [], cwd, report);
     values['base_model'] = dir;
     if (dir !== undefined) maxPositions = readMaxPositions(baseModel, dir, report);
   }
