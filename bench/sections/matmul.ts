@@ -36,14 +36,22 @@ export interface MatmulResult {
 }
 
 /** Repeat `f` (which returns a tensor) for `seconds` (at least twice, after one warm-up). */
-function rate(label: string, shapes: string, flops: number, seconds: number, f: () => tf.Tensor): MatmulRate {
-  f().dispose();
+async function rate(
+  label: string,
+  shapes: string,
+  flops: number,
+  seconds: number,
+  f: () => tf.Tensor,
+): Promise<MatmulRate> {
+  const warm = f();
+  await warm.data();
+  warm.dispose();
   const start = performance.now();
   const cpu = process.cpuUsage();
   let reps = 0;
   while (reps < 2 || performance.now() - start < seconds * 1000) {
     const out = f();
-    out.dataSync(); // wait for the result (synchronous here, but keeps the figure honest elsewhere)
+    await out.data(); // wait for the result (a GPU backend queues the work; dataSync throws on webgpu in Node)
     out.dispose();
     reps++;
   }
@@ -59,12 +67,12 @@ function rate(label: string, shapes: string, flops: number, seconds: number, f: 
 }
 
 /** Measure the square products and the model's layouts at the largest size that fits. */
-export function runMatmul(job: MatmulJob): MatmulResult {
+export async function runMatmul(job: MatmulJob): Promise<MatmulResult> {
   const square: MatmulRate[] = [];
   for (const n of job.sizes) {
     const [a, b] = [tf.randomUniform([n, n]), tf.randomUniform([n, n])];
     square.push(
-      rate(`square ${n}`, `[${n},${n}] @ [${n},${n}]`, 2 * n ** 3, job.seconds, () => tf.matMul(a, b)),
+      await rate(`square ${n}`, `[${n},${n}] @ [${n},${n}]`, 2 * n ** 3, job.seconds, () => tf.matMul(a, b)),
     );
     tf.dispose([a, b]);
   }
@@ -84,14 +92,14 @@ export function runMatmul(job: MatmulJob): MatmulResult {
   const flops = 2 * n * k * n;
   const attnFlops = 2 * heads * (n / 4) * (n / 4) * 64;
   const layouts = [
-    rate('x @ W (plain)', `[${n},${k}] @ [${k},${n}]`, flops, job.seconds / 2, () => tf.matMul(x, w)),
-    rate('x @ W^T (transposeB)', `[${n},${k}] @ [${n},${k}]^T`, flops, job.seconds / 2, () =>
+    await rate('x @ W (plain)', `[${n},${k}] @ [${k},${n}]`, flops, job.seconds / 2, () => tf.matMul(x, w)),
+    await rate('x @ W^T (transposeB)', `[${n},${k}] @ [${n},${k}]^T`, flops, job.seconds / 2, () =>
       tf.matMul(x, wT, false, true),
     ),
-    rate('transpose(W) then plain', `[${n},${k}] @ T([${n},${k}])`, flops, job.seconds / 2, () =>
+    await rate('transpose(W) then plain', `[${n},${k}] @ T([${n},${k}])`, flops, job.seconds / 2, () =>
       tf.tidy(() => tf.matMul(x, tf.transpose(wT))),
     ),
-    rate(
+    await rate(
       'batched Q K^T',
       `[${heads},${n / 4},64] @ [${heads},${n / 4},64]^T`,
       attnFlops,
