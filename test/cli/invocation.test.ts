@@ -22,6 +22,15 @@ describe('mftInvocation: the printed next commands run', () => {
     expect(r.stdout).toMatch(/^\d+\.\d+\.\d+\n$/);
   }, 60_000);
 
+  test('the bin folders npx puts on PATH while it runs do not count as an install', () => {
+    for (const dir of ['_npx/05c7453150ff3227/node_modules/.bin', 'clone/node_modules/.bin']) {
+      const bin = join(tmp, dir);
+      spawnSync('mkdir', ['-p', bin]);
+      symlinkSync(join(PACKAGE_ROOT, 'bin', 'mft.js'), join(bin, 'mft'));
+      expect(mftInvocation({ PATH: `${bin}:/usr/bin` }, join(PACKAGE_ROOT, 'configs'))).toBe('npx mft');
+    }
+  });
+
   test('another mft on PATH is not taken for this one; outside the clone, node and the bin path', () => {
     const other = join(tmp, 'other-bin');
     spawnSync('mkdir', ['-p', other]);
