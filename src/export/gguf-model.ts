@@ -1,13 +1,17 @@
 /**
- * `mft export gguf`: a Hugging Face Llama / Mistral checkpoint (optionally with a LoRA adapter merged
- * in) as one GGUF file for llama.cpp, or a LoRA adapter alone as a GGUF adapter.
+ * `mft export gguf`: a Hugging Face Llama / Mistral / Qwen2 checkpoint (optionally with a LoRA adapter
+ * merged in) as one GGUF file for llama.cpp, or a LoRA adapter alone as a GGUF adapter.
  *
  * What llama.cpp expects, as its convert_hf_to_gguf.py / convert_lora_to_gguf.py write it:
  * - tensor names `token_embd`, `blk.N.attn_q` ... `output_norm`, `output`; dimensions innermost
  *   first (an HF [out, in] weight is ne = [in, out], same bytes);
- * - the q and k projections' rows permuted per head from HF's rotate_half RoPE layout (the two
- *   halves of a head) back to the interleaved pairs of the original Llama, which llama.cpp's llama
- *   architecture rotates: row (h, half, j) moves to (h, j, half);
+ * - Llama and Mistral as the `llama` architecture: the q and k projections' rows (and biases)
+ *   permuted per head from HF's rotate_half RoPE layout (the two halves of a head) back to the
+ *   interleaved pairs of the original Llama, which llama.cpp's llama architecture rotates: row
+ *   (h, half, j) moves to (h, j, half);
+ * - Qwen2 as the `qwen2` architecture, which llama.cpp rotates in halves (NEOX) as HF does: no
+ *   permutation; its q/k/v biases are `attn_q.bias` ...;
+ * - a sliding window has no key in either architecture (llama.cpp attends over the whole context);
  * - 1-D tensors (norms) stay f32; q8_0 needs rows of a multiple of 32 values, others fall back to f16;
  * - an adapter: `lora_a` ne = [in, r] and `lora_b` ne = [r, out] (the permutation applies to B's rows),
  *   `adapter.lora.alpha` such that alpha / r is the adapter's scale.
@@ -34,6 +38,10 @@ const LAYER_NAMES: Record<string, string> = {
   'self_attn.k_proj.weight': 'attn_k.weight',
   'self_attn.v_proj.weight': 'attn_v.weight',
   'self_attn.o_proj.weight': 'attn_output.weight',
+  'self_attn.q_proj.bias': 'attn_q.bias',
+  'self_attn.k_proj.bias': 'attn_k.bias',
+  'self_attn.v_proj.bias': 'attn_v.bias',
+  'self_attn.o_proj.bias': 'attn_output.bias',
   'post_attention_layernorm.weight': 'ffn_norm.weight',
   'mlp.gate_proj.weight': 'ffn_gate.weight',
   'mlp.up_proj.weight': 'ffn_up.weight',
@@ -52,7 +60,16 @@ export function ggufTensorName(hf: string): string | null {
   const m = /^model\.layers\.(\d+)\.(.+)$/.exec(hf);
   if (m && LAYER_NAMES[m[2] as string]) return `blk.${m[1]}.${LAYER_NAMES[m[2] as string]}`;
   if (hf.endsWith('.rotary_emb.inv_freq')) return null;
-  fail(hf, 'a tensor the GGUF llama layout has no name for', 'export a plain Llama / Mistral checkpoint');
+  fail(
+    hf,
+    'a tensor the GGUF llama layout has no name for',
+    'export a plain Llama / Mistral / Qwen2 checkpoint',
+  );
+}
+
+/** llama.cpp's architecture name for a model: the prefix of its metadata keys. */
+export function ggufArchitecture(spec: ModelSpec): 'llama' | 'qwen2' {
+  return spec.architecture === 'Qwen2ForCausalLM' ? 'qwen2' : 'llama';
 }
 
 /**
@@ -105,47 +122,53 @@ function encode(x: Float32Array, type: GgmlType, name: string): Uint8Array {
 }
 
 function checkArchitecture(spec: ModelSpec, dir: string): void {
-  const where = join(dir, 'config.json');
-  if (spec.architecture === 'Qwen2ForCausalLM') {
+  // llama.cpp's qwen2 reads q and o as [hidden, hidden] (no head_dim key).
+  if (ggufArchitecture(spec) === 'qwen2' && spec.num_attention_heads * spec.head_dim !== spec.hidden_size)
     fail(
-      where,
-      'GGUF export writes the llama architecture (Llama, Mistral); Qwen2 is not supported yet',
-      'export a Llama or Mistral model',
+      join(dir, 'config.json'),
+      `head_dim ${spec.head_dim} x ${spec.num_attention_heads} heads is not hidden_size ${spec.hidden_size}, which llama.cpp's qwen2 architecture requires`,
+      'export a Qwen2 model whose head_dim is hidden_size / num_attention_heads',
     );
-  }
-  if (spec.attention_bias || spec.o_proj_bias) {
-    fail(
-      where,
-      'attention biases are not supported by the GGUF export',
-      'export a model with attention_bias: false',
-    );
-  }
+}
+
+/** The smallest sliding window of any layer shorter than the context, or null (none that matters). */
+export function effectiveSlidingWindow(spec: ModelSpec): number | null {
+  const windows = spec.sliding_window.filter(
+    (w): w is number => w !== null && w < spec.max_position_embeddings,
+  );
+  return windows.length > 0 ? Math.min(...windows) : null;
 }
 
 function modelMetadata(spec: ModelSpec, name: string, type: GgufType | null): Map<string, GgufValue> {
   const m = new Map<string, GgufValue>();
+  const arch = ggufArchitecture(spec);
   const u32 = (value: number): GgufValue => ({ type: 'u32', value });
   const f32 = (value: number): GgufValue => ({ type: 'f32', value });
-  m.set('general.architecture', { type: 'string', value: 'llama' });
+  m.set('general.architecture', { type: 'string', value: arch });
   m.set('general.name', { type: 'string', value: name });
   if (type) m.set('general.file_type', u32(FILE_TYPE[type]));
-  m.set('llama.vocab_size', u32(spec.vocab_size));
-  m.set('llama.context_length', u32(spec.max_position_embeddings));
-  m.set('llama.embedding_length', u32(spec.hidden_size));
-  m.set('llama.block_count', u32(spec.num_hidden_layers));
-  m.set('llama.feed_forward_length', u32(spec.intermediate_size));
-  m.set('llama.attention.head_count', u32(spec.num_attention_heads));
-  m.set('llama.attention.head_count_kv', u32(spec.num_key_value_heads));
-  m.set('llama.attention.key_length', u32(spec.head_dim));
-  m.set('llama.attention.value_length', u32(spec.head_dim));
-  m.set('llama.rope.dimension_count', u32(spec.head_dim));
-  m.set('llama.rope.freq_base', f32(spec.rope_theta));
-  m.set('llama.attention.layer_norm_rms_epsilon', f32(spec.rms_norm_eps));
+  const keys: [string, GgufValue][] = [
+    ['vocab_size', u32(spec.vocab_size)],
+    ['context_length', u32(spec.max_position_embeddings)],
+    ['embedding_length', u32(spec.hidden_size)],
+    ['block_count', u32(spec.num_hidden_layers)],
+    ['feed_forward_length', u32(spec.intermediate_size)],
+    ['attention.head_count', u32(spec.num_attention_heads)],
+    ['attention.head_count_kv', u32(spec.num_key_value_heads)],
+    ['attention.key_length', u32(spec.head_dim)],
+    ['attention.value_length', u32(spec.head_dim)],
+    ['rope.dimension_count', u32(spec.head_dim)],
+    ['rope.freq_base', f32(spec.rope_theta)],
+    ['attention.layer_norm_rms_epsilon', f32(spec.rms_norm_eps)],
+  ];
   const rs = spec.rope_scaling;
   if (rs?.rope_type === 'linear') {
-    m.set('llama.rope.scaling.type', { type: 'string', value: 'linear' });
-    m.set('llama.rope.scaling.factor', f32(rs.factor));
+    keys.push(
+      ['rope.scaling.type', { type: 'string', value: 'linear' }],
+      ['rope.scaling.factor', f32(rs.factor)],
+    );
   }
+  for (const [key, value] of keys) m.set(`${arch}.${key}`, value);
   return m;
 }
 
@@ -172,8 +195,12 @@ function llama3RopeFactors(spec: ModelSpec): Float32Array | null {
   return out;
 }
 
-/** The number of heads whose rows a q / k weight (or LoRA B) holds, or 0 for other tensors. */
+/**
+ * The number of heads whose rows a q / k weight, bias or LoRA B holds and llama.cpp wants permuted,
+ * or 0 (other tensors; every tensor of an architecture that rotates in halves as HF does).
+ */
 function ropeHeads(hfName: string, spec: ModelSpec): number {
+  if (ggufArchitecture(spec) !== 'llama') return 0;
   if (/\.self_attn\.q_proj\./.test(hfName)) return spec.num_attention_heads;
   if (/\.self_attn\.k_proj\./.test(hfName)) return spec.num_key_value_heads;
   return 0;
@@ -235,6 +262,11 @@ async function exportModel(
 ): Promise<ExportGgufResult> {
   const spec = readModelSpec(dir);
   checkArchitecture(spec, dir);
+  const window = effectiveSlidingWindow(spec);
+  if (window !== null)
+    log?.(
+      `sliding_window ${window} is not written: llama.cpp attends over the whole context, so outputs past ${window} tokens differ from transformers'`,
+    );
   const meta = modelMetadata(spec, dir.split('/').filter(Boolean).pop() ?? 'model', type);
   for (const [k, v] of await ggufTokenizerMetadata(dir, spec.vocab_size)) meta.set(k, v);
   const ckpt = openCheckpoint(dir);
@@ -263,7 +295,7 @@ async function exportModel(
       if (hf === null) return encode(ropeFactors as Float32Array, GGML_TYPE.F32, info.name);
       let w = toF32(ckpt.read(hf));
       const heads = ropeHeads(hf, spec);
-      if (heads > 0) w = permuteRopeRows(w, heads, info.ne[0] as number);
+      if (heads > 0) w = permuteRopeRows(w, heads, info.ne.length === 1 ? 1 : (info.ne[0] as number));
       return encode(w, info.type, hf);
     });
     return { out, bytes, tensors: infos.length, fallbacks };
@@ -286,7 +318,7 @@ function exportLora(
   checkArchitecture(spec, model);
   const { r, lora_alpha: alpha, use_rslora: rs } = a.adapter.config;
   const meta = new Map<string, GgufValue>();
-  meta.set('general.architecture', { type: 'string', value: 'llama' });
+  meta.set('general.architecture', { type: 'string', value: ggufArchitecture(spec) });
   meta.set('general.type', { type: 'string', value: 'adapter' });
   meta.set('adapter.type', { type: 'string', value: 'lora' });
   // llama.cpp scales by alpha / r; rsLoRA's alpha / sqrt(r) is alpha * sqrt(r) / r.

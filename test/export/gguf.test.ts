@@ -14,9 +14,10 @@ import { getLlama, type Llama, LlamaLogLevel, type LlamaModel, type Token } from
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
 import { exportGguf, permuteRopeRows, quantizeQ8_0 } from '../../src/export/gguf-model.js';
-import { loadAdapter } from '../../src/lora/peft-adapter.js';
+import { loadAdapter, type PeftAdapter } from '../../src/lora/peft-adapter.js';
 import { generate, loadModel } from '../../src/model/index.js';
 import { loadTokenizer } from '../../src/tokenizer/index.js';
+import { Rng } from '../../src/util/index.js';
 import { SafetensorsFile } from '../../src/weights/index.js';
 import { GOLDEN_DIR, relMaxErr } from '../helpers/golden.js';
 import { fileTempDir, removeTempDirs } from '../helpers/tmp-dir.js';
@@ -296,6 +297,123 @@ describe('GGUF tokenizers and RoPE scaling in llama.cpp', () => {
     },
     120_000,
   );
+
+  /** llama.cpp's centred logits of `file` on `ids` against the float64 reference's. */
+  async function referenceError(
+    m: TinyModel,
+    file: string,
+    ids: number[],
+    Vt: number,
+    opts: { lora?: string; refLora?: Parameters<typeof referenceLogits>[5] } = {},
+  ): Promise<number> {
+    const want = Float64Array.from(
+      referenceLogits(m.ref, m.weights, ids, undefined, undefined, opts.refLora),
+    );
+    for (let t = 0; t < ids.length; t++) centre(want.subarray(t * Vt, (t + 1) * Vt));
+    const model = await llama.loadModel({ modelPath: file });
+    try {
+      return relMaxErr(await llamaCppLogits(model, ids, opts.lora, Vt), want);
+    } finally {
+      await model.dispose();
+    }
+  }
+
+  const someIds = (n: number, vocab: number) =>
+    Array.from({ length: n }, (_, i) => 100 + ((i * 7919) % (vocab - 200)));
+
+  test('Qwen2 (qwen2 architecture, q/k/v biases, tied embeddings): logits as the float64 reference', async () => {
+    const m = tinyWith('gpt2', 50257, { architecture: 'Qwen2ForCausalLM', headDim: 4, tie: true });
+    const file = join(root, 'qwen2.gguf');
+    await exportGguf({ model: m.dir, out: file, type: 'f32' });
+    expect(await referenceError(m, file, someIds(32, 50257), 50257)).toBeLessThan(1e-4);
+  }, 120_000);
+
+  test('Qwen2 adapter as a GGUF LoRA on its base: logits as the reference with the adapter', async () => {
+    const m = tinyWith('gpt2', 50257, { architecture: 'Qwen2ForCausalLM', headDim: 4, seed: 3 });
+    const r = 4;
+    const alpha = 8;
+    const rng = new Rng(7);
+    const tensors: PeftAdapter['tensors'] = new Map();
+    const refLora = new Map<string, { A: Float64Array; B: Float64Array; r: number; scale: number }>();
+    for (let l = 0; l < 2; l++) {
+      for (const [mod, out] of [
+        ['self_attn.q_proj', 16],
+        ['self_attn.k_proj', 8],
+        ['mlp.down_proj', 16],
+      ] as const) {
+        const inDim = mod === 'mlp.down_proj' ? 24 : 16;
+        const A = Float32Array.from({ length: r * inDim }, () => rng.next() - 0.5);
+        const B = Float32Array.from({ length: out * r }, () => rng.next() - 0.5);
+        const key = `base_model.model.model.layers.${l}.${mod}`;
+        tensors.set(`${key}.lora_A.weight`, { shape: [r, inDim], data: A });
+        tensors.set(`${key}.lora_B.weight`, { shape: [out, r], data: B });
+        refLora.set(`model.layers.${l}.${mod}`, {
+          A: Float64Array.from(A),
+          B: Float64Array.from(B),
+          r,
+          scale: alpha / r,
+        });
+      }
+    }
+    const adapter: PeftAdapter = {
+      config: {
+        peft_type: 'LORA',
+        task_type: 'CAUSAL_LM',
+        r,
+        lora_alpha: alpha,
+        lora_dropout: 0,
+        target_modules: ['q_proj', 'k_proj', 'down_proj'],
+        bias: 'none',
+        use_rslora: false,
+        fan_in_fan_out: false,
+        base_model_name_or_path: null,
+        inference_mode: true,
+      },
+      tensors,
+    };
+    const base = join(root, 'qwen2-base.gguf');
+    const lora = join(root, 'qwen2-lora.gguf');
+    await exportGguf({ model: m.dir, out: base, type: 'f32' });
+    await exportGguf({
+      model: m.dir,
+      adapter: { adapter, dir: m.dir },
+      out: lora,
+      type: 'f32',
+      loraOnly: true,
+    });
+    const ids = someIds(24, 50257);
+    expect(await referenceError(m, base, ids, 50257, { lora, refLora })).toBeLessThan(1e-4);
+    // The adapter changes the output: the comparison is not the base's against itself.
+    expect(await referenceError(m, base, ids, 50257, { lora })).toBeGreaterThan(1e-2);
+  }, 120_000);
+
+  test("Llama with attention_bias (q, k, v and o biases): the biases' rows permuted as the weights'", async () => {
+    const m = tinyWith('tinyllama', 32000, { attentionBias: true });
+    const file = join(root, 'llama-bias.gguf');
+    await exportGguf({ model: m.dir, out: file, type: 'f32' });
+    expect(await referenceError(m, file, someIds(32, 32000), 32000)).toBeLessThan(1e-4);
+  }, 120_000);
+
+  test('Mistral with a sliding window shorter than the context: exported, and the log says what is lost', async () => {
+    const m = tinyWith('tinyllama', 32000, {
+      architecture: 'MistralForCausalLM',
+      extra: { sliding_window: 8 },
+      windows: [8, 8],
+    });
+    const lines: string[] = [];
+    const file = join(root, 'mistral-window.gguf');
+    await exportGguf({ model: m.dir, out: file, type: 'f32', log: (l) => lines.push(l) });
+    expect(lines.join('\n')).toMatch(/sliding_window 8 is not written: .*past 8 tokens differ/);
+    // Within the window the two attend alike.
+    expect(await referenceError(m, file, someIds(8, 32000), 32000)).toBeLessThan(1e-4);
+  }, 120_000);
+
+  test('a Qwen2 whose heads do not span hidden_size is refused with the reason (llama.cpp cannot load it)', async () => {
+    const m = tinyWith('gpt2', 50257, { architecture: 'Qwen2ForCausalLM', headDim: 8 });
+    await expect(
+      exportGguf({ model: m.dir, out: join(root, 'qwen2-bad.gguf'), type: 'f32' }),
+    ).rejects.toThrow(/config\.json: head_dim 8 x 4 heads is not hidden_size 16/);
+  });
 
   test('Llama 3 RoPE scaling (rope_freqs) and an untied output: logits as the float64 reference', async () => {
     const scaling = {
