@@ -1,9 +1,12 @@
 /**
- * The layers of the precedence (built-in default < recipe < task file < --set) and the inputs
- * they name: a dataset or base model must exist, and the model's config.json bounds sequence_len.
+ * The layers of the precedence (built-in default < recipe < task file < --set), the loading context
+ * they are built in, and the inputs they name: a dataset or base model must exist, and the model's
+ * config.json bounds sequence_len.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Problem, Where } from '../util/index.js';
+import { keyPath } from './check-value.js';
 import { isBareName, isDirectory, NAMED_FOLDERS, packageRoot, resolveNamedPath } from './paths.js';
 import { didYouMean } from './suggest.js';
 import type { ValueSource } from './task-config.js';
@@ -13,7 +16,7 @@ export interface Setting {
   value: unknown;
   source: ValueSource;
   /** The place of the value, or of the element at `path` inside it. */
-  where(path?: readonly PropertyKey[]): string;
+  where(path?: readonly PropertyKey[]): Where;
   /** True for `--set` (the place already names the key). */
   fromSet: boolean;
   /** Relative paths resolve against this folder; null: package root, then the current directory. */
@@ -31,6 +34,32 @@ export type Report = (
   message: string,
   fix?: string,
 ) => void;
+
+/** The task file being loaded, where it is loaded from, and the problems found so far. */
+export interface LoadContext {
+  /** Absolute path of the task file. */
+  configFile: string;
+  /** The task file as the user typed it (messages name it this way). */
+  shown: string;
+  /** The task file's folder: paths it writes are relative to it. */
+  taskDir: string;
+  cwd: string;
+  env: Readonly<Record<string, string | undefined>>;
+  /** Keys declared but not implemented yet: setting one is an error. */
+  notSupported: ReadonlySet<string>;
+  /** Every problem found, in the order found (sorted by place when reported). */
+  problems: Problem[];
+  /** Append a problem placed at a setting. */
+  report: Report;
+}
+
+/** A `Report` that appends to `problems`; a --set place already names its key. */
+export function reporter(problems: Problem[]): Report {
+  return (s, key, path, message, fix) => {
+    const prefix = s.fromSet && path.length === 0 ? '' : `${keyPath(key, path)}: `;
+    problems.push({ where: s.where(path), message: prefix + message, fix });
+  };
+}
 
 /** Resolve a dataset or base model name or path; reports "not found" with the places searched. */
 export function resolveInput(

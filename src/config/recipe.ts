@@ -3,12 +3,13 @@
  * plus the task's default hyperparameters and eval metrics. `recipes/<name>.yaml` ships the
  * built-in ones; a task file may name its own recipe file instead.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { z } from 'zod';
-import { displayPath, MftError, type Problem } from '../util/index.js';
+import { displayPath, MftError, type Problem, type Where } from '../util/index.js';
 import { checkMapping } from './check-mapping.js';
 import { bool, oneOf, stringMap, text } from './key-types.js';
 import { isDirectory, packageRoot, resolveNamedPath } from './paths.js';
+import { readConfigFile } from './read-config-file.js';
 import { TASK_SCHEMA } from './schema.js';
 import { didYouMean } from './suggest.js';
 import type { TaskValues } from './task-config.js';
@@ -83,8 +84,8 @@ export interface Recipe {
 /** A recipe plus where each of its defaults is written, for messages about them. */
 export interface PlacedRecipe {
   recipe: Recipe;
-  /** `recipes/x.yaml:12:17` of a default's value (the file alone if unknown). */
-  whereDefault(key: string, path?: readonly PropertyKey[]): string;
+  /** The position of a default's value in the recipe file (the file alone if unknown). */
+  whereDefault(key: string, path?: readonly PropertyKey[]): Where;
 }
 
 /** The names of the recipes shipped in `recipes/`. */
@@ -120,7 +121,7 @@ export function loadRecipe(nameOrPath: string, opts: { baseDir?: string; cwd?: s
  */
 export function loadPlacedRecipe(
   nameOrPath: string,
-  opts: { baseDir: string | null; cwd: string; where: string | undefined; fromSet?: boolean },
+  opts: { baseDir: string | null; cwd: string; where: Where | undefined; fromSet?: boolean },
   problems: Problem[],
 ): PlacedRecipe | undefined {
   const lookup = resolveNamedPath(nameOrPath, { kind: 'task', baseDir: opts.baseDir, cwd: opts.cwd });
@@ -139,7 +140,12 @@ export function loadPlacedRecipe(
   }
   const file = lookup.found;
   const shown = displayPath(file, opts.cwd);
-  const mapping = readYamlMapping(readFileSync(file, 'utf8'), shown);
+  const read = readConfigFile(file, { shown, kind: 'recipe' });
+  if ('problem' in read) {
+    problems.push(read.problem);
+    return undefined;
+  }
+  const mapping = readYamlMapping(read.text, shown);
   const before = problems.length;
   problems.push(...mapping.problems);
   if (!mapping.ok) return undefined;

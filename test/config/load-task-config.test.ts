@@ -385,7 +385,7 @@ describe('the task file itself', () => {
       'no/such.yaml: task file not found (fix: check the path)',
     ]);
     expect(await problems(loadTaskConfig('configs', { cwd: REPO_ROOT }))).toEqual([
-      'configs: is a folder, expected a task .yaml file',
+      'configs: is a folder, expected a task .yaml file (fix: give a file in it, such as configs/code_completion.yaml)',
     ]);
   });
 });
