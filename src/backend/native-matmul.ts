@@ -1,19 +1,26 @@
 /**
- * Native matrix products for the wasm backend: `BatchMatMul` and `_FusedMatMul` run on
- * onnxruntime-node's MLAS GEMM (several times wasm's speed on one core), reading the inputs from and
- * writing the output into the wasm heap, so no tensor is copied. The model code is unchanged: these
- * are kernels registered for the backend. Small products stay on the stock kernel, where
- * onnxruntime's per-call overhead costs more than it saves.
+ * Native kernels for the wasm backend: `BatchMatMul` and `_FusedMatMul` run on onnxruntime-node's
+ * MLAS GEMM (several times wasm's speed on one core), and `Transpose` on its transpose (the stock
+ * 2-D transpose runs at well under 1 GB/s: a 2048 x 172 one took longer than the product it fed),
+ * reading the inputs from and writing the output into the wasm heap, so no tensor is copied. With
+ * them come the heap kernels of heap-kernels.ts (Slice, SplitV, Identity, Cast), which need no
+ * native library. The model code is unchanged: these are kernels registered for the backend. Small
+ * products and transposes stay on the stock kernel, where onnxruntime's per-call overhead costs
+ * more than it saves.
  *
  * This uses onnxruntime-node's synchronous native binding (`dist/binding`, not its public async
  * API: tfjs kernels are synchronous), so package.json pins onnxruntime-node's exact version.
  */
 import { createRequire } from 'node:module';
 import * as tf from '@tensorflow/tfjs';
-import { fusedMatMulModel } from './onnx-matmul-model.js';
+import { HEAP_KERNEL_NAMES, heapKernel } from './heap-kernels.js';
+import { fusedMatMulModel, transposeModel } from './onnx-models.js';
 
 /** Products with fewer multiply-adds than this run on the stock kernel (onnxruntime costs some 30-50 us a call). */
 export const NATIVE_MIN_MACS = 65536;
+
+/** Transposes of fewer elements than this run on the stock kernel. */
+export const NATIVE_MIN_TRANSPOSE = 16384;
 
 /** The environment switch: `MFT_NATIVE_KERNELS=0` keeps the stock wasm kernels. */
 export const NATIVE_ENV = 'MFT_NATIVE_KERNELS';
@@ -52,6 +59,7 @@ let status: NativeKernelStatus | undefined;
 interface Ort {
   Tensor: OrtTensorCtor;
   session(rankA: number, rankB: number, transA: boolean, transB: boolean): OrtSession;
+  transposeSession(perm: readonly number[]): OrtSession;
   version: string;
 }
 
@@ -62,13 +70,12 @@ function loadOrt(): Ort {
   const { Tensor } = require('onnxruntime-common') as { Tensor: OrtTensorCtor };
   initOrt();
   const sessions = new Map<string, OrtSession>();
-  const session = (rankA: number, rankB: number, transA: boolean, transB: boolean): OrtSession => {
-    const key = `${rankA},${rankB},${transA},${transB}`;
+  const cached = (key: string, model: () => Uint8Array): OrtSession => {
     let s = sessions.get(key);
     if (!s) {
-      const model = fusedMatMulModel(rankA, rankB, transA, transB);
+      const bytes = model();
       s = new binding.InferenceSession();
-      s.loadModel(model.buffer as ArrayBuffer, model.byteOffset, model.byteLength, {
+      s.loadModel(bytes.buffer as ArrayBuffer, bytes.byteOffset, bytes.byteLength, {
         executionProviders: ['cpu'],
         intraOpNumThreads: 1,
         interOpNumThreads: 1,
@@ -78,9 +85,16 @@ function loadOrt(): Ort {
     }
     return s;
   };
-  // Load one session now so that a broken library fails here, not inside a training step.
+  const session = (rankA: number, rankB: number, transA: boolean, transB: boolean): OrtSession =>
+    cached(`matmul ${rankA},${rankB},${transA},${transB}`, () =>
+      fusedMatMulModel(rankA, rankB, transA, transB),
+    );
+  const transposeSession = (perm: readonly number[]): OrtSession =>
+    cached(`transpose ${perm.join(',')}`, () => transposeModel(perm));
+  // Load the sessions now so that a broken library fails here, not inside a training step.
   session(2, 2, false, false);
-  return { Tensor, session, version };
+  transposeSession([1, 0]);
+  return { Tensor, session, transposeSession, version };
 }
 
 /** Output shape of `a x b` (tfjs BatchMatMul semantics), and the multiply-adds it takes. */
@@ -117,23 +131,43 @@ function nativeProduct(ort: Ort, minMacs: number, args: KernelArgs): tf.TensorIn
   if (macs < minMacs) return undefined;
   const backend = args.backend as unknown as WasmBackend;
   const out = backend.makeOutput(shape, 'float32');
-  // Read the heap after makeOutput: allocating may have grown (and replaced) it.
-  const heap = backend.wasm.HEAPU8.buffer as ArrayBuffer;
-  const view = (t: tf.TensorInfo) =>
-    new ort.Tensor(
-      'float32',
-      new Float32Array(heap, backend.dataIdMap.get(t.dataId).memoryOffset, tf.util.sizeFromShape(t.shape)),
-      t.shape,
-    );
+  // Views after makeOutput: allocating may have grown (and replaced) the heap.
+  const view = (t: tf.TensorInfo) => heapTensor(ort, backend, t);
   ort
     .session(a.shape.length, b.shape.length, transA, transB)
     .run({ A: view(a), B: view(b) }, { Y: view(out) }, {});
   return out;
 }
 
+/** A float32 view of tensor `t` on the heap, as an onnxruntime tensor (no copy). */
+function heapTensor(ort: Ort, backend: WasmBackend, t: tf.TensorInfo): OrtTensor {
+  const heap = backend.wasm.HEAPU8.buffer as ArrayBuffer;
+  const offset = backend.dataIdMap.get(t.dataId).memoryOffset;
+  return new ort.Tensor('float32', new Float32Array(heap, offset, tf.util.sizeFromShape(t.shape)), t.shape);
+}
+
+/** The native transpose of `x`, or undefined when the stock kernel should run (not float32, small, a no-op). */
+function nativeTranspose(ort: Ort, minSize: number, args: KernelArgs): tf.TensorInfo | undefined {
+  const x = args.inputs.x as tf.TensorInfo;
+  const perm = (args.attrs as unknown as { perm: number[] }).perm;
+  if (x.dtype !== 'float32' || tf.util.sizeFromShape(x.shape) < minSize) return undefined;
+  if (perm.every((p, i) => p === i)) return undefined;
+  const backend = args.backend as unknown as WasmBackend;
+  const out = backend.makeOutput(
+    perm.map((p) => x.shape[p] as number),
+    'float32',
+  );
+  // Views after makeOutput: allocating may have grown (and replaced) the heap.
+  ort
+    .transposeSession(perm)
+    .run({ X: heapTensor(ort, backend, x) }, { Y: heapTensor(ort, backend, out) }, {});
+  return out;
+}
+
 let ort: Ort | undefined;
-let stock: tf.KernelConfig[] | undefined;
+let stock: tf.KernelConfig[] = [];
 let minMacs = NATIVE_MIN_MACS;
+let minTranspose = NATIVE_MIN_TRANSPOSE;
 
 /** Whether `_FusedMatMul`'s arguments are a plain product: a bias or activation stays on the stock kernel. */
 const plainFused = (args: KernelArgs) =>
@@ -146,47 +180,66 @@ function register(configs: tf.KernelConfig[]): void {
   }
 }
 
+/** `k` running `native` first, and itself when `native` declines (undefined). */
+function wrap(k: tf.KernelConfig, native: (args: KernelArgs) => tf.TensorInfo | undefined): tf.KernelConfig {
+  return { ...k, kernelFunc: (args) => native(args) ?? k.kernelFunc(args) };
+}
+
+const HEAP_NOTE = `${HEAP_KERNEL_NAMES.join(', ')} read the wasm heap in place`;
+
 /**
  * Register the native kernels on the wasm backend. Off by `MFT_NATIVE_KERNELS=0`; a missing or
- * broken onnxruntime-node leaves the stock kernels and one warning line. `minMacs` (tests: 0, so
- * every product runs natively) is the size below which the stock kernel runs.
+ * broken onnxruntime-node leaves the stock matrix kernels and one warning line (the heap kernels
+ * need no library and stay). `minMacs` and `minTranspose` (tests: 0, so that everything runs
+ * natively) are the sizes below which the stock kernels run.
  */
-export function useNativeKernels(opts: { minMacs?: number } = {}): NativeKernelStatus {
+export function useNativeKernels(opts: { minMacs?: number; minTranspose?: number } = {}): NativeKernelStatus {
   minMacs = opts.minMacs ?? NATIVE_MIN_MACS;
+  minTranspose = opts.minTranspose ?? NATIVE_MIN_TRANSPOSE;
   if (status) return status;
   if (process.env[NATIVE_ENV] === '0') {
     status = { active: false, detail: `stock wasm kernels (${NATIVE_ENV}=0)` };
     return status;
   }
-  const batch = tf.getKernel('BatchMatMul', 'wasm');
-  const fused = tf.getKernel('_FusedMatMul', 'wasm');
-  if (!batch || !fused) return { active: false, detail: 'stock kernels (the wasm backend is not loaded)' };
+  const names = ['BatchMatMul', '_FusedMatMul', 'Transpose', ...HEAP_KERNEL_NAMES];
+  const found = names.map((n) => tf.getKernel(n, 'wasm'));
+  if (found.some((k) => k === undefined))
+    return { active: false, detail: 'stock kernels (the wasm backend is not loaded)' };
+  const [batch, fused, transpose, ...heap] = found as tf.KernelConfig[];
+  stock = found as tf.KernelConfig[];
+  register(heap.map(heapKernel));
   try {
     ort = loadOrt();
   } catch (err) {
     const reason = (err as Error)?.message?.split('\n')[0] ?? String(err);
-    status = { active: false, detail: `stock wasm kernels: onnxruntime-node failed to load (${reason})` };
-    process.stderr.write(`mft: warning: native matrix kernels off, ${status.detail}\n`);
+    status = {
+      active: false,
+      detail: `stock wasm matrix kernels: onnxruntime-node failed to load (${reason}); ${HEAP_NOTE}`,
+    };
+    process.stderr.write(
+      `mft: warning: native matrix kernels off, onnxruntime-node failed to load (${reason})\n`,
+    );
     return status;
   }
   const native = ort;
-  stock = [batch, fused];
-  const wrap = (k: tf.KernelConfig, plain: (args: KernelArgs) => boolean): tf.KernelConfig => ({
-    ...k,
-    kernelFunc: (args) =>
-      (plain(args) ? nativeProduct(native, minMacs, args) : undefined) ?? k.kernelFunc(args),
-  });
-  register([wrap(batch, () => true), wrap(fused, plainFused)]);
+  register([
+    wrap(batch as tf.KernelConfig, (args) => nativeProduct(native, minMacs, args)),
+    wrap(fused as tf.KernelConfig, (args) =>
+      plainFused(args) ? nativeProduct(native, minMacs, args) : undefined,
+    ),
+    wrap(transpose as tf.KernelConfig, (args) => nativeTranspose(native, minTranspose, args)),
+  ]);
   status = {
     active: true,
-    detail: `BatchMatMul, _FusedMatMul on onnxruntime-node ${ort.version} (MLAS, 1 thread); stock wasm kernels below ${NATIVE_MIN_MACS} multiply-adds`,
+    detail: `BatchMatMul, _FusedMatMul, Transpose on onnxruntime-node ${ort.version} (MLAS, 1 thread), stock wasm kernels below ${NATIVE_MIN_MACS} multiply-adds / ${NATIVE_MIN_TRANSPOSE} elements; ${HEAP_NOTE}`,
   };
   return status;
 }
 
 /** Put the stock wasm kernels back (tests compare the two). */
 export function useStockKernels(): void {
-  if (stock && status?.active) register(stock);
+  register(stock);
+  stock = [];
   status = undefined;
 }
 

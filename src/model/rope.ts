@@ -70,12 +70,38 @@ export function ropeTables(
   return { cos: tf.tensor4d(cos, shape), sin: tf.tensor4d(sin, shape) };
 }
 
-/** `[x1, x2] -> [-x2, x1]` over the last axis (split/concat: both have gradients on every backend). */
+/**
+ * The `[D, D]` matrix R with `x R = rotate_half(x)`: column j < D/2 takes -x[j + D/2], column
+ * j >= D/2 takes x[j - D/2]. Its transpose is -R.
+ */
+function rotationMatrix(D: number, sign: 1 | -1): tf.Tensor2D {
+  const half = D / 2;
+  const r = new Float32Array(D * D);
+  for (let j = 0; j < half; j++) {
+    r[(j + half) * D + j] = -sign;
+    r[j * D + j + half] = sign;
+  }
+  return tf.tensor2d(r, [D, D]);
+}
+
+/**
+ * `[x1, x2] -> [-x2, x1]` over the last axis, as one product with a signed permutation matrix
+ * (gradient: the product with its transpose, -R). Each output is one input times +-1 plus zeros, so
+ * it is exact; and it is one matrix kernel where a split and a concat over the last axis are two
+ * strided copies (the split alone was 5% of a training step on wasm).
+ */
 export function rotateHalf(x: tf.Tensor4D): tf.Tensor4D {
-  return tf.tidy(() => {
-    const [x1, x2] = tf.split(x, 2, 3) as [tf.Tensor4D, tf.Tensor4D];
-    return tf.concat([tf.neg(x2), x1], 3);
+  const D = x.shape[3];
+  const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const xi = args[0] as tf.Tensor4D;
+    const rotate = (t: tf.Tensor, sign: 1 | -1) =>
+      tf.tidy(() => tf.reshape(tf.matMul(tf.reshape(t, [-1, D]), rotationMatrix(D, sign)), t.shape));
+    return {
+      value: rotate(xi, 1) as tf.Tensor4D,
+      gradFunc: (dy: tf.Tensor4D) => [rotate(dy, -1)],
+    };
   });
+  return op(x) as tf.Tensor4D;
 }
 
 /**

@@ -396,4 +396,26 @@ describe('linear and dropout', () => {
     expect(Math.abs(kept.length / a.length - 0.75)).toBeLessThan(0.02);
     x.dispose();
   });
+
+  test("dropout draws tf.randomUniform's mask: the same values as compare, cast and scale on the backend", () => {
+    for (const [shape, rate, seed] of [
+      [[37, 129], 0.1, 7],
+      [[3, 5, 11], 0.25, 123456789],
+      [[1001], 0.5, 0],
+    ] as const) {
+      const x = tf.tensor(
+        Float32Array.from({ length: tf.util.sizeFromShape([...shape]) }, (_, i) => i - 40),
+        [...shape],
+      );
+      const got = dropout(x, rate, seed).dataSync();
+      const expected = tf
+        .tidy(() => {
+          const u = tf.randomUniform([...shape], 0, 1, 'float32', seed);
+          return tf.mul(x, tf.mul(tf.cast(tf.greaterEqual(u, rate), 'float32'), 1 / (1 - rate)));
+        })
+        .dataSync();
+      expect(got).toEqual(expected);
+      x.dispose();
+    }
+  });
 });

@@ -88,6 +88,29 @@ describe('applyRope', () => {
     x.dispose();
   });
 
+  test('rotate_half is exact on many rows, and its gradient is the transpose: g -> [g2, -g1]', () => {
+    const [B, H, T, D] = [2, 3, 5, 6];
+    const rng = new Rng(3);
+    const xs = Float32Array.from({ length: B * H * T * D }, () => rng.next() - 0.5);
+    const ws = Float32Array.from({ length: xs.length }, () => rng.next() - 0.5);
+    const x = tf.tensor4d(xs, [B, H, T, D]);
+    const w = tf.tensor4d(ws, [B, H, T, D]);
+    const y = rotateHalf(x).dataSync();
+    const g = tf
+      .grad((t: tf.Tensor) => tf.sum(tf.mul(rotateHalf(t as tf.Tensor4D), w)))(x)
+      .dataSync();
+    const half = D / 2;
+    for (let row = 0; row < B * H * T; row++)
+      for (let i = 0; i < half; i++) {
+        const o = row * D;
+        expect(y[o + i]).toBe(-(xs[o + half + i] as number));
+        expect(y[o + half + i]).toBe(xs[o + i]);
+        expect(g[o + i]).toBe(ws[o + half + i]);
+        expect(g[o + half + i]).toBe(-(ws[o + i] as number));
+      }
+    tf.dispose([x, w]);
+  });
+
   test('rotates each (i, i + D/2) pair by position * freq_i, positions per batch row', () => {
     const D = 8;
     const spec = { head_dim: D, rope_theta: 100, rope_scaling: null };

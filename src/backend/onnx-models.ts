@@ -1,8 +1,8 @@
 /**
- * The bytes of a one-node ONNX model, `Y = FusedMatMul(A, B)` (onnxruntime's com.microsoft contrib op,
- * a MatMul with transpose flags and numpy batch broadcasting), with every dimension symbolic so one
- * session serves every shape of a given rank. Hand-encoded protobuf: the model is tiny and fixed,
- * and a protobuf library for it would be the larger dependency.
+ * The bytes of one-node ONNX models: `Y = FusedMatMul(A, B)` (onnxruntime's com.microsoft contrib op,
+ * a MatMul with transpose flags and numpy batch broadcasting) and `Y = Transpose(X, perm)`, with
+ * every dimension symbolic so one session serves every shape of a given rank. Hand-encoded protobuf:
+ * the models are tiny and fixed, and a protobuf library for them would be the larger dependency.
  */
 
 function varint(n: number): number[] {
@@ -29,6 +29,7 @@ function bytesField(field: number, body: number[] | string): number[] {
 
 const FLOAT = 1;
 const ATTR_INT = 2;
+const ATTR_INTS = 7;
 
 /** ValueInfoProto of a float tensor of rank `rank` with symbolic dims `${name}0`, `${name}1`, ... */
 function floatValueInfo(name: string, rank: number): number[] {
@@ -39,6 +40,30 @@ function floatValueInfo(name: string, rank: number): number[] {
 
 function intAttribute(name: string, value: number): number[] {
   return [...bytesField(1, name), ...intField(3, value), ...intField(20, ATTR_INT)];
+}
+
+function intsAttribute(name: string, values: readonly number[]): number[] {
+  return [...bytesField(1, name), ...values.flatMap((v) => intField(8, v)), ...intField(20, ATTR_INTS)];
+}
+
+const opset = (domain: string, version: number) =>
+  bytesField(8, [...bytesField(1, domain), ...intField(2, version)]);
+
+/** The model `Y = Transpose(X)` with the axis permutation `perm` (tfjs's and ONNX's meaning agree). */
+export function transposeModel(perm: readonly number[]): Uint8Array {
+  const node = [
+    ...bytesField(1, 'X'),
+    ...bytesField(2, 'Y'),
+    ...bytesField(4, 'Transpose'),
+    ...bytesField(5, intsAttribute('perm', perm)),
+  ];
+  const graph = [
+    ...bytesField(1, node),
+    ...bytesField(2, 'transpose'),
+    ...bytesField(11, floatValueInfo('X', perm.length)),
+    ...bytesField(12, floatValueInfo('Y', perm.length)),
+  ];
+  return new Uint8Array([...intField(1, 8), ...bytesField(7, graph), ...opset('', 17)]);
 }
 
 /** The model for inputs of rank `rankA` and `rankB` (each >= 2) and the two transpose flags. */
@@ -62,8 +87,8 @@ export function fusedMatMulModel(rankA: number, rankB: number, transA: boolean, 
   const model = [
     ...intField(1, 8), // ir_version 8
     ...bytesField(7, graph),
-    ...bytesField(8, [...bytesField(1, ''), ...intField(2, 17)]),
-    ...bytesField(8, [...bytesField(1, 'com.microsoft'), ...intField(2, 1)]),
+    ...opset('', 17),
+    ...opset('com.microsoft', 1),
   ];
   return new Uint8Array(model);
 }
