@@ -1,5 +1,6 @@
 /**
- * `npm run bench -- --peer [--runs N] [--quick] [--shape main|bench]`: mft's LoRA training step against PyTorch's at the
+ * `npm run bench -- --peer [--runs N] [--quick] [--shape main|bench] [--workers 1,2]`: mft's LoRA training step
+ * (on 1 and N worker threads, N = the cores, or the counts given) against PyTorch's at the
  * two shapes of bench/peer/README.md, alternating mft and PyTorch runs in one process so that load
  * from other jobs on the machine falls on both. Prints tokens/s, the ratio, MFU against the
  * machine's GEMM peak measured here (onnxruntime's MLAS, one thread, a 1024^3 product) and peak RSS;
@@ -7,7 +8,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
@@ -110,8 +111,9 @@ function runTorch(
 }
 
 /** One mft step measurement in a process of its own (bench/worker.ts), for its own peak RSS. */
-function runMft(shape: PeerShape, warmup: number, runs: number): TrainStepResult {
+function runMft(shape: PeerShape, workers: number, warmup: number, runs: number): TrainStepResult {
   const job: TrainStepJob = {
+    workers,
     kind: 'train-step',
     model: shape.model,
     storage: 'fp32',
@@ -182,6 +184,15 @@ export async function runPeer(argv: string[]): Promise<number> {
     process.stderr.write('bench: --shape is main or bench\n');
     return 2;
   }
+  const workersAt = argv.indexOf('--workers');
+  const cores = availableParallelism();
+  const workerCounts =
+    workersAt >= 0 ? (argv[workersAt + 1] ?? '').split(',').map(Number) : cores > 1 ? [1, cores] : [1];
+  if (workerCounts.some((n) => !Number.isInteger(n) || n < 1)) {
+    process.stderr.write('bench: --workers needs a list of positive integers, e.g. 1,2\n');
+    return 2;
+  }
+  const load: number[][] = [];
   const peak = await gemmPeakGflops();
   const kernels = nativeKernelStatus()?.detail ?? 'stock';
   const python = torchPython();
@@ -191,15 +202,16 @@ export async function runPeer(argv: string[]): Promise<number> {
   const threads = [1, 2];
   const rows = [];
   for (const shape of shapes) {
-    const mft: TrainStepResult[] = [];
+    const mft = new Map<number, TrainStepResult[]>(workerCounts.map((w) => [w, []]));
     const torch = new Map<number, TorchResult[]>(threads.map((t) => [t, []]));
     for (let round = 0; round < rounds; round++) {
       process.stderr.write(`peer: ${shape.name} round ${round + 1}/${rounds}\n`);
-      mft.push(runMft(shape, 1, quick ? 1 : 3));
+      load.push(loadavg().map((x) => sig(x, 3)));
+      for (const w of workerCounts) mft.get(w)?.push(runMft(shape, w, 1, quick ? 1 : 3));
       if (python) for (const t of threads) torch.get(t)?.push(runTorch(python, shape, t, 3, quick ? 3 : 11));
     }
-    const mftTok = median(mft.map((m) => m.tokensPerS));
-    const flopsPerToken = (mft[0] as TrainStepResult).flops.total / (shape.batchSize * shape.seqLen);
+    const first = mft.get(workerCounts[0]!)![0]!;
+    const flopsPerToken = first.flops.total / (shape.batchSize * shape.seqLen);
     const peers = threads.map((t) => {
       const rs = torch.get(t) ?? [];
       const tok = rs.length ? median(rs.map((x) => x.tokPerS)) : Number.NaN;
@@ -213,6 +225,19 @@ export async function runPeer(argv: string[]): Promise<number> {
       };
     });
     const best = peers.reduce((p, q) => (q.tokensPerS > p.tokensPerS ? q : p));
+    const mfts = workerCounts.map((w) => {
+      const rs = mft.get(w) ?? [];
+      const tok = median(rs.map((m) => m.tokensPerS));
+      return {
+        workers: w,
+        tokensPerS: sig(tok),
+        mfu: sig((tok * flopsPerToken) / 1e9 / (peak * w)),
+        peakRssMiB: sig(Math.max(...rs.map((m) => m.peakRssMiB))),
+        ratio: withTorch ? sig(tok / best.tokensPerS, 3) : null,
+        runs: rs.map((m) => m.tokensPerS),
+      };
+    });
+    const mftBest = mfts.reduce((p, q) => (q.tokensPerS > p.tokensPerS ? q : p));
     rows.push({
       shape: shape.name,
       checkpointing: shape.checkpointing,
@@ -220,42 +245,40 @@ export async function runPeer(argv: string[]): Promise<number> {
       seqLen: shape.seqLen,
       r: shape.r,
       flopsPerToken: sig(flopsPerToken),
-      mft: {
-        workers: 1,
-        tokensPerS: sig(mftTok),
-        mfu: sig((mftTok * flopsPerToken) / 1e9 / peak),
-        peakRssMiB: sig(Math.max(...mft.map((m) => m.peakRssMiB))),
-        runs: mft.map((m) => m.tokensPerS),
-      },
+      mft: mfts,
       torch: withTorch ? peers : null,
-      ratio: withTorch ? sig(mftTok / best.tokensPerS, 3) : null,
+      ratio: mftBest.ratio,
     });
   }
   const lines = [
     `GEMM peak (onnxruntime MLAS, 1 thread, 1024^3 fp32): ${peak.toFixed(1)} GFLOP/s; mft kernels: ${kernels}`,
-    'alternating runs, medians; the CPU may be shared with other jobs',
-    '| shape | mft 1 worker tok/s | MFU | peak RSS MiB | PyTorch 1 thread tok/s | 2 threads tok/s | MFU (best) | peak RSS MiB | mft / best PyTorch |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
-    ...rows.map((r) => {
+    `alternating runs, medians; the CPU may be shared with other jobs (load average 1/5/15 min at each round: ${load.map((l) => l.join('/')).join(', ')})`,
+    '| shape | mft workers | tok/s | MFU | peak RSS MiB | PyTorch 1 thread tok/s | 2 threads tok/s | MFU (best) | peak RSS MiB | mft / best PyTorch |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    ...rows.flatMap((r) => {
       const p = r.torch;
       const best = p ? p.reduce((x, y) => (y.tokensPerS > x.tokensPerS ? y : x)) : null;
       const pct = (x: number) => `${(100 * x).toFixed(0)}%`;
-      return `| ${r.shape} ${r.batchSize} x ${r.seqLen}, r ${r.r} | ${r.mft.tokensPerS} | ${pct(r.mft.mfu)} | ${r.mft.peakRssMiB} | ${p ? p[0]?.tokensPerS : 'skipped'} | ${p ? p[1]?.tokensPerS : 'skipped'} | ${best ? pct(best.mfu) : '-'} | ${best?.peakRssMiB ?? '-'} | ${r.ratio ?? '-'} |`;
+      return r.mft.map(
+        (m) =>
+          `| ${r.shape} ${r.batchSize} x ${r.seqLen}, r ${r.r} | ${m.workers} | ${m.tokensPerS} | ${pct(m.mfu)} | ${m.peakRssMiB} | ${p ? p[0]?.tokensPerS : 'skipped'} | ${p ? p[1]?.tokensPerS : 'skipped'} | ${best ? pct(best.mfu) : '-'} | ${best?.peakRssMiB ?? '-'} | ${m.ratio ?? '-'} |`,
+      );
     }),
   ];
   const blas = rows.find((r) => r.torch)?.torch?.[0]?.blas;
   if (blas) lines.push(`PyTorch BLAS kernel: ${blas}`);
   process.stdout.write(`${lines.join('\n')}\n`);
   const report = {
-    schema: 'mft-bench-peer/1',
+    schema: 'mft-bench-peer/2',
     date: new Date().toISOString(),
     machine: machine(),
     versions: versions(),
     gemmPeakGflops1Thread: sig(peak),
     mftKernels: kernels,
     mfuDefinition:
-      'training FLOPs (bench/lib/flops.ts) per second / (GEMM peak of one thread x threads used)',
+      'training FLOPs (bench/lib/flops.ts) per second / (GEMM peak of one thread x threads or workers used)',
     rounds,
+    loadAverage: load,
     peer: withTorch ? 'torch' : 'skipped',
     rows,
   };

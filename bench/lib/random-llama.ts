@@ -5,7 +5,7 @@
  * softmaxes see realistic ranges.
  */
 
-import { createLora, type LoraState } from '../../src/lora/index.js';
+import { type CreateLoraOptions, createLora, type LoraState } from '../../src/lora/index.js';
 import type { Batch } from '../../src/model/batch.js';
 import { buildModel, type LoadedModel, parseModelSpec } from '../../src/model/index.js';
 import { mixSeed, Rng } from '../../src/util/index.js';
@@ -131,5 +131,10 @@ export function randomBatch(vocab: number, batchSize: number, seqLen: number, se
 
 /** The benchmark's adapter: alpha 16 on every linear layer, seeded; dropout as the section needs. */
 export function benchLora(model: LoadedModel, r: number, dropout: number): LoraState {
-  return createLora(model, { r, alpha: 16, dropout, targets: 'all-linear', useRslora: false, seed: 1 });
+  return createLora(model, benchLoraOptions(r, dropout));
+}
+
+/** The LoRA settings of `benchLora` (what bench workers build theirs from). */
+export function benchLoraOptions(r: number, dropout: number): CreateLoraOptions {
+  return { r, alpha: 16, dropout, targets: 'all-linear', useRslora: false, seed: 1 };
 }

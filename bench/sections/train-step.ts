@@ -7,12 +7,21 @@
 import * as tf from '@tensorflow/tfjs';
 import { lossAndGrads } from '../../src/lora/index.js';
 import { disposeLayerTensors, type LoadedModel, layerTensors } from '../../src/model/index.js';
+import {
+  openSharedModel,
+  parallelTrainable,
+  sharedLoraValues,
+  shareModel,
+  WorkerPool,
+} from '../../src/parallel/index.js';
 import { AdamW } from '../../src/train/index.js';
+import { loraTrainable } from '../../src/train/lora-trainable.js';
 import { mixSeed } from '../../src/util/index.js';
 import { paramCounts, type StepFlops, trainStepFlops } from '../lib/flops.js';
 import { peakRssMiB, repeat, rssMiB, sig, type Timing, time } from '../lib/measure.js';
 import {
   benchLora,
+  benchLoraOptions,
   heldBytes,
   type LlamaShape,
   randomBatch,
@@ -30,12 +39,15 @@ export interface TrainStepJob {
   r: number;
   warmup: number;
   runs: number;
+  /** Worker threads sharing the step's rows (src/parallel, as `num_workers`); default 1: this thread. */
+  workers?: number;
 }
 
 /** A configuration that ran. */
 export interface TrainStepResult {
   kind: 'train-step';
   fits: true;
+  workers: number;
   storage: Storage;
   checkpointing: boolean;
   batchSize: number;
@@ -136,12 +148,34 @@ function sigOrNull(x: number | null): number | null {
 }
 
 async function measureTrainStep(job: TrainStepJob): Promise<TrainStepResult> {
+  const workers = job.workers ?? 1;
   const built = time(() => randomLlama(job.model, job.storage, 1));
-  const model = built.value;
+  const shared = workers > 1 ? shareModel(built.value) : null;
+  const model = shared ? openSharedModel(shared) : built.value;
   const rssAfterBuild = rssMiB();
   const counts = paramCounts(model.spec);
   const bytes = heldBytes(model);
   const lora = benchLora(model, job.r, 0.1);
+  const loraValues = sharedLoraValues(lora.variables);
+  const pool = shared
+    ? await WorkerPool.start(workers, {
+        backend: tf.getBackend() as 'wasm' | 'cpu',
+        model: shared,
+        lora: benchLoraOptions(job.r, 0.1),
+        checkpointing: job.checkpointing,
+        loraValues,
+      })
+    : null;
+  const info = {
+    base_model: 'random',
+    config_hash: model.configHash,
+    quantization: 'none',
+    double_quant: false,
+    precision: 'auto',
+  } as const;
+  const parallel = pool
+    ? parallelTrainable(loraTrainable(model, lora, job.checkpointing, info), pool, loraValues)
+    : null;
   const optimizer = new AdamW(lora.variables, {
     adam_beta1: 0.9,
     adam_beta2: 0.999,
@@ -156,11 +190,14 @@ async function measureTrainStep(job: TrainStepJob): Promise<TrainStepResult> {
   const step = await repeat(
     async () => {
       stepNo++;
-      const r = await lossAndGrads(model, lora, batch, {
-        lossScale: 1 / tokens,
-        dropoutSeed: mixSeed(1, stepNo, 0),
-        checkpointing: job.checkpointing,
-      });
+      const dropoutSeed = mixSeed(1, stepNo, 0);
+      const r = parallel
+        ? await parallel.stepLossAndGrads!([batch], { lossScale: 1 / tokens, dropoutSeeds: [dropoutSeed] })
+        : await lossAndGrads(model, lora, batch, {
+            lossScale: 1 / tokens,
+            dropoutSeed,
+            checkpointing: job.checkpointing,
+          });
       optTimes.push(time(() => optimizer.update(r.grads, 1e-4)));
       tf.dispose([...r.grads.values()]);
     },
@@ -181,9 +218,12 @@ async function measureTrainStep(job: TrainStepJob): Promise<TrainStepResult> {
   const loraParams = [...lora.variables.values()].reduce((s, v) => s + v.size, 0);
   optimizer.dispose();
   lora.dispose();
+  const peakRss = peakRssMiB(); // the whole process, workers included
+  await pool?.close();
   return {
     kind: 'train-step',
     fits: true,
+    workers,
     storage: job.storage,
     checkpointing: job.checkpointing,
     batchSize: job.batchSize,
@@ -203,7 +243,7 @@ async function measureTrainStep(job: TrainStepJob): Promise<TrainStepResult> {
     gflopsWall: sig(flops.total / step.wallS / 1e9),
     gflopsCpu: sig(flops.total / step.cpuS / 1e9),
     rssAfterBuildMiB: sig(rssAfterBuild),
-    peakRssMiB: sig(peakRssMiB()),
+    peakRssMiB: sig(peakRss),
     heapMiB: sigOrNull(wasmHeapMiB()),
     tensorsBefore,
     tensorsAfter,

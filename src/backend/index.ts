@@ -138,6 +138,25 @@ export async function autoBackend(): Promise<BackendName> {
   return found ?? 'cpu';
 }
 
+/** Switch tfjs to `name` (its package already imported) and register mft's kernels for it. */
+async function activate(name: BackendName): Promise<void> {
+  if (tf.getBackend() !== name || !tf.engine().backendNames().includes(name)) {
+    const ok = await tf.setBackend(name);
+    if (!ok) throw new MftError({ where: 'backend', message: `${name} failed to initialise` });
+  }
+  await tf.ready();
+  if (name === 'wasm') useNativeKernels();
+}
+
+/**
+ * Start `name` in a worker thread whose main thread chose it with `initBackend` (so without probing
+ * the other backends again): its own instance, with the same kernels.
+ */
+export async function initWorkerBackend(name: 'wasm' | 'cpu'): Promise<void> {
+  if (name === 'wasm') await import('@tensorflow/tfjs-backend-wasm');
+  await activate(name);
+}
+
 /**
  * Make `choice` the active tfjs backend and return its name.
  * An explicit backend that is unavailable is a user error that says why.
@@ -156,12 +175,7 @@ export async function initBackend(choice: BackendChoice = 'auto'): Promise<Backe
     });
   }
   if (name === 'webgpu') await registerWebGpuBackend();
-  if (tf.getBackend() !== name || !tf.engine().backendNames().includes(name)) {
-    const ok = await tf.setBackend(name);
-    if (!ok) throw new MftError({ where: 'backend', message: `${name} failed to initialise` });
-  }
-  await tf.ready();
-  if (name === 'wasm') useNativeKernels();
+  await activate(name);
   if (name === 'webgpu' && probe.adapter) {
     const { device } = tf.backend() as unknown as { device: WatchedDevice };
     watchWebGpuDevice(device, probe.adapter.description || probe.adapter.device);

@@ -1,4 +1,4 @@
-import { cpus, totalmem } from 'node:os';
+import { availableParallelism, cpus, freemem, totalmem } from 'node:os';
 import type { Command } from 'commander';
 import { autoBackend, probeBackends, useNativeKernels, type WebGpuAdapter } from '../backend/index.js';
 import { jsonOutput } from '../util/index.js';
@@ -29,8 +29,16 @@ export function registerDoctor(program: Command): void {
         auto: await autoBackend(),
         wasm_matmul: wasmProbe?.available ? useNativeKernels() : undefined,
       };
+      const auto = report.auto;
+      const threaded = auto === 'tensorflow' || auto === 'webgpu';
+      const workers = {
+        auto: threaded ? 1 : availableParallelism(),
+        why: threaded
+          ? `${auto} threads its own kernels`
+          : `one per core, fewer when the ${(freemem() / 2 ** 30).toFixed(1)} GiB free would not hold them for the run's model; each its own ${auto} instance, the frozen base shared`,
+      };
       if (opts.json) {
-        process.stdout.write(jsonOutput(report, 2));
+        process.stdout.write(jsonOutput({ ...report, num_workers_auto: workers.auto }, 2));
         return;
       }
       const lines = [
@@ -44,6 +52,7 @@ export function registerDoctor(program: Command): void {
         ]),
         `backend: auto picks ${report.auto}`,
         ...(report.wasm_matmul ? [`kernels   wasm matrix products: ${report.wasm_matmul.detail}`] : []),
+        `workers   num_workers: auto trains on ${workers.auto} here (${workers.why})`,
       ];
       process.stdout.write(`${lines.join('\n')}\n`);
     });

@@ -26,6 +26,8 @@ export function summaryLines(r: TrainResult, sets: string[] = [], mft: string = 
   );
   lines.push(`tokens     ${r.trainedTokens} trained, ${r.processedTokens} processed (${tps} tok/s overall)`);
   if (Number.isFinite(r.lastLoss)) lines.push(`loss       ${r.lastLoss.toFixed(4)} (last step)`);
+  const threads = r.workers.count > 1 ? `${r.workers.count} worker threads` : 'the main thread';
+  lines.push(`compute    ${r.backend} on ${threads} (${r.workers.reason})`);
   const evals = [
     r.baseEvalLoss !== null ? `base ${r.baseEvalLoss.toFixed(4)}` : null,
     r.finalEvalLoss !== null ? `last ${r.finalEvalLoss.toFixed(4)}` : null,

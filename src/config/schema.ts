@@ -37,6 +37,13 @@ const run = {
     .describe(
       'tfjs backend; auto tries tensorflow (tfjs-node-gpu, tfjs-node), then webgpu (a real GPU only), then wasm, then cpu',
     ),
+  num_workers: z
+    .union([z.literal('auto'), int({ gte: 1 })], { error: 'expected auto or an integer >= 1' })
+    .meta({ type: 'auto or int >= 1' })
+    .default(1)
+    .describe(
+      "worker threads that share each step's rows (wasm, cpu); auto: one per core, fewer when memory is short",
+    ),
   seed: int({ gte: 0, lte: 4294967295 })
     .default(42)
     .describe('seed of every random choice: LoRA init, dropout, shuffling, validation split'),

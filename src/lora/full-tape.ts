@@ -13,7 +13,7 @@ import {
   runLayers,
   streamedWeights,
 } from '../model/index.js';
-import type { LossAndGrads, LossAndGradsOptions } from './layerwise-grads.js';
+import { type LossAndGrads, type LossAndGradsOptions, trainingDropout } from './layerwise-grads.js';
 import type { LoraState } from './lora-state.js';
 
 /**
@@ -31,9 +31,7 @@ export async function fullTapeLossAndGrads(
   opts: LossAndGradsOptions,
 ): Promise<LossAndGrads> {
   const spec = model.spec;
-  const modelLora = lora.toModelLora(
-    opts.dropoutSeed === undefined ? undefined : { stepSeed: opts.dropoutSeed },
-  );
+  const modelLora = lora.toModelLora(trainingDropout(batch, opts));
   const keys = [...lora.variables.keys()];
   const vars = keys.map((k) => lora.variables.get(k)!);
   const ctx = createAttentionContext(spec, batch);

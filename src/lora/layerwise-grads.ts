@@ -39,6 +39,11 @@ export interface LossAndGradsOptions {
   lossScale: number;
   /** Counter-based dropout seed of this micro-batch, mixSeed(runSeed, step, microBatch); absent = no dropout. */
   dropoutSeed?: number;
+  /**
+   * The batch is rows `[start, start + batchSize)` of a micro-batch of `total` rows (a worker's
+   * share): dropout masks are that micro-batch's rows, so they do not depend on the split.
+   */
+  dropoutRows?: { start: number; total: number };
   /** true (default): recompute layer by layer; false: one tape over the whole model (more memory). */
   checkpointing?: boolean;
 }
@@ -86,9 +91,7 @@ export async function layerwiseLossAndGrads(
 ): Promise<LossAndGrads> {
   const spec = model.spec;
   const numLayers = model.layers.length;
-  const modelLora = lora.toModelLora(
-    opts.dropoutSeed === undefined ? undefined : { stepSeed: opts.dropoutSeed },
-  );
+  const modelLora = lora.toModelLora(trainingDropout(batch, opts));
   const ctx = createAttentionContext(spec, batch);
   const weights = streamedWeights(model);
   const inputs: tf.Tensor3D[] = [];
@@ -146,6 +149,20 @@ export async function layerwiseLossAndGrads(
     weights.dispose();
     ctx.dispose();
   }
+}
+
+/** The dropout of `toModelLora` for a training pass (none without a seed), rows in `[B * T, in]` units. */
+export function trainingDropout(
+  batch: Batch,
+  opts: LossAndGradsOptions,
+): { stepSeed: number; rows?: { start: number; total: number } } | undefined {
+  if (opts.dropoutSeed === undefined) return undefined;
+  const r = opts.dropoutRows;
+  if (!r) return { stepSeed: opts.dropoutSeed };
+  return {
+    stepSeed: opts.dropoutSeed,
+    rows: { start: r.start * batch.seqLen, total: r.total * batch.seqLen },
+  };
 }
 
 /** The gradients in `lora.variables` order (layer 0 first), whatever order they were computed in. */

@@ -11,6 +11,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {
+  type DropoutRows,
   type LayerLora,
   LINEAR_NAMES,
   type LinearName,
@@ -49,9 +50,10 @@ export interface LoraState {
   /**
    * The adapters as the model consumes them. With `dropout` (training) each adapter gets a mask seed
    * `mixSeed(stepSeed, layer, moduleIndex)`, so a recomputation with the same stepSeed draws the same
-   * masks; without it (eval, generation) there is no dropout.
+   * masks; without it (eval, generation) there is no dropout. `rows` places the input's rows within
+   * the micro-batch the masks are drawn for (a worker's share of it).
    */
-  toModelLora(dropout?: { stepSeed: number }): ModelLora;
+  toModelLora(dropout?: { stepSeed: number; rows?: DropoutRows }): ModelLora;
   /** Dispose every variable. */
   dispose(): void;
 }
@@ -109,7 +111,7 @@ function makeState(model: LoadedModel, config: LoraConfig, variables: Map<string
     variables,
     config,
     numLayers,
-    toModelLora(dropout?: { stepSeed: number }): ModelLora {
+    toModelLora(dropout?: { stepSeed: number; rows?: DropoutRows }): ModelLora {
       const out: ModelLora = [];
       for (let layer = 0; layer < numLayers; layer++) {
         const ll: LayerLora = {};
@@ -123,6 +125,7 @@ function makeState(model: LoadedModel, config: LoraConfig, variables: Map<string
             p.dropout = {
               rate: config.dropout,
               seed: mixSeed(dropout.stepSeed, layer, LINEAR_NAMES.indexOf(name)),
+              ...(dropout.rows ? { rows: dropout.rows } : {}),
             };
           }
           ll[name] = p;

@@ -22,6 +22,7 @@ export { type GenerateOptions, generate, type Head, headFor, lastLogits } from '
 export { KvCache } from './kv-cache.js';
 export {
   type BatchLayerLora,
+  type DropoutRows,
   dropout,
   type LayerLora,
   type LoraParams,

@@ -19,7 +19,17 @@ export interface LoraParams {
   /** alpha / r, or alpha / sqrt(r) with rsLoRA. */
   scale: number;
   /** Training only: inverted dropout on the LoRA input; the same seed gives the same mask. */
-  dropout?: { rate: number; seed: number };
+  dropout?: { rate: number; seed: number; rows?: DropoutRows };
+}
+
+/**
+ * Where the rows of `x` sit in the batch whose mask `seed` draws (a worker computing rows
+ * `[start, start + n)` of a micro-batch draws that micro-batch's mask rows, so the masks do not
+ * depend on how the rows are split). Units: rows of the flattened `[N, in]` input.
+ */
+export interface DropoutRows {
+  readonly start: number;
+  readonly total: number;
 }
 /** The adapters of one layer, by projection. */
 export type LayerLora = Partial<Record<LinearName, LoraParams>>;
@@ -65,7 +75,8 @@ export function linear<T extends tf.Tensor>(
       const delta = rowLoraDelta(x2, x.shape[0] as number, lora);
       if (delta) y = tf.add(y, delta);
     } else if (lora) {
-      const xd = lora.dropout ? dropout(x2, lora.dropout.rate, lora.dropout.seed) : x2; // [N, in]
+      const d = lora.dropout;
+      const xd = d ? dropout(x2, d.rate, d.seed, d.rows) : x2; // [N, in]
       const down = matMul(xd, tf.transpose(lora.A)); // [N, r]
       const up = matMul(down, tf.transpose(lora.B)); // [N, out]
       y = tf.add(y, tf.mul(up, lora.scale));
@@ -154,19 +165,37 @@ export function matMul(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
  * from seedrandom, each value rounded to float32, kept where it is >= rate), so a recomputation
  * with the same seed (the layer-wise backward pass recomputes every layer) draws the same mask. It
  * is built here as one tensor of 0 and 1 / (1 - rate): one multiply instead of a compare, a cast
- * and two multiplies on the backend.
+ * and two multiplies on the backend. With `rows`, `x` (2-D) is rows `[start, start + n)` of a
+ * larger input and gets exactly those rows of that input's mask (the stream fills it row-major, so
+ * they are the values after the first `start` rows).
  */
-export function dropout<T extends tf.Tensor>(x: T, rate: number, seed: number): T {
+export function dropout<T extends tf.Tensor>(x: T, rate: number, seed: number, rows?: DropoutRows): T {
   if (rate <= 0) return x;
-  return tf.tidy(() => tf.mul(x, tf.tensor(dropoutMask(x.size, rate, seed), x.shape)) as T);
+  const skip = rows ? rowsOffset(x, rows) : 0;
+  return tf.tidy(() => tf.mul(x, tf.tensor(dropoutMask(x.size, rate, seed, skip), x.shape)) as T);
 }
 
-/** `n` values of the dropout mask: 1 / (1 - rate) where kept, else 0 (float32 arithmetic, as tfjs's ops). */
-export function dropoutMask(n: number, rate: number, seed: number): Float32Array {
+/**
+ * `n` values of the dropout mask: 1 / (1 - rate) where kept, else 0 (float32 arithmetic, as tfjs's
+ * ops), after the first `skip` values of the stream.
+ */
+export function dropoutMask(n: number, rate: number, seed: number, skip = 0): Float32Array {
   const random = seedrandom.alea(String(seed));
+  for (let i = 0; i < skip; i++) random();
   const threshold = Math.fround(rate);
   const keep = Math.fround(1 / (1 - rate));
   const mask = new Float32Array(n);
   for (let i = 0; i < n; i++) if (Math.fround(random()) >= threshold) mask[i] = keep;
   return mask;
+}
+
+/** Values of the whole input's mask before rows `[start, start + n)` of a 2-D `x`. */
+function rowsOffset(x: tf.Tensor, rows: DropoutRows): number {
+  const n = x.shape[0] as number;
+  if (x.rank !== 2 || rows.start < 0 || rows.start + n > rows.total) {
+    throw new Error(
+      `Argument 'rows' passed to 'dropout' must place the ${n} rows of a 2-D input within ${rows.total}, got start ${rows.start}`,
+    );
+  }
+  return rows.start * (x.shape[1] as number);
 }

@@ -37,12 +37,13 @@ function isRunEntry(name: string): boolean {
 /**
  * Settings that may change when a run is resumed: they do not change what the completed steps
  * computed nor what the next ones compute (only how often rows are logged, saved, evaluated,
- * and where files go).
+ * and where files go; backend and num_workers change the next steps only to float round-off).
  */
 export const RESUMABLE_CHANGES: ReadonlySet<string> = new Set([
   'output_dir',
   'cache_dir',
   'backend',
+  'num_workers',
   'logging_steps',
   'save_steps',
   'save_total_limit',

@@ -9,7 +9,17 @@ import { initBackend } from '../backend/index.js';
 import { type TaskConfig, taskValues } from '../config/index.js';
 import { buildDataset } from '../data/index.js';
 import { createLora, type MftTrainingInfo } from '../lora/index.js';
-import { loadModel, readModelSpec } from '../model/index.js';
+import { type LoadedModel, loadModel, readModelSpec } from '../model/index.js';
+import {
+  openSharedModel,
+  parallelTrainable,
+  resolveNumWorkers,
+  sharedLoraValues,
+  shareModel,
+  type WorkerCount,
+  WorkerPool,
+  workerBytes,
+} from '../parallel/index.js';
 import { loadTokenizer, type MftTokenizer } from '../tokenizer/index.js';
 import { displayPath, fail } from '../util/index.js';
 import type { CheckpointInfo } from './checkpoint.js';
@@ -48,6 +58,8 @@ export interface TrainResult extends LoopResult {
   configFile: string;
   /** The tfjs backend the run used. */
   backend: string;
+  /** Worker threads that computed the steps (1: the main thread), and why that many. */
+  workers: WorkerCount;
 }
 
 /**
@@ -112,19 +124,32 @@ async function trainInLockedDir(
   });
 
   // 3) the frozen base (quantized while loading with QLoRA) and fresh LoRA weights
-  const model = await loadModel(config.base_model, {
+  let model: LoadedModel = await loadModel(config.base_model, {
     quantization: config.quantization,
     doubleQuant: config.double_quant,
     precision: config.precision,
   });
-  const lora = createLora(model, {
+  const loraOptions = {
     r: config.lora_r,
     alpha: config.lora_alpha,
     dropout: config.lora_dropout,
     targets: config.lora_target_modules,
     useRslora: config.use_rslora,
     seed: config.seed,
+  };
+  const rowsPerStep = config.micro_batch_size * config.gradient_accumulation_steps;
+  const workers = resolveNumWorkers(config.num_workers, backend, {
+    perWorkerBytes: workerBytes(model, {
+      rowsPerWorker: Math.ceil(rowsPerStep / 2),
+      seqLen: data.seqLen,
+      checkpointing: config.gradient_checkpointing,
+    }),
+    rowsPerStep,
   });
+  // the workers read the base from shared memory; the main thread uses the same arrays
+  const shared = workers.count > 1 ? shareModel(model) : null;
+  if (shared) model = openSharedModel(shared);
+  const lora = createLora(model, loraOptions);
   const training: MftTrainingInfo = {
     base_model: config.base_model,
     config_hash: model.configHash,
@@ -147,11 +172,25 @@ async function trainInLockedDir(
     ]);
   }
 
-  // 5) the loop
+  // 5) the workers (num_workers > 1), then the loop
+  let pool: WorkerPool | null = null;
   try {
+    let trainable = loraTrainable(model, lora, config.gradient_checkpointing, training);
+    if (shared && (backend === 'wasm' || backend === 'cpu')) {
+      const loraValues = sharedLoraValues(lora.variables);
+      progress.note(`starting ${workers.count} workers (${workers.reason})`);
+      pool = await WorkerPool.start(workers.count, {
+        backend,
+        model: shared,
+        lora: loraOptions,
+        checkpointing: config.gradient_checkpointing,
+        loraValues,
+      });
+      trainable = parallelTrainable(trainable, pool, loraValues);
+    }
     const result = await trainLoop(
       config,
-      loraTrainable(model, lora, config.gradient_checkpointing, training),
+      trainable,
       { train: data.train, validation: data.validation, seqLen: data.seqLen },
       {
         runDir,
@@ -164,8 +203,9 @@ async function trainInLockedDir(
     );
     // a resume that extended the run records its new length (the loop accepted it)
     if (resumeFrom) updateExtendedSettings(runDir, taskValues(config));
-    return { ...result, baseModel: config.base_model, configFile: config.configFile, backend };
+    return { ...result, baseModel: config.base_model, configFile: config.configFile, backend, workers };
   } finally {
+    await pool?.close();
     lora.dispose();
   }
 }

@@ -75,6 +75,14 @@ export interface Trainable {
   readonly variables: ReadonlyMap<string, tf.Variable>;
   /** Loss and gradients of one micro-batch (dropout masks drawn from `dropoutSeed`). */
   lossAndGrads(batch: Batch, opts: { lossScale: number; dropoutSeed: number }): Promise<MicroBatchGrads>;
+  /**
+   * Optional: loss and summed gradients of a whole step at once (micro-batch m draws its dropout
+   * masks from `dropoutSeeds[m]`); workers split the step's rows this way. Used when present.
+   */
+  stepLossAndGrads?(
+    batches: readonly Batch[],
+    opts: { lossScale: number; dropoutSeeds: readonly number[] },
+  ): Promise<MicroBatchGrads>;
   /** Loss sum of a batch with the current weights, without dropout or gradients. */
   evalLoss(batch: Batch): Promise<{ lossSum: number; count: number }>;
   /**
@@ -379,6 +387,17 @@ export async function stepGradients(
   const tokens = batches.reduce((n, b) => n + trainedTokens(b), 0);
   if (tokens === 0) return { loss: Number.NaN, tokens, grads: new Map() };
   const lossScale = 1 / tokens;
+  if (model.stepLossAndGrads) {
+    const dropoutSeeds = batches.map((_, micro) => mixSeed(seed, step, micro));
+    const r = await model.stepLossAndGrads(batches, { lossScale, dropoutSeeds });
+    if (r.count !== tokens) {
+      tf.dispose([...r.grads.values()]);
+      throw new Error(
+        `stepLossAndGrads counted ${r.count} tokens in step ${step}, its labels have ${tokens}`,
+      );
+    }
+    return { loss: r.lossSum / tokens, tokens, grads: r.grads };
+  }
   const grads = new Map<string, tf.Tensor>();
   let lossSum = 0;
   try {

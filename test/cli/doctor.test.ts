@@ -46,6 +46,7 @@ describe('mft doctor', () => {
     const r = runCli(['doctor']);
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/backend: auto picks wasm/);
+    expect(r.stdout).toMatch(/^workers {3}num_workers: auto trains on \d+ here \(one per core/m);
     expect(r.stdout).toMatch(/^ {2}webgpu {5}(available {3}|unavailable)/m);
     expect(withoutDawnNotes(r.stderr)).toBe('');
   });

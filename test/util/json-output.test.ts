@@ -38,6 +38,7 @@ describe('--json output', () => {
       baseModel: '/m',
       configFile: '/t.yaml',
       backend: 'wasm',
+      workers: { count: 1, reason: 'num_workers: 1' },
     };
     const keys = Object.keys(JSON.parse(jsonOutput(result)) as object);
     expect(keys.filter((k) => /[A-Z]/.test(k))).toEqual([]);

@@ -1,0 +1,91 @@
+/**
+ * A training worker: its own tfjs engine and backend instance (with the same native kernels as the
+ * main thread), the frozen base over the main thread's shared arrays, and LoRA variables that
+ * mirror the main thread's. It answers one request at a time: the loss and summed LoRA gradients
+ * of some rows (`grads`), or the loss of some rows without dropout (`eval`).
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import * as tf from '@tensorflow/tfjs';
+import { initWorkerBackend } from '../backend/index.js';
+import { createLora, lossAndGrads } from '../lora/index.js';
+import { forward } from '../model/index.js';
+import type { WorkerReply, WorkerRequest, WorkerSetup } from './protocol.js';
+import { openSharedModel } from './shared-model.js';
+
+const port = parentPort!;
+const setup = workerData as WorkerSetup;
+const send = (m: WorkerReply, transfer: ArrayBuffer[] = []) => port.postMessage(m, transfer);
+const failed = (e: unknown): WorkerReply => ({
+  kind: 'failed',
+  message: e instanceof Error ? e.message : String(e),
+  ...(e instanceof Error && e.stack ? { stack: e.stack } : {}),
+});
+
+try {
+  await initWorkerBackend(setup.backend);
+  const model = openSharedModel(setup.model);
+  const lora = createLora(model, setup.lora);
+  let version = -1;
+
+  /** Copy the main thread's LoRA values into this worker's variables when they changed. */
+  const syncLora = (v: number) => {
+    if (v === version) return;
+    let offset = 0;
+    for (const variable of lora.variables.values()) {
+      const values = setup.loraValues.slice(offset, offset + variable.size);
+      tf.tidy(() => variable.assign(tf.tensor(values, variable.shape, 'float32')));
+      offset += variable.size;
+    }
+    version = v;
+  };
+
+  const handle = async (req: WorkerRequest): Promise<void> => {
+    syncLora(req.version);
+    if (req.kind === 'eval') {
+      const r = await forward(model, req.batch, { lora: lora.toModelLora() });
+      send({ kind: 'done', lossSum: r.lossSum, count: r.count, grads: [] });
+      return;
+    }
+    let lossSum = 0;
+    let count = 0;
+    const sums = new Map<string, tf.Tensor>();
+    try {
+      for (const p of req.pieces) {
+        const r = await lossAndGrads(model, lora, p.batch, {
+          lossScale: req.lossScale,
+          dropoutSeed: p.dropoutSeed,
+          dropoutRows: { start: p.start, total: p.total },
+          checkpointing: setup.checkpointing,
+        });
+        lossSum += r.lossSum;
+        count += r.count;
+        for (const [k, g] of r.grads) {
+          const prev = sums.get(k);
+          sums.set(k, prev ? tf.add(prev, g) : g);
+          if (prev) tf.dispose([prev, g]);
+        }
+      }
+      const grads = await Promise.all(
+        [...lora.variables.keys()].map(async (k) => {
+          const g = sums.get(k);
+          if (!g) return new Float32Array(lora.variables.get(k)!.size);
+          const d = (await g.data()) as Float32Array;
+          return d.byteLength === d.buffer.byteLength ? d : d.slice(); // its own buffer, to transfer
+        }),
+      );
+      send(
+        { kind: 'done', lossSum, count, grads },
+        grads.map((g) => g.buffer as ArrayBuffer),
+      );
+    } finally {
+      tf.dispose([...sums.values()]);
+    }
+  };
+
+  port.on('message', (req: WorkerRequest) => {
+    handle(req).catch((e: unknown) => send(failed(e)));
+  });
+  send({ kind: 'ready' });
+} catch (e) {
+  send(failed(e));
+}
