@@ -13,6 +13,7 @@
  */
 import { createRequire } from 'node:module';
 import * as tf from '@tensorflow/tfjs';
+import { FLEXIBLE_MATMUL_FLAG } from '../model/matmul-form.js';
 import { HEAP_KERNEL_NAMES, heapKernel } from './heap-kernels.js';
 import { fusedMatMulModel, transposeModel } from './onnx-models.js';
 
@@ -185,6 +186,9 @@ function wrap(k: tf.KernelConfig, native: (args: KernelArgs) => tf.TensorInfo | 
   return { ...k, kernelFunc: (args) => native(args) ?? k.kernelFunc(args) };
 }
 
+// Model code reads the flag with getFlags(), which holds it only once it is set.
+tf.env().registerFlag(FLEXIBLE_MATMUL_FLAG, () => '');
+
 const HEAP_NOTE = `${HEAP_KERNEL_NAMES.join(', ')} read the wasm heap in place`;
 
 /**
@@ -229,6 +233,7 @@ export function useNativeKernels(opts: { minMacs?: number; minTranspose?: number
     ),
     wrap(transpose as tf.KernelConfig, (args) => nativeTranspose(native, minTranspose, args)),
   ]);
+  tf.env().set(FLEXIBLE_MATMUL_FLAG, 'wasm');
   status = {
     active: true,
     detail: `BatchMatMul, _FusedMatMul, Transpose on onnxruntime-node ${ort.version} (MLAS, 1 thread), stock wasm kernels below ${NATIVE_MIN_MACS} multiply-adds / ${NATIVE_MIN_TRANSPOSE} elements; ${HEAP_NOTE}`,
@@ -238,6 +243,7 @@ export function useNativeKernels(opts: { minMacs?: number; minTranspose?: number
 
 /** Put the stock wasm kernels back (tests compare the two). */
 export function useStockKernels(): void {
+  tf.env().set(FLEXIBLE_MATMUL_FLAG, '');
   register(stock);
   stock = [];
   status = undefined;

@@ -11,6 +11,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Batch } from './batch.js';
+import { flexibleMatMul } from './matmul-form.js';
 import { ropeTables } from './rope.js';
 import type { ModelSpec } from './spec.js';
 
@@ -103,7 +104,7 @@ export function attention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, mask: 
     const nRep = H / KV;
     // Scale q rather than the scores: S / D times fewer multiplies, forward and backward.
     const qs = tf.mul(q, 1 / Math.sqrt(D)); // [B, H, T, D]
-    if (nRep * T * S * D < LOOP_MIN_MACS) {
+    if (nRep * T * S * D < LOOP_MIN_MACS || flexibleMatMul()) {
       const qg = tf.reshape(qs, [B, KV, nRep * T, D]); // [B, KV, n_rep*T, D] (head h = kv * n_rep + r)
       const scores = tf.matMul(qg, k, false, true); // [B, KV, n_rep*T, S]
       const masked = tf.add(tf.reshape(scores, [B, H, T, S]), mask); // [B, H, T, S]
@@ -123,7 +124,7 @@ export function attention(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, mask: 
 
 /**
  * Multiply-adds per (batch, kv head) product from which `attention` runs the products as plain 2-D
- * matMuls. wasm's batched or transposed matMul is about 10x slower than its plain 2-D one, but each
+ * matMuls (unless the kernels run batched products at full speed, matmul-form.ts). wasm's batched or transposed matMul is about 10x slower than its plain 2-D one, but each
  * 2-D call on fresh operands, and the split into planes, has a fixed cost that dominates small
  * products. Measured fwd+bwd on wasm: 1.5-2.8x faster at 2^23 and above (head_dim 16 x 512
  * positions, 64 x 256, 128 x 256), neutral to 4x slower below (head_dim 8..128 x 128 positions).

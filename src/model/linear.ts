@@ -9,6 +9,7 @@
 import * as tf from '@tensorflow/tfjs';
 import seedrandom from 'seedrandom';
 import type { LinearName } from './linear-names.js';
+import { flexibleMatMul } from './matmul-form.js';
 
 /** One LoRA adapter on one projection, in PEFT's shapes. */
 export interface LoraParams {
@@ -117,7 +118,16 @@ function rowLoraDelta(x2: tf.Tensor2D, batchSize: number, lora: RowLora): tf.Ten
 // tfjs-backend-wasm 4.22 runs a 2-D matMul with transposeA or transposeB about 10x slower than
 // without (only the plain form reaches XNNPACK), and the autodiff gradient of a plain matMul uses
 // those flags. So every 2-D product here is a plain matMul on explicitly transposed operands, with
-// gradients written the same way, and frozen weights arrive already transposed.
+// gradients written the same way, and frozen weights arrive already transposed; unless the kernels
+// take the transpose flags at full speed (matmul-form.ts), when the gradients use the flags.
+
+/** `a b^T`, with the transpose flag or an explicit transpose (matmul-form.ts). */
+const matMulBT = (a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D =>
+  flexibleMatMul() ? tf.matMul(a, b, false, true) : tf.matMul(a, tf.transpose(b));
+
+/** `a^T b`, with the transpose flag or an explicit transpose. */
+const matMulAT = (a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D =>
+  flexibleMatMul() ? tf.matMul(a, b, true, false) : tf.matMul(tf.transpose(a), b);
 
 /**
  * `x W^T` for a frozen weight given as `W^T [in, out]`; gradient for `x` only: `dx = dy W`.
@@ -130,9 +140,7 @@ export function frozenMatMul(x: tf.Tensor2D, wT: tf.Tensor2D): tf.Tensor2D {
     (args[1] as tf.GradSaveFunc)([wT]);
     return {
       value: tf.matMul(xi, wT) as tf.Tensor2D, // [N, out]
-      gradFunc: (dy: tf.Tensor2D, saved: tf.Tensor[]) => [
-        tf.matMul(dy, tf.transpose(saved[0] as tf.Tensor2D)),
-      ], // [N, in]
+      gradFunc: (dy: tf.Tensor2D, saved: tf.Tensor[]) => [matMulBT(dy, saved[0] as tf.Tensor2D)], // [N, in]
     };
   });
   return op(x) as tf.Tensor2D;
@@ -152,7 +160,7 @@ export function matMul(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
       value: tf.matMul(ai, bi) as tf.Tensor2D,
       gradFunc: (dy: tf.Tensor2D, saved: tf.Tensor[]) => {
         const [as, bs] = saved as [tf.Tensor2D, tf.Tensor2D];
-        return [tf.matMul(dy, tf.transpose(bs)), tf.matMul(tf.transpose(as), dy)];
+        return [matMulBT(dy, bs), matMulAT(as, dy)];
       },
     };
   });
