@@ -174,7 +174,11 @@ async function measureTrainStep(job: TrainStepJob): Promise<TrainStepResult> {
     precision: 'auto',
   } as const;
   const parallel = pool
-    ? parallelTrainable(loraTrainable(model, lora, job.checkpointing, info), pool, loraValues)
+    ? parallelTrainable(
+        loraTrainable(model, lora, { checkpointing: job.checkpointing, training: info }),
+        pool,
+        loraValues,
+      )
     : null;
   const optimizer = new AdamW(lora.variables, {
     adam_beta1: 0.9,

@@ -23,7 +23,7 @@ export function sharedLoraValues(variables: ReadonlyMap<string, tf.Variable>): F
  * @param base the in-thread trainable over the same LoRA variables (weights, adapter files)
  * @param pool started workers, each given `values` as its `loraValues`
  * @param values the shared LoRA values (`sharedLoraValues(base.variables)`)
- * @example const t = parallelTrainable(loraTrainable(model, lora, true, info), pool, values);
+ * @example const t = parallelTrainable(loraTrainable(model, lora, { checkpointing: true, training: info }), pool, values);
  */
 export function parallelTrainable(base: Trainable, pool: WorkerPool, values: Float32Array): Trainable {
   const keys = [...base.variables.keys()];

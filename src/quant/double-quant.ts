@@ -44,7 +44,7 @@ export function doubleQuantize(
   absmax: Float32Array,
   blockSize: number = DOUBLE_QUANT_BLOCK_SIZE,
 ): DoubleQuantAbsmax {
-  checkBlockSize(blockSize, 'doubleQuantize', false);
+  checkBlockSize(blockSize, 'doubleQuantize');
   const size = absmax.length;
   let sum = 0;
   for (let i = 0; i < size; i++) sum += absmax[i]!;
@@ -83,7 +83,7 @@ export function dequantizeDoubleQuant(
   out: Float32Array = new Float32Array(dq.size),
 ): Float32Array {
   const { codes, scales, offset, size, blockSize } = dq;
-  checkBlockSize(blockSize, 'dequantizeDoubleQuant', false);
+  checkBlockSize(blockSize, 'dequantizeDoubleQuant');
   if (codes.length !== size || scales.length !== blockCount(size, blockSize)) {
     throw new Error(
       `Argument 'dq' passed to 'dequantizeDoubleQuant' must hold ${size} codes and ${blockCount(size, blockSize)} scales, got ${codes.length} and ${scales.length}`,

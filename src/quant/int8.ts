@@ -48,7 +48,7 @@ export function roundToInt8(x: number): number {
  *   const back = dequantizeInt8(q);
  */
 export function quantizeInt8(values: Float32Array, blockSize: number = INT8_BLOCK_SIZE): Int8Blocks {
-  checkBlockSize(blockSize, 'quantizeInt8', false);
+  checkBlockSize(blockSize, 'quantizeInt8');
   const size = values.length;
   const nBlocks = blockCount(size, blockSize);
   const codes = sharedInt8(size);
@@ -76,7 +76,7 @@ export function quantizeInt8(values: Float32Array, blockSize: number = INT8_BLOC
  */
 export function dequantizeInt8(q: Int8Blocks, out: Float32Array = new Float32Array(q.size)): Float32Array {
   const { codes, absmax, size, blockSize } = q;
-  checkBlockSize(blockSize, 'dequantizeInt8', false);
+  checkBlockSize(blockSize, 'dequantizeInt8');
   checkLength('codes', 'dequantizeInt8', codes.length, size);
   checkLength('absmax', 'dequantizeInt8', absmax.length, blockCount(size, blockSize));
   checkLength('out', 'dequantizeInt8', out.length, size, { atLeast: true });

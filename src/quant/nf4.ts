@@ -72,7 +72,7 @@ export function nearestNf4Code(x: number): number {
  *   const back = dequantizeNf4(q);           // ~4.5 bits per value
  */
 export function quantizeNf4(values: Float32Array, blockSize: number = NF4_BLOCK_SIZE): Nf4Blocks {
-  checkBlockSize(blockSize, 'quantizeNf4', true);
+  checkBlockSize(blockSize, 'quantizeNf4', { even: true });
   const size = values.length;
   const nBlocks = blockCount(size, blockSize);
   const codes = sharedUint8(Math.ceil(size / 2));
@@ -103,7 +103,7 @@ export function quantizeNf4(values: Float32Array, blockSize: number = NF4_BLOCK_
  */
 export function dequantizeNf4(q: Nf4Blocks, out: Float32Array = new Float32Array(q.size)): Float32Array {
   const { codes, absmax, size, blockSize } = q;
-  checkBlockSize(blockSize, 'dequantizeNf4', true);
+  checkBlockSize(blockSize, 'dequantizeNf4', { even: true });
   checkLength('codes', 'dequantizeNf4', codes.length, Math.ceil(size / 2), { unit: 'bytes' });
   checkLength('absmax', 'dequantizeNf4', absmax.length, blockCount(size, blockSize));
   checkLength('out', 'dequantizeNf4', out.length, size, { atLeast: true });

@@ -34,8 +34,9 @@ export function blockAbsmax(values: Float32Array, start: number, end: number): n
   return a;
 }
 
-/** Throws when `blockSize` is not a positive integer (and even, when `even`). */
-export function checkBlockSize(blockSize: number, fn: string, even: boolean): void {
+/** Throws when `blockSize` is not a positive integer (and even, with `opts.even`). */
+export function checkBlockSize(blockSize: number, fn: string, opts: { even?: boolean } = {}): void {
+  const even = opts.even === true;
   if (!Number.isInteger(blockSize) || blockSize <= 0 || (even && blockSize % 2 !== 0)) {
     throw new Error(
       `Argument 'blockSize' passed to '${fn}' must be a positive ${even ? 'even ' : ''}integer, got ${blockSize}`,

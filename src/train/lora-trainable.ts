@@ -19,16 +19,16 @@ import type { Trainable } from './train.js';
  * Wrap a base model and its LoRA state for the loop.
  * @param model the frozen base (maybe quantized)
  * @param lora the trainable adapters (owned by the caller)
- * @param checkpointing `gradient_checkpointing`: layer-by-layer recompute (true) or one tape
- * @param training the `mft_training.json` record saved with every adapter
- * @example const trainable = loraTrainable(model, lora, config.gradient_checkpointing, training);
+ * @param opts.checkpointing `gradient_checkpointing`: layer-by-layer recompute (true) or one tape
+ * @param opts.training the `mft_training.json` record saved with every adapter
+ * @example const trainable = loraTrainable(model, lora, {checkpointing: config.gradient_checkpointing, training});
  */
 export function loraTrainable(
   model: LoadedModel,
   lora: LoraState,
-  checkpointing: boolean,
-  training: MftTrainingInfo,
+  opts: { checkpointing: boolean; training: MftTrainingInfo },
 ): Trainable {
+  const { checkpointing, training } = opts;
   return {
     variables: lora.variables,
     lossAndGrads: (batch, opts) => lossAndGrads(model, lora, batch, { ...opts, checkpointing }),

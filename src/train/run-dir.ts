@@ -109,11 +109,12 @@ export function settingsChanged(recorded: Record<string, unknown>, current: obje
 }
 
 /**
- * Refuse `runDir` for a fresh run when it holds anything, unless `overwrite` and what it holds is an
+ * Refuse `runDir` for a fresh run when it holds anything, unless `opts.overwrite` and what it holds is an
  * earlier mft run, or it holds only what a run that stopped before its first checkpoint left.
  * Returns the entries to delete. Changes nothing (so a run that fails while loading leaves the directory as it was).
  */
-export function checkFreshRunDir(runDir: string, overwrite: boolean): string[] {
+export function checkFreshRunDir(runDir: string, opts: { overwrite?: boolean } = {}): string[] {
+  const overwrite = opts.overwrite === true;
   if (existsSync(runDir) && !statSync(runDir).isDirectory()) {
     throw new MftError({
       where: 'output_dir',
@@ -148,10 +149,10 @@ export function checkFreshRunDir(runDir: string, overwrite: boolean): string[] {
 
 /**
  * Make `runDir` ready for a fresh run: created when absent; an earlier run in it is deleted when
- * `overwrite` (anything else there is refused, see `checkFreshRunDir`).
+ * `opts.overwrite` (anything else there is refused, see `checkFreshRunDir`).
  */
-export function prepareFreshRunDir(runDir: string, overwrite: boolean): void {
-  for (const name of checkFreshRunDir(runDir, overwrite).filter((n) => n !== LOCK_FILE))
+export function prepareFreshRunDir(runDir: string, opts: { overwrite?: boolean } = {}): void {
+  for (const name of checkFreshRunDir(runDir, opts).filter((n) => n !== LOCK_FILE))
     rmSync(join(runDir, name), { recursive: true, force: true });
   mkdirSync(runDir, { recursive: true });
   fsyncPath(dirname(runDir));
@@ -165,16 +166,15 @@ export interface ResumeTarget {
 
 /**
  * Find the checkpoint to resume from. `target` is a run directory (its newest checkpoint) or a
- * `checkpoint-<step>` directory; with `target` true, `runDir` is used, or, when the output_dir was
- * not chosen by the user (default `checkpoints/runs/<stem>-<timestamp>`), the newest sibling run of
- * the same task file.
+ * `checkpoint-<step>` directory; with `target` true, `opts.runDir` is used, or, when the output_dir
+ * was not chosen by the user (`opts.outputDirIsDefault`: `checkpoints/runs/<stem>-<timestamp>`), the
+ * newest sibling run of the same task file (named `opts.runPrefix`...).
  */
 export function findResumeTarget(
   target: string | true,
-  runDir: string,
-  outputDirIsDefault: boolean,
-  runPrefix: string,
+  opts: { runDir: string; outputDirIsDefault: boolean; runPrefix: string },
 ): ResumeTarget {
+  const { runDir, outputDirIsDefault, runPrefix } = opts;
   if (target !== true) {
     if (existsSync(join(target, 'trainer_state.json'))) {
       readTrainerState(target);

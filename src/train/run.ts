@@ -85,18 +85,17 @@ export async function train(config: TaskConfig, opts: TrainOptions = {}): Promis
   let runDir = outputDir;
   let resumeFrom: CheckpointInfo | null = null;
   if (opts.resume !== undefined) {
-    const target = findResumeTarget(
-      opts.resume === true ? true : resolve(opts.resume),
-      outputDir,
-      opts.outputDir === undefined && config.sources.output_dir === 'default',
-      `${basename(config.configFile, extname(config.configFile))}-`,
-    );
+    const target = findResumeTarget(opts.resume === true ? true : resolve(opts.resume), {
+      runDir: outputDir,
+      outputDirIsDefault: opts.outputDir === undefined && config.sources.output_dir === 'default',
+      runPrefix: `${basename(config.configFile, extname(config.configFile))}-`,
+    });
     runDir = target.runDir;
     resumeFrom = target.checkpoint;
     checkResumeSettings(runDir, taskValues(config));
     progress.note(`resuming ${displayPath(runDir)} from ${basename(resumeFrom.dir)}`);
   } else {
-    checkFreshRunDir(runDir, opts.overwrite === true);
+    checkFreshRunDir(runDir, { overwrite: opts.overwrite === true });
   }
   // one process per run folder: a second train or --resume on it exits 2 (run-lock.ts)
   const lock = lockRunDir(runDir, (line) => progress.note(line));
@@ -160,7 +159,7 @@ async function trainInLockedDir(
 
   // 4) config.resolved.yaml (fresh runs; a resumed run keeps the one it started with)
   if (!resumeFrom) {
-    prepareFreshRunDir(runDir, opts.overwrite === true);
+    prepareFreshRunDir(runDir, { overwrite: opts.overwrite === true });
     const sources = {
       ...config.sources,
       ...(opts.outputDir !== undefined ? { output_dir: '--output-dir' } : {}),
@@ -175,7 +174,7 @@ async function trainInLockedDir(
   // 5) the workers (num_workers > 1), then the loop
   let pool: WorkerPool | null = null;
   try {
-    let trainable = loraTrainable(model, lora, config.gradient_checkpointing, training);
+    let trainable = loraTrainable(model, lora, { checkpointing: config.gradient_checkpointing, training });
     if (shared && (backend === 'wasm' || backend === 'cpu')) {
       const loraValues = sharedLoraValues(lora.variables);
       progress.note(`starting ${workers.count} workers (${workers.reason})`);

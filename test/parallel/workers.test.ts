@@ -229,7 +229,11 @@ describe('WorkerPool', () => {
       double_quant: false,
       precision: 'auto' as const,
     };
-    const trainable = parallelTrainable(loraTrainable(model, lora, false, info), pool, values);
+    const trainable = parallelTrainable(
+      loraTrainable(model, lora, { checkpointing: false, training: info }),
+      pool,
+      values,
+    );
     const T = 16;
     const ids = Int32Array.from({ length: 3 * T }, (_, i) => (i * 7) % 500);
     const batch = {

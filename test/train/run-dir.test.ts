@@ -62,34 +62,34 @@ describe('run directory', () => {
   test('a directory holding a run is refused without --overwrite; --overwrite replaces the run', () => {
     dir = makeTempDir('run');
     const run = join(dir, 'run');
-    prepareFreshRunDir(run, false); // absent: created
+    prepareFreshRunDir(run); // absent: created
     writeResolvedConfig(run, config);
     fakeCheckpoint(run, 5);
-    expect(() => prepareFreshRunDir(run, false)).toThrow(
+    expect(() => prepareFreshRunDir(run)).toThrow(
       /output_dir: .*run already holds a run \(newest checkpoint: step 5\) \(fix: --resume to continue it, --overwrite to replace it/,
     );
-    prepareFreshRunDir(run, true);
+    prepareFreshRunDir(run, { overwrite: true });
     expect(readdirSync(run)).toEqual([]);
   });
 
   test('what a run that crashed before its first checkpoint left is replaced without --overwrite', () => {
     dir = makeTempDir('run');
     const run = join(dir, 'run');
-    prepareFreshRunDir(run, false);
+    prepareFreshRunDir(run);
     writeResolvedConfig(run, config);
     writeFileSync(join(run, 'metrics.jsonl'), '{"type":"eval","step":0,"eval_loss":7}\n');
-    prepareFreshRunDir(run, false);
+    prepareFreshRunDir(run);
     expect(readdirSync(run)).toEqual([]);
     // a final adapter is work to keep: refused as a run
     writeResolvedConfig(run, config);
     mkdirSync(join(run, 'adapter'));
-    expect(() => prepareFreshRunDir(run, false)).toThrow(/already holds a run \(fix: --resume/);
+    expect(() => prepareFreshRunDir(run)).toThrow(/already holds a run \(fix: --resume/);
   });
 
   test('a non-empty directory that is not a run is refused even with --overwrite', () => {
     dir = makeTempDir('run');
     writeFileSync(join(dir, 'thesis.tex'), 'precious');
-    expect(() => prepareFreshRunDir(dir, true)).toThrow(
+    expect(() => prepareFreshRunDir(dir, { overwrite: true })).toThrow(
       /is not empty and does not hold an mft run \(it has thesis.tex\)/,
     );
     expect(existsSync(join(dir, 'thesis.tex'))).toBe(true);
@@ -99,10 +99,19 @@ describe('run directory', () => {
     dir = makeTempDir('run');
     fakeCheckpoint(dir, 5);
     fakeCheckpoint(dir, 10);
-    expect(findResumeTarget(dir, '/elsewhere', false, 'x-').checkpoint.step).toBe(10);
-    const t = findResumeTarget(join(dir, 'checkpoint-5'), '/elsewhere', false, 'x-');
+    expect(
+      findResumeTarget(dir, { runDir: '/elsewhere', outputDirIsDefault: false, runPrefix: 'x-' }).checkpoint
+        .step,
+    ).toBe(10);
+    const t = findResumeTarget(join(dir, 'checkpoint-5'), {
+      runDir: '/elsewhere',
+      outputDirIsDefault: false,
+      runPrefix: 'x-',
+    });
     expect(t).toEqual({ runDir: dir, checkpoint: { step: 5, dir: join(dir, 'checkpoint-5') } });
-    expect(findResumeTarget(true, dir, false, 'x-').checkpoint.step).toBe(10);
+    expect(
+      findResumeTarget(true, { runDir: dir, outputDirIsDefault: false, runPrefix: 'x-' }).checkpoint.step,
+    ).toBe(10);
   });
 
   test('--resume without a directory finds the newest run of the same task file under the default root', () => {
@@ -110,20 +119,26 @@ describe('run directory', () => {
     fakeCheckpoint(join(dir, 'task-20240101-101010'), 3);
     fakeCheckpoint(join(dir, 'task-20240102-090000'), 7);
     fakeCheckpoint(join(dir, 'other-20250101-000000'), 9);
-    const t = findResumeTarget(true, join(dir, 'task-20990101-000000'), true, 'task-');
+    const t = findResumeTarget(true, {
+      runDir: join(dir, 'task-20990101-000000'),
+      outputDirIsDefault: true,
+      runPrefix: 'task-',
+    });
     expect(t.runDir).toBe(join(dir, 'task-20240102-090000'));
     expect(t.checkpoint.step).toBe(7);
-    expect(() => findResumeTarget(true, join(dir, 'none-1'), true, 'none-')).toThrow(
-      /--resume: no run of this task file/,
-    );
+    expect(() =>
+      findResumeTarget(true, { runDir: join(dir, 'none-1'), outputDirIsDefault: true, runPrefix: 'none-' }),
+    ).toThrow(/--resume: no run of this task file/);
   });
 
   test('--resume of a directory without a checkpoint is a user error', () => {
     dir = makeTempDir('run');
-    expect(() => findResumeTarget(dir, dir, false, 'x-')).toThrow(
+    expect(() => findResumeTarget(dir, { runDir: dir, outputDirIsDefault: false, runPrefix: 'x-' })).toThrow(
       /--resume: .* has no complete checkpoint-<step> folder/,
     );
-    expect(() => findResumeTarget(join(dir, 'nope'), dir, false, 'x-')).toThrow(/does not exist/);
+    expect(() =>
+      findResumeTarget(join(dir, 'nope'), { runDir: dir, outputDirIsDefault: false, runPrefix: 'x-' }),
+    ).toThrow(/does not exist/);
   });
 
   test('resuming with changed settings names each changed key; logging and paths may change', () => {

@@ -19,7 +19,7 @@ describe('the run folder lock', () => {
     const info = JSON.parse(readFileSync(join(dir, LOCK_FILE), 'utf8'));
     expect(info).toMatchObject({ pid: process.pid, host: hostname() });
     // a fresh run's preparation keeps the lock of the run preparing it
-    prepareFreshRunDir(dir, false);
+    prepareFreshRunDir(dir);
     expect(existsSync(join(dir, LOCK_FILE))).toBe(true);
     lock.release();
     expect(existsSync(join(dir, LOCK_FILE))).toBe(false);
