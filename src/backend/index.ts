@@ -4,6 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { MftError } from '../util/index.js';
+import { registerDequantKernels } from './dequant-kernels.js';
 import { useNativeKernels } from './native-matmul.js';
 import {
   describeAdapter,
@@ -163,6 +164,7 @@ export async function initWorkerBackend(name: 'wasm' | 'cpu'): Promise<void> {
  */
 export async function initBackend(choice: BackendChoice = 'auto'): Promise<BackendName> {
   const name = choice === 'auto' ? await autoBackend() : choice;
+  registerDequantKernels();
   const probe = (await probeBackends()).find((p) => p.name === name);
   if (!probe?.available) {
     throw new MftError({

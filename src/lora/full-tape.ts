@@ -42,7 +42,7 @@ export async function fullTapeLossAndGrads(
       tf.valueAndGrads((..._xs: tf.Tensor[]) => {
         // On the tape: the layer weights and activations live until the enclosing tidy ends.
         const x = runLayers(model, embedTokens(model, batch), ctx, {
-          weights: streamedWeights(model),
+          weights: opts.weights ?? streamedWeights(model),
           lora: modelLora,
           onTape: true,
         }); // [B, T, hidden]

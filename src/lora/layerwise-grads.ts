@@ -27,6 +27,7 @@ import {
   type LoadedModel,
   runLayers,
   streamedWeights,
+  type WeightProvider,
   withLayer,
 } from '../model/index.js';
 import { fullTapeLossAndGrads } from './full-tape.js';
@@ -46,6 +47,8 @@ export interface LossAndGradsOptions {
   dropoutRows?: { start: number; total: number };
   /** true (default): recompute layer by layer; false: one tape over the whole model (more memory). */
   checkpointing?: boolean;
+  /** Where the layer weights come from, owned by the caller (default: streamed from the CPU). */
+  weights?: WeightProvider;
 }
 
 /** Loss of a micro-batch and the gradients of every LoRA variable. */
@@ -93,7 +96,7 @@ export async function layerwiseLossAndGrads(
   const numLayers = model.layers.length;
   const modelLora = lora.toModelLora(trainingDropout(batch, opts));
   const ctx = createAttentionContext(spec, batch);
-  const weights = streamedWeights(model);
+  const weights = opts.weights ?? streamedWeights(model);
   const inputs: tf.Tensor3D[] = [];
   const grads = new Map<string, tf.Tensor>();
   let upstream: tf.Tensor3D | null = null;
@@ -146,7 +149,7 @@ export async function layerwiseLossAndGrads(
     tf.dispose(inputs);
     hL?.dispose();
     upstream?.dispose();
-    weights.dispose();
+    if (!opts.weights) weights.dispose();
     ctx.dispose();
   }
 }

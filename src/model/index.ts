@@ -62,8 +62,10 @@ export {
   specHash,
 } from './spec.js';
 export {
+  deviceWeights,
   residentWeights,
   streamedWeights,
+  trainingWeights,
   type WeightProvider,
   weightsFor,
   withLayer,

@@ -4,11 +4,14 @@
  * (`LayerTensors`, projections `[in, out]`) for as long as the layer computes:
  *   - streamed: widened from storage at every use and freed after it (one layer's fp32 weights
  *     at a time: the memory model of training and of large models);
- *   - resident: every layer widened once and kept for the whole pass (small models, many passes).
- * Another backend plugs in here: e.g. a provider that keeps the codes on the device and
- * dequantizes a layer there when it is asked for.
+ *   - resident: every layer widened once and kept for the whole pass (small models, many passes);
+ *   - device: every layer uploaded once in its storage format and widened on the device when asked
+ *     for (webgpu: no weight bytes cross from the CPU in a pass, and the GPU holds 16-bit or
+ *     quantized weights, not fp32).
  */
+import * as tf from '@tensorflow/tfjs';
 import type { LayerTensors } from './decoder-layer.js';
+import { deviceLayerTensors, disposeDeviceLayer, uploadLayer } from './device-weights.js';
 import { disposeLayerTensors, type LoadedModel, layerTensors } from './loaded-model.js';
 
 export interface WeightProvider {
@@ -54,6 +57,21 @@ export function residentWeights(model: LoadedModel): WeightProvider {
   };
 }
 
+/**
+ * Every layer uploaded once in its storage format, widened to fp32 on the device when asked for
+ * and freed when released (the kernels of weights/device-kernels.ts; `initBackend` registers them).
+ */
+export function deviceWeights(model: LoadedModel): WeightProvider {
+  const layers = model.layers.map(uploadLayer);
+  return {
+    layer: (i) => deviceLayerTensors(layers[i]!),
+    release: disposeLayerTensors,
+    dispose: () => {
+      for (const l of layers) disposeDeviceLayer(l);
+    },
+  };
+}
+
 /** fp32 bytes of every decoder layer's weights. */
 export function layerBytes(model: LoadedModel): number {
   let n = 0;
@@ -63,7 +81,23 @@ export function layerBytes(model: LoadedModel): number {
   return n;
 }
 
-/** Resident when all layers fit in `residentBytes` as fp32 (default 1 GiB), else streamed. */
+// On a GPU, streaming would upload every layer's fp32 weights on every pass.
+const keepsWeightsOnDevice = () => tf.getBackend() === 'webgpu';
+
+/**
+ * For inference (many passes): resident when all layers fit in `residentBytes` as fp32 (default
+ * 1 GiB; on webgpu they are uploaded once and stay on the GPU); else on webgpu the device provider,
+ * elsewhere streamed.
+ */
 export function weightsFor(model: LoadedModel, residentBytes = 2 ** 30): WeightProvider {
-  return layerBytes(model) <= residentBytes ? residentWeights(model) : streamedWeights(model);
+  if (layerBytes(model) <= residentBytes) return residentWeights(model);
+  return keepsWeightsOnDevice() ? deviceWeights(model) : streamedWeights(model);
+}
+
+/**
+ * For training: one layer's fp32 weights at a time (the memory model of training): widened on the
+ * device from storage uploaded once on webgpu, streamed from the CPU elsewhere.
+ */
+export function trainingWeights(model: LoadedModel): WeightProvider {
+  return keepsWeightsOnDevice() ? deviceWeights(model) : streamedWeights(model);
 }

@@ -11,7 +11,7 @@ import {
   type MftTrainingInfo,
   saveAdapter,
 } from '../lora/index.js';
-import { forward, type LoadedModel } from '../model/index.js';
+import { forward, type LoadedModel, type WeightProvider } from '../model/index.js';
 import { MftError } from '../util/index.js';
 import type { Trainable } from './train.js';
 
@@ -21,19 +21,21 @@ import type { Trainable } from './train.js';
  * @param lora the trainable adapters (owned by the caller)
  * @param opts.checkpointing `gradient_checkpointing`: layer-by-layer recompute (true) or one tape
  * @param opts.training the `mft_training.json` record saved with every adapter
- * @example const trainable = loraTrainable(model, lora, {checkpointing: config.gradient_checkpointing, training});
+ * @param opts.weights where the layer weights come from (`trainingWeights(model)`, owned by the
+ *   caller; default: one made for each call)
+ * @example const trainable = loraTrainable(model, lora, {checkpointing: config.gradient_checkpointing, training, weights});
  */
 export function loraTrainable(
   model: LoadedModel,
   lora: LoraState,
-  opts: { checkpointing: boolean; training: MftTrainingInfo },
+  opts: { checkpointing: boolean; training: MftTrainingInfo; weights?: WeightProvider },
 ): Trainable {
-  const { checkpointing, training } = opts;
+  const { checkpointing, training, weights } = opts;
   return {
     variables: lora.variables,
-    lossAndGrads: (batch, opts) => lossAndGrads(model, lora, batch, { ...opts, checkpointing }),
+    lossAndGrads: (batch, opts) => lossAndGrads(model, lora, batch, { ...opts, checkpointing, weights }),
     evalLoss: async (batch) => {
-      const r = await forward(model, batch, { lora: lora.toModelLora() });
+      const r = await forward(model, batch, { lora: lora.toModelLora(), weights });
       return { lossSum: r.lossSum, count: r.count };
     },
     adapterWriter: async () => {

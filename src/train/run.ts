@@ -9,7 +9,7 @@ import { initBackend } from '../backend/index.js';
 import { type TaskConfig, taskValues } from '../config/index.js';
 import { buildDataset } from '../data/index.js';
 import { createLora, type MftTrainingInfo } from '../lora/index.js';
-import { type LoadedModel, loadModel, readModelSpec } from '../model/index.js';
+import { type LoadedModel, loadModel, readModelSpec, trainingWeights } from '../model/index.js';
 import {
   openSharedModel,
   parallelTrainable,
@@ -171,10 +171,16 @@ async function trainInLockedDir(
     ]);
   }
 
-  // 5) the workers (num_workers > 1), then the loop
+  // 5) the workers (num_workers > 1), then the loop (webgpu: the frozen base goes to the GPU once,
+  // in its storage format)
   let pool: WorkerPool | null = null;
+  const weights = trainingWeights(model);
   try {
-    let trainable = loraTrainable(model, lora, { checkpointing: config.gradient_checkpointing, training });
+    let trainable = loraTrainable(model, lora, {
+      checkpointing: config.gradient_checkpointing,
+      training,
+      weights,
+    });
     if (shared && (backend === 'wasm' || backend === 'cpu')) {
       const loraValues = sharedLoraValues(lora.variables);
       progress.note(`starting ${workers.count} workers (${workers.reason})`);
@@ -205,6 +211,7 @@ async function trainInLockedDir(
     return { ...result, baseModel: config.base_model, configFile: config.configFile, backend, workers };
   } finally {
     await pool?.close();
+    weights.dispose();
     lora.dispose();
   }
 }

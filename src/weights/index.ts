@@ -4,6 +4,15 @@
  * (`StoredTensor` for float storage; `quant/` adds the quantized kinds).
  */
 export { type CheckpointFiles, INDEX_FILE, openCheckpoint, SINGLE_FILE } from './checkpoint-files.js';
+export {
+  DEQUANTIZE_ABSMAX_KERNEL,
+  DEQUANTIZE_KERNEL,
+  type DequantizeAbsmaxAttrs,
+  type DequantizeAttrs,
+  toWords,
+  type WordFormat,
+  wordBytes,
+} from './device-kernels.js';
 export { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from './dtype.js';
 export type { FrozenTensor, StorageDtype } from './frozen-tensor.js';
 export {
