@@ -11,7 +11,7 @@ import {
   headLossSum,
   type LoadedModel,
   runLayers,
-  streamedWeights,
+  trainingWeights,
 } from '../model/index.js';
 import { type LossAndGrads, type LossAndGradsOptions, trainingDropout } from './layerwise-grads.js';
 import type { LoraState } from './lora-state.js';
@@ -35,6 +35,7 @@ export async function fullTapeLossAndGrads(
   const keys = [...lora.variables.keys()];
   const vars = keys.map((k) => lora.variables.get(k)!);
   const ctx = createAttentionContext(spec, batch);
+  const weights = opts.weights ?? trainingWeights(model);
   let count = 0;
   try {
     const { value, grads } = tf.tidy(() =>
@@ -42,7 +43,7 @@ export async function fullTapeLossAndGrads(
       tf.valueAndGrads((..._xs: tf.Tensor[]) => {
         // On the tape: the layer weights and activations live until the enclosing tidy ends.
         const x = runLayers(model, embedTokens(model, batch), ctx, {
-          weights: opts.weights ?? streamedWeights(model),
+          weights,
           lora: modelLora,
           onTape: true,
         }); // [B, T, hidden]
@@ -55,6 +56,7 @@ export async function fullTapeLossAndGrads(
     value.dispose();
     return { lossSum, count, grads: new Map(keys.map((k, j) => [k, grads[j]!])) };
   } finally {
+    if (!opts.weights) weights.dispose();
     ctx.dispose();
   }
 }

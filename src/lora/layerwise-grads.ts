@@ -26,7 +26,7 @@ import {
   headLossSum,
   type LoadedModel,
   runLayers,
-  streamedWeights,
+  trainingWeights,
   type WeightProvider,
   withLayer,
 } from '../model/index.js';
@@ -47,7 +47,7 @@ export interface LossAndGradsOptions {
   dropoutRows?: { start: number; total: number };
   /** true (default): recompute layer by layer; false: one tape over the whole model (more memory). */
   checkpointing?: boolean;
-  /** Where the layer weights come from, owned by the caller (default: streamed from the CPU). */
+  /** Where the layer weights come from, owned by the caller (default: `trainingWeights`, for this call). */
   weights?: WeightProvider;
 }
 
@@ -96,7 +96,7 @@ export async function layerwiseLossAndGrads(
   const numLayers = model.layers.length;
   const modelLora = lora.toModelLora(trainingDropout(batch, opts));
   const ctx = createAttentionContext(spec, batch);
-  const weights = opts.weights ?? streamedWeights(model);
+  const weights = opts.weights ?? trainingWeights(model);
   const inputs: tf.Tensor3D[] = [];
   const grads = new Map<string, tf.Tensor>();
   let upstream: tf.Tensor3D | null = null;

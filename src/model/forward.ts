@@ -16,7 +16,7 @@ import type { ModelLora } from './linear.js';
 import type { LoadedModel } from './loaded-model.js';
 import { rmsNorm } from './rms-norm.js';
 import { runLayers } from './run-layers.js';
-import { streamedWeights, type WeightProvider } from './weight-provider.js';
+import { trainingWeights, type WeightProvider } from './weight-provider.js';
 
 /**
  * Rows of a frozen `[n, width]` matrix as fp32, row-major `[rows.length, width]`. A StoredTensor
@@ -109,7 +109,10 @@ export interface ForwardOptions {
   returnLogits?: boolean;
   /** See HeadOptions. */
   chunkSize?: number;
-  /** Where the layer weights come from (default: streamed, one layer's fp32 weights at a time). */
+  /**
+   * Where the layer weights come from (default: `trainingWeights`, one layer's fp32 weights at a
+   * time, made for this call and freed after it).
+   */
   weights?: WeightProvider;
 }
 
@@ -132,9 +135,10 @@ export async function forward(
   opts: ForwardOptions = {},
 ): Promise<ForwardResult> {
   const ctx = createAttentionContext(model.spec, batch);
+  const own = opts.weights ? null : trainingWeights(model);
   let x: tf.Tensor3D | null = null;
   try {
-    const weights = opts.weights ?? streamedWeights(model);
+    const weights = opts.weights ?? own!;
     x = runLayers(model, embedTokens(model, batch), ctx, { weights, lora: opts.lora }); // [B, T, hidden]
     const head = headLossSum(model, x, batch.labels, { chunkSize: opts.chunkSize });
     const lossSum = (await head.lossSum.data())[0] as number;
@@ -148,6 +152,7 @@ export async function forward(
     return result;
   } finally {
     x?.dispose();
+    own?.dispose();
     ctx.dispose();
   }
 }

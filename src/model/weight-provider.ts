@@ -95,8 +95,9 @@ export function weightsFor(model: LoadedModel, residentBytes = 2 ** 30): WeightP
 }
 
 /**
- * For training: one layer's fp32 weights at a time (the memory model of training): widened on the
- * device from storage uploaded once on webgpu, streamed from the CPU elsewhere.
+ * For training (and the default of a single pass): one layer's fp32 weights at a time, the memory
+ * model of training: on webgpu widened on the device from storage uploaded once (keep the provider
+ * for the whole run), elsewhere streamed from the CPU.
  */
 export function trainingWeights(model: LoadedModel): WeightProvider {
   return keepsWeightsOnDevice() ? deviceWeights(model) : streamedWeights(model);
