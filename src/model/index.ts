@@ -63,6 +63,7 @@ export {
 } from './spec.js';
 export {
   deviceWeights,
+  layerBytes,
   residentWeights,
   streamedWeights,
   trainingWeights,
