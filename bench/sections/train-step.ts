@@ -8,9 +8,9 @@ import * as tf from '@tensorflow/tfjs';
 import { lossAndGrads } from '../../src/lora/index.js';
 import { disposeLayerTensors, type LoadedModel, layerTensors } from '../../src/model/index.js';
 import {
+  LoraMirror,
   openSharedModel,
   parallelTrainable,
-  sharedLoraValues,
   shareModel,
   WorkerPool,
 } from '../../src/parallel/index.js';
@@ -156,15 +156,18 @@ async function measureTrainStep(job: TrainStepJob): Promise<TrainStepResult> {
   const counts = paramCounts(model.spec);
   const bytes = heldBytes(model);
   const lora = benchLora(model, job.r, 0.1);
-  const loraValues = sharedLoraValues(lora.variables);
+  const mirror = new LoraMirror(lora.variables);
   const pool = shared
-    ? await WorkerPool.start(workers, {
-        backend: tf.getBackend() as 'wasm' | 'cpu',
-        model: shared,
-        lora: benchLoraOptions(job.r, 0.1),
-        checkpointing: job.checkpointing,
-        loraValues,
-      })
+    ? await WorkerPool.start(
+        workers,
+        {
+          backend: tf.getBackend() as 'wasm' | 'cpu',
+          model: shared,
+          lora: benchLoraOptions(job.r, 0.1),
+          checkpointing: job.checkpointing,
+        },
+        mirror,
+      )
     : null;
   const info = {
     base_model: 'random',
@@ -177,7 +180,7 @@ async function measureTrainStep(job: TrainStepJob): Promise<TrainStepResult> {
     ? parallelTrainable(
         loraTrainable(model, lora, { checkpointing: job.checkpointing, training: info }),
         pool,
-        loraValues,
+        mirror,
       )
     : null;
   const optimizer = new AdamW(lora.variables, {

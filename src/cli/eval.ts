@@ -25,6 +25,7 @@ import { loraFromAdapter } from '../lora/index.js';
 import { checkTrainedBase, openAdapter, trainedBaseOptions } from '../lora/open-adapter.js';
 import type { PeftAdapter } from '../lora/peft-adapter.js';
 import { type LoadModelOptions, loadModel, type Precision, type Quantization } from '../model/index.js';
+import { startEvalWorkers } from '../parallel/index.js';
 import { fail, jsonOutput } from '../util/index.js';
 
 interface EvalFlags {
@@ -47,6 +48,13 @@ interface EvalFlags {
   quantization?: Quantization;
   precision?: Precision;
   backend?: BackendChoice;
+  numWorkers?: string;
+}
+
+/** `--num-workers auto | N`, or undefined when not given. */
+function numWorkersFlag(value: string | undefined): 'auto' | number | undefined {
+  if (value === undefined || value === 'auto') return value;
+  return integer('num-workers', value, 1);
 }
 
 function integer(flag: string, value: string, min: number): number {
@@ -267,6 +275,10 @@ export function registerEval(program: Command): void {
         'cpu',
       ]),
     )
+    .option(
+      '--num-workers <n>',
+      "worker threads for the loss batches: auto or a number (default: the task file's num_workers, else 1)",
+    )
     .addHelpText(
       'after',
       '\nExamples:\n' +
@@ -315,8 +327,16 @@ export function registerEval(program: Command): void {
 
       const backend = await initBackend(flags.backend ?? config?.backend ?? 'auto');
       const loadOptions = baseOptions(flags, adapter, config);
-      const model = await loadModel(modelDir, loadOptions);
-      if (opened) checkTrainedBase(opened, { dir: modelDir, configHash: model.configHash });
+      const loaded = await loadModel(modelDir, loadOptions);
+      if (opened) checkTrainedBase(opened, { dir: modelDir, configHash: loaded.configHash });
+      const { evalWorkers, lora } = await startEvalWorkers(
+        numWorkersFlag(flags.numWorkers) ?? config?.num_workers ?? 1,
+        backend,
+        loaded,
+        tokenBudget,
+        (m) => (adapter ? loraFromAdapter(m, adapter) : null),
+      );
+      const model = evalWorkers.model;
       const tokenizer = new LazyTokenizer(modelDir);
       const length = lengthPolicy(flags, config, recipe, model.spec.max_position_embeddings);
       const read = await readEvalData({
@@ -357,18 +377,22 @@ export function registerEval(program: Command): void {
         },
         log: (line: string) => process.stderr.write(`mft: ${line}\n`),
       };
-      const lora = adapter ? loraFromAdapter(model, adapter) : null;
       let base: EvalReport | null = null;
       let tuned: EvalReport | null = null;
+      const on = async (withLora: boolean) => {
+        const scorer = await evalWorkers.scorer(withLora);
+        return { ...common, loss: { ...common.loss, ...(scorer ? { scorer } : {}) } };
+      };
       try {
-        if (!lora || flags.compare) base = await evaluate(model, data, common);
-        if (lora) tuned = await evaluate(model, data, { ...common, lora: lora.toModelLora() });
+        if (!lora || flags.compare) base = await evaluate(model, data, await on(false));
+        if (lora) tuned = await evaluate(model, data, { ...(await on(true)), lora: lora.toModelLora() });
       } finally {
         lora?.dispose();
+        await evalWorkers.close();
       }
       const main = (tuned ?? base) as EvalReport;
       process.stderr.write(
-        `mft: ${main.tokens} tokens with loss in ${main.samples} samples, ${main.batches} batches, ${main.seconds.toFixed(2)} s (${main.tokens_per_second.toFixed(0)} tok/s, backend ${backend})\n`,
+        `mft: ${main.tokens} tokens with loss in ${main.samples} samples, ${main.batches} batches, ${main.seconds.toFixed(2)} s (${main.tokens_per_second.toFixed(0)} tok/s, backend ${backend}, ${evalWorkers.workers.count > 1 ? `${evalWorkers.workers.count} workers` : 'main thread'})\n`,
       );
 
       if (flags.json) {

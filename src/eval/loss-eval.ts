@@ -11,6 +11,7 @@
  * samples of any length, and the result does not depend on how samples are batched or packed.
  */
 import * as tf from '@tensorflow/tfjs';
+import type { Batch } from '../model/batch.js';
 import {
   createAttentionContext,
   defaultChunkRows,
@@ -71,6 +72,26 @@ export interface LossEvalOptions {
   residentBytes?: number;
   /** Called after each batch with (batches done, batches in all). */
   onBatch?(done: number, total: number): void;
+  /**
+   * Where batches run: default, this thread; workers pass theirs (`parallel` batches at a time).
+   * The sums are added in batch order either way.
+   */
+  scorer?: BatchScorer;
+}
+
+/** Sums of one or more batches over their loss tokens. */
+export interface LossSums {
+  nll: number;
+  correct: number;
+  count: number;
+}
+
+/** Scores batches: this thread's `batchScorer`, or workers. */
+export interface BatchScorer {
+  /** Batches it runs at the same time. */
+  readonly parallel: number;
+  score(batch: Batch): Promise<LossSums>;
+  dispose(): void;
 }
 
 /** Running sums over loss tokens. */
@@ -138,6 +159,48 @@ async function addHeadStats(
 }
 
 /**
+ * Scores batches in this thread: the model forward (with `lora`, no dropout) and the head's sums.
+ * Small models keep their widened layers until `dispose`; large ones widen a layer only while it
+ * computes (one layer's fp32 weights at a time).
+ * @example const s = batchScorer(model, { lora }); const sums = await s.score(batch); s.dispose();
+ */
+export function batchScorer(
+  model: LoadedModel,
+  opts: { lora?: ModelLora; chunkRows?: number; residentBytes?: number } = {},
+): BatchScorer {
+  const { hidden_size: H, vocab_size: V } = model.spec;
+  const chunkRows = Math.max(1, opts.chunkRows ?? defaultChunkRows(V));
+  const head: Head = {
+    norm: tf.tensor1d(model.norm.toFloat32()),
+    weight: tf.tensor2d(model.lm_head.toFloat32(), [V, H]),
+  };
+  const weights = weightsFor(model, opts.residentBytes);
+  return {
+    parallel: 1,
+    score: async (batch) => {
+      const sums: Sums = { nll: 0, correct: 0, count: 0 };
+      const ctx = createAttentionContext(model.spec, batch);
+      let h: tf.Tensor3D;
+      try {
+        h = runLayers(model, embedTokens(model, batch), ctx, { weights, lora: opts.lora }); // [B, T, hidden]
+      } finally {
+        ctx.dispose();
+      }
+      try {
+        await addHeadStats(model, head, h, batch.labels, chunkRows, sums);
+      } finally {
+        h.dispose();
+      }
+      return sums;
+    },
+    dispose: () => {
+      tf.dispose([head.norm, head.weight]);
+      weights.dispose();
+    },
+  };
+}
+
+/**
  * Loss, perplexity and token accuracy of `samples`, batched by length under a token budget.
  * @param samples each evaluated on its own (document masking when packed)
  * @param opts lora, tokenBudget (4096), packLength (off), padId (0), chunkRows
@@ -162,35 +225,23 @@ export async function evaluateLoss(
   let inputTokens = 0;
 
   const started = performance.now();
-  const { hidden_size: H, vocab_size: V } = model.spec;
-  const head: Head = {
-    norm: tf.tensor1d(model.norm.toFloat32()),
-    weight: tf.tensor2d(model.lm_head.toFloat32(), [V, H]),
-  };
-  // Small models keep their widened layers for the whole evaluation; large ones widen a layer
-  // only while it computes (one layer's fp32 weights at a time).
-  const weights = weightsFor(model, opts.residentBytes);
+  const scorer = opts.scorer ?? batchScorer(model, { ...opts, chunkRows });
   try {
-    for (const [k, p] of plan.entries()) {
-      const batch = buildBatch(samples, p.rows, p.seqLen, padId);
-      const ctx = createAttentionContext(model.spec, batch);
-      let h: tf.Tensor3D;
-      try {
-        h = runLayers(model, embedTokens(model, batch), ctx, { weights, lora: opts.lora }); // [B, T, hidden]
-      } finally {
-        ctx.dispose();
+    for (let k = 0; k < plan.length; k += scorer.parallel) {
+      const group = plan.slice(k, k + scorer.parallel);
+      const results = await Promise.all(
+        group.map((p) => scorer.score(buildBatch(samples, p.rows, p.seqLen, padId))),
+      );
+      for (const [j, r] of results.entries()) {
+        sums.nll += r.nll;
+        sums.correct += r.correct;
+        sums.count += r.count;
+        inputTokens += group[j]!.tokens;
+        opts.onBatch?.(k + j + 1, plan.length);
       }
-      try {
-        await addHeadStats(model, head, h, batch.labels, chunkRows, sums);
-      } finally {
-        h.dispose();
-      }
-      inputTokens += p.tokens;
-      opts.onBatch?.(k + 1, plan.length);
     }
   } finally {
-    tf.dispose([head.norm, head.weight]);
-    weights.dispose();
+    if (!opts.scorer) scorer.dispose();
   }
   const seconds = (performance.now() - started) / 1000;
   const loss = sums.count > 0 ? sums.nll / sums.count : Number.NaN;

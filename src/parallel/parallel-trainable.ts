@@ -9,34 +9,19 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Batch } from '../model/batch.js';
 import type { MicroBatchGrads, Trainable } from '../train/train.js';
-import type { WorkerPool, WorkerResult } from './pool.js';
+import type { LoraMirror } from './lora-mirror.js';
+import type { DoneReply, WorkerPool } from './pool.js';
 import { splitRows } from './split-rows.js';
-
-/** Float32 values of every LoRA variable end to end, in shared memory (what workers read). */
-export function sharedLoraValues(variables: ReadonlyMap<string, tf.Variable>): Float32Array {
-  let n = 0;
-  for (const v of variables.values()) n += v.size;
-  return new Float32Array(new SharedArrayBuffer(4 * n));
-}
 
 /**
  * @param base the in-thread trainable over the same LoRA variables (weights, adapter files)
- * @param pool started workers, each given `values` as its `loraValues`
- * @param values the shared LoRA values (`sharedLoraValues(base.variables)`)
- * @example const t = parallelTrainable(loraTrainable(model, lora, { checkpointing: true, training: info }), pool, values);
+ * @param pool started workers, given `mirror`'s values and keys
+ * @param mirror the shared copy of `base.variables`
+ * @example const t = parallelTrainable(loraTrainable(model, lora, { checkpointing: true, training: info }), pool, mirror);
  */
-export function parallelTrainable(base: Trainable, pool: WorkerPool, values: Float32Array): Trainable {
-  const keys = [...base.variables.keys()];
-  let version = 0;
-  /** Copy the current LoRA values into shared memory (workers are idle between requests). */
-  const publish = async (): Promise<number> => {
-    let offset = 0;
-    for (const v of base.variables.values()) {
-      values.set((await v.data()) as Float32Array, offset);
-      offset += v.size;
-    }
-    return ++version;
-  };
+export function parallelTrainable(base: Trainable, pool: WorkerPool, mirror: LoraMirror): Trainable {
+  const keys = mirror.keys;
+  const publish = () => mirror.publish();
 
   const stepLossAndGrads = async (
     batches: readonly Batch[],
@@ -47,7 +32,7 @@ export function parallelTrainable(base: Trainable, pool: WorkerPool, values: Flo
       splitRows(batches, pool.size).map((pieces, k) =>
         pieces.length === 0
           ? null
-          : pool.request(k, {
+          : pool.compute(k, {
               kind: 'grads',
               version: v,
               lossScale: opts.lossScale,
@@ -60,7 +45,7 @@ export function parallelTrainable(base: Trainable, pool: WorkerPool, values: Flo
             }),
       ),
     );
-    const done = results.filter((r): r is WorkerResult => r !== null);
+    const done = results.filter((r): r is DoneReply => r !== null);
     const grads = new Map<string, tf.Tensor>();
     for (const [j, key] of keys.entries()) {
       const sum = new Float32Array(done[0]!.grads[j]!.length);
@@ -82,11 +67,11 @@ export function parallelTrainable(base: Trainable, pool: WorkerPool, values: Flo
       const v = await publish();
       const results = await Promise.all(
         splitRows([batch], pool.size).map((pieces, k) =>
-          pieces.length === 0 ? null : pool.request(k, { kind: 'eval', version: v, batch: pieces[0]!.batch }),
+          pieces.length === 0 ? null : pool.compute(k, { kind: 'eval', version: v, batch: pieces[0]!.batch }),
         ),
       );
       const r = sumLosses(
-        results.filter((x): x is WorkerResult => x !== null),
+        results.filter((x): x is DoneReply => x !== null),
         new Map(),
       );
       return { lossSum: r.lossSum, count: r.count };
@@ -97,7 +82,7 @@ export function parallelTrainable(base: Trainable, pool: WorkerPool, values: Flo
 }
 
 /** The workers' loss sums and token counts, added in worker order. */
-function sumLosses(results: readonly WorkerResult[], grads: Map<string, tf.Tensor>): MicroBatchGrads {
+function sumLosses(results: readonly DoneReply[], grads: Map<string, tf.Tensor>): MicroBatchGrads {
   let lossSum = 0;
   let count = 0;
   for (const r of results) {

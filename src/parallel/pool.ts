@@ -5,10 +5,14 @@
  */
 import { Worker } from 'node:worker_threads';
 import { MftError } from '../util/index.js';
+import type { LoraMirror } from './lora-mirror.js';
 import type { WorkerReply, WorkerRequest, WorkerSetup } from './protocol.js';
 
-/** What a finished request returns. */
-export type WorkerResult = Extract<WorkerReply, { kind: 'done' }>;
+/** What a finished request returns: `done` for grads and eval, `scored` for score. */
+export type WorkerResult = Extract<WorkerReply, { kind: 'done' | 'scored' }>;
+
+export type DoneReply = Extract<WorkerReply, { kind: 'done' }>;
+export type ScoredReply = Extract<WorkerReply, { kind: 'scored' }>;
 
 interface Pending {
   resolve: (r: WorkerResult) => void;
@@ -40,12 +44,17 @@ export class WorkerPool {
   /**
    * Start `n` workers and wait until each has its backend and model ready.
    * @param setup what every worker gets (its `index` is set here)
+   * @param mirror the LoRA values workers read
    */
-  static async start(n: number, setup: Omit<WorkerSetup, 'index'>): Promise<WorkerPool> {
+  static async start(
+    n: number,
+    setup: Omit<WorkerSetup, 'index' | 'loraValues' | 'loraKeys'>,
+    mirror: LoraMirror,
+  ): Promise<WorkerPool> {
     const pool = new WorkerPool(n);
     const ready: Promise<void>[] = [];
     for (let index = 0; index < n; index++) {
-      const w = spawn({ ...setup, index });
+      const w = spawn({ ...setup, index, loraValues: mirror.values, loraKeys: mirror.keys });
       pool.workers.push(w);
       pool.pending.push(null);
       ready.push(
@@ -67,6 +76,16 @@ export class WorkerPool {
       throw e;
     }
     return pool;
+  }
+
+  /** Send a `grads` or `eval` request to worker `k` and wait for its result. */
+  async compute(k: number, req: WorkerRequest & { kind: 'grads' | 'eval' }): Promise<DoneReply> {
+    return (await this.request(k, req)) as DoneReply;
+  }
+
+  /** Send a `score` request to worker `k` and wait for its sums. */
+  async score(k: number, req: WorkerRequest & { kind: 'score' }): Promise<ScoredReply> {
+    return (await this.request(k, req)) as ScoredReply;
   }
 
   /** Send `req` to worker `k` and wait for its result. */

@@ -14,12 +14,13 @@ export interface WorkerSetup {
   /** The backend the main thread resolved (`auto` already decided there); workers run these two only. */
   backend: 'wasm' | 'cpu';
   model: SharedModel;
-  /** The run's LoRA settings; the worker builds variables of the same keys, shapes and order. */
-  lora: CreateLoraOptions;
+  /** The LoRA settings; the worker builds variables of the same keys and shapes (null: none, base only). */
+  lora: CreateLoraOptions | null;
   /** `gradient_checkpointing`. */
   checkpointing: boolean;
-  /** The LoRA values, all variables end to end in `variables` order; the main thread writes them. */
+  /** The LoRA values, all variables end to end in `loraKeys` order; the main thread writes them (LoraMirror). */
   loraValues: Float32Array;
+  loraKeys: string[];
 }
 
 /** Rows of one micro-batch a worker computes, with where they sit in it (for dropout). */
@@ -33,7 +34,9 @@ export interface WorkerPiece {
 /** `version` counts writes of `loraValues`: a worker re-reads them when it changed. */
 export type WorkerRequest =
   | { kind: 'grads'; version: number; lossScale: number; pieces: WorkerPiece[] }
-  | { kind: 'eval'; version: number; batch: Batch };
+  | { kind: 'eval'; version: number; batch: Batch }
+  /** Loss sums and correct argmaxes of a batch (mft eval), with or without the adapter. */
+  | { kind: 'score'; version: number; batch: Batch; withLora: boolean; chunkRows?: number };
 
 export type WorkerReply =
   | { kind: 'ready' }
@@ -41,7 +44,8 @@ export type WorkerReply =
       kind: 'done';
       lossSum: number;
       count: number;
-      /** Gradients in `variables` order (empty for eval), summed over the pieces in order. */
+      /** Gradients in `loraKeys` order (empty for eval), summed over the pieces in order. */
       grads: Float32Array[];
     }
+  | { kind: 'scored'; nll: number; correct: number; count: number }
   | { kind: 'failed'; message: string; stack?: string };

@@ -2,12 +2,14 @@
  * A training worker: its own tfjs engine and backend instance (with the same native kernels as the
  * main thread), the frozen base over the main thread's shared arrays, and LoRA variables that
  * mirror the main thread's. It answers one request at a time: the loss and summed LoRA gradients
- * of some rows (`grads`), or the loss of some rows without dropout (`eval`).
+ * of some rows (`grads`), the loss of some rows without dropout (`eval`), or a batch's loss sums
+ * and correct argmaxes for `mft eval` (`score`).
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import { initWorkerBackend } from '../backend/index.js';
-import { createLora, lossAndGrads } from '../lora/index.js';
+import { type BatchScorer, batchScorer } from '../eval/loss-eval.js';
+import { createLora, type LoraState, lossAndGrads } from '../lora/index.js';
 import { forward } from '../model/index.js';
 import type { WorkerReply, WorkerRequest, WorkerSetup } from './protocol.js';
 import { openSharedModel } from './shared-model.js';
@@ -24,14 +26,21 @@ const failed = (e: unknown): WorkerReply => ({
 try {
   await initWorkerBackend(setup.backend);
   const model = openSharedModel(setup.model);
-  const lora = createLora(model, setup.lora);
+  const lora = setup.lora ? createLora(model, setup.lora) : null;
+  const needLora = (): LoraState => {
+    if (!lora) throw new Error('this worker was started without LoRA weights');
+    return lora;
+  };
   let version = -1;
+
+  const scorers = new Map<boolean, BatchScorer>(); // kept: small models keep their widened layers
 
   /** Copy the main thread's LoRA values into this worker's variables when they changed. */
   const syncLora = (v: number) => {
     if (v === version) return;
     let offset = 0;
-    for (const variable of lora.variables.values()) {
+    for (const key of setup.loraKeys) {
+      const variable = needLora().variables.get(key)!;
       const values = setup.loraValues.slice(offset, offset + variable.size);
       tf.tidy(() => variable.assign(tf.tensor(values, variable.shape, 'float32')));
       offset += variable.size;
@@ -41,6 +50,20 @@ try {
 
   const handle = async (req: WorkerRequest): Promise<void> => {
     syncLora(req.version);
+    if (req.kind === 'score') {
+      let scorer = scorers.get(req.withLora);
+      if (!scorer) {
+        const opts = {
+          ...(req.withLora ? { lora: needLora().toModelLora() } : {}),
+          chunkRows: req.chunkRows,
+        };
+        scorer = batchScorer(model, opts);
+        scorers.set(req.withLora, scorer);
+      }
+      send({ kind: 'scored', ...(await scorer.score(req.batch)) });
+      return;
+    }
+    const lora = needLora();
     if (req.kind === 'eval') {
       const r = await forward(model, req.batch, { lora: lora.toModelLora() });
       send({ kind: 'done', lossSum: r.lossSum, count: r.count, grads: [] });
@@ -66,7 +89,7 @@ try {
         }
       }
       const grads = await Promise.all(
-        [...lora.variables.keys()].map(async (k) => {
+        setup.loraKeys.map(async (k) => {
           const g = sums.get(k);
           if (!g) return new Float32Array(lora.variables.get(k)!.size);
           const d = (await g.data()) as Float32Array;

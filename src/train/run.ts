@@ -11,10 +11,10 @@ import { buildDataset } from '../data/index.js';
 import { createLora, type MftTrainingInfo } from '../lora/index.js';
 import { type LoadedModel, loadModel, readModelSpec, trainingWeights } from '../model/index.js';
 import {
+  LoraMirror,
   openSharedModel,
   parallelTrainable,
   resolveNumWorkers,
-  sharedLoraValues,
   shareModel,
   type WorkerCount,
   WorkerPool,
@@ -182,16 +182,19 @@ async function trainInLockedDir(
       weights,
     });
     if (shared && (backend === 'wasm' || backend === 'cpu')) {
-      const loraValues = sharedLoraValues(lora.variables);
+      const mirror = new LoraMirror(lora.variables);
       progress.note(`starting ${workers.count} workers (${workers.reason})`);
-      pool = await WorkerPool.start(workers.count, {
-        backend,
-        model: shared,
-        lora: loraOptions,
-        checkpointing: config.gradient_checkpointing,
-        loraValues,
-      });
-      trainable = parallelTrainable(trainable, pool, loraValues);
+      pool = await WorkerPool.start(
+        workers.count,
+        {
+          backend,
+          model: shared,
+          lora: loraOptions,
+          checkpointing: config.gradient_checkpointing,
+        },
+        mirror,
+      );
+      trainable = parallelTrainable(trainable, pool, mirror);
     }
     const result = await trainLoop(
       config,

@@ -10,13 +10,15 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
 import { loadTaskConfig } from '../../src/config/index.js';
+import { evaluateLoss } from '../../src/eval/loss-eval.js';
 import { createLora, loadAdapter } from '../../src/lora/index.js';
 import { loadModel } from '../../src/model/index.js';
 import {
+  LoraMirror,
   openSharedModel,
   parallelTrainable,
-  sharedLoraValues,
   shareModel,
+  startEvalWorkers,
   WorkerPool,
 } from '../../src/parallel/index.js';
 import { loraTrainable } from '../../src/train/lora-trainable.js';
@@ -172,20 +174,59 @@ describe('training on worker threads', () => {
   });
 });
 
+describe('mft eval on worker threads', () => {
+  test("the loss, perplexity and token accuracy equal the main thread's, with and without the adapter", async () => {
+    await initBackend('wasm');
+    const base = await loadModel(BASE);
+    const opts = { r: 4, alpha: 8, dropout: 0, targets: 'all-linear' as const, useRslora: false, seed: 3 };
+    const { evalWorkers, lora } = await startEvalWorkers(2, 'wasm', base, 4096, (m) => {
+      const l = createLora(m, opts);
+      // B = 0 would make the adapter a no-op: give it values
+      for (const [k, v] of l.variables)
+        if (k.includes('lora_B')) v.assign(tf.randomNormal(v.shape, 0, 0.05, 'float32', 9));
+      return l;
+    });
+    expect(evalWorkers.workers.count).toBe(2);
+    const samples = Array.from({ length: 7 }, (_, i) => {
+      const ids = Int32Array.from({ length: 20 + 9 * i }, (_, j) => (i * 31 + j * 7) % 512);
+      return { ids, labels: ids };
+    });
+    try {
+      for (const withLora of [false, true]) {
+        const modelLora = withLora ? { lora: lora!.toModelLora() } : {};
+        const here = await evaluateLoss(evalWorkers.model, samples, { tokenBudget: 128, ...modelLora });
+        const scorer = (await evalWorkers.scorer(withLora))!;
+        const there = await evaluateLoss(evalWorkers.model, samples, {
+          tokenBudget: 128,
+          ...modelLora,
+          scorer,
+        });
+        expect(there.batches).toBeGreaterThan(2);
+        expect(there.tokens).toBe(here.tokens);
+        expect(there.token_accuracy).toBe(here.token_accuracy);
+        expect(Math.abs(there.loss - here.loss)).toBeLessThan(1e-6 * here.loss);
+      }
+    } finally {
+      lora?.dispose();
+      await evalWorkers.close();
+    }
+  });
+});
+
+/** The base model in shared memory, fresh LoRA weights and 2 workers over them. */
+async function twoWorkers(dropout: number, checkpointing: boolean) {
+  await initBackend('wasm');
+  const model = openSharedModel(shareModel(await loadModel(BASE)));
+  const opts = { r: 4, alpha: 8, dropout, targets: 'all-linear' as const, useRslora: false, seed: 1 };
+  const lora = createLora(model, opts);
+  const mirror = new LoraMirror(lora.variables);
+  const setup = { backend: 'wasm' as const, model: shareModel(model), lora: opts, checkpointing };
+  return { model, lora, mirror, pool: await WorkerPool.start(2, setup, mirror) };
+}
+
 describe('WorkerPool', () => {
   test('a worker that throws fails the request and every later one with an MftError naming it', async () => {
-    await initBackend('wasm');
-    const model = openSharedModel(shareModel(await loadModel(BASE)));
-    const opts = { r: 4, alpha: 8, dropout: 0, targets: 'all-linear' as const, useRslora: false, seed: 1 };
-    const lora = createLora(model, opts);
-    const values = sharedLoraValues(lora.variables);
-    const pool = await WorkerPool.start(2, {
-      backend: 'wasm',
-      model: shareModel(model),
-      lora: opts,
-      checkpointing: true,
-      loraValues: values,
-    });
+    const { lora, pool } = await twoWorkers(0, true);
     try {
       // labels of the wrong length: the worker's forward pass throws
       const bad = {
@@ -210,18 +251,7 @@ describe('WorkerPool', () => {
   });
 
   test("the main thread's tensors do not grow over steps", async () => {
-    await initBackend('wasm');
-    const model = openSharedModel(shareModel(await loadModel(BASE)));
-    const opts = { r: 4, alpha: 8, dropout: 0.1, targets: 'all-linear' as const, useRslora: false, seed: 1 };
-    const lora = createLora(model, opts);
-    const values = sharedLoraValues(lora.variables);
-    const pool = await WorkerPool.start(2, {
-      backend: 'wasm',
-      model: shareModel(model),
-      lora: opts,
-      checkpointing: false,
-      loraValues: values,
-    });
+    const { model, lora, mirror, pool } = await twoWorkers(0.1, false);
     const info = {
       base_model: BASE,
       config_hash: model.configHash,
@@ -232,7 +262,7 @@ describe('WorkerPool', () => {
     const trainable = parallelTrainable(
       loraTrainable(model, lora, { checkpointing: false, training: info }),
       pool,
-      values,
+      mirror,
     );
     const T = 16;
     const ids = Int32Array.from({ length: 3 * T }, (_, i) => (i * 7) % 500);
