@@ -47,7 +47,7 @@ export async function fullTapeLossAndGrads(
           lora: modelLora,
           onTape: true,
         }); // [B, T, hidden]
-        const r = headLossSum(model, x, batch.labels);
+        const r = headLossSum(model, x, batch.labels, { weights });
         count = r.count;
         return r.lossSum;
       })(vars, tf.scalar(opts.lossScale)),

@@ -110,7 +110,7 @@ export async function layerwiseLossAndGrads(
     const hLast = hL;
     const head = tf.tidy(() =>
       tf.valueAndGrad((h: tf.Tensor3D) => {
-        const r = headLossSum(model, h, batch.labels);
+        const r = headLossSum(model, h, batch.labels, { weights });
         count = r.count;
         return r.lossSum;
       })(hLast, tf.scalar(opts.lossScale)),

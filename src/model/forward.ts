@@ -55,6 +55,8 @@ export function embedTokens(model: LoadedModel, batch: Batch): tf.Tensor3D {
 export interface HeadOptions {
   /** Rows of lm_head + loss computed at once (default: about 2^24 logits per chunk). */
   chunkSize?: number;
+  /** A provider that keeps the head's weights (`WeightProvider.head`); else widened from storage. */
+  weights?: WeightProvider;
 }
 
 /**
@@ -81,8 +83,10 @@ export function headLossSum(
   let count = 0;
   for (const l of labels) if (l !== IGNORE_INDEX) count++;
   const lossSum = tf.tidy(() => {
-    const normed = rmsNorm(h, tf.tensor1d(model.norm.toFloat32()), model.spec.rms_norm_eps); // [B, T, hidden]
-    const weight = tf.tensor2d(model.lm_head.toFloat32(), [model.spec.vocab_size, hidden]); // [V, hidden]
+    const kept = opts.weights?.head?.();
+    const norm = kept?.norm ?? tf.tensor1d(model.norm.toFloat32()); // [hidden]
+    const weight = kept?.lm_head ?? tf.tensor2d(model.lm_head.toFloat32(), [model.spec.vocab_size, hidden]); // [V, hidden]
+    const normed = rmsNorm(h, norm, model.spec.rms_norm_eps); // [B, T, hidden]
     return lmHeadCrossEntropySum(tf.reshape(normed, [B * T, hidden]), weight, labels, opts.chunkSize);
   });
   return { lossSum, count };
@@ -140,7 +144,7 @@ export async function forward(
   try {
     const weights = opts.weights ?? own!;
     x = runLayers(model, embedTokens(model, batch), ctx, { weights, lora: opts.lora }); // [B, T, hidden]
-    const head = headLossSum(model, x, batch.labels, { chunkSize: opts.chunkSize });
+    const head = headLossSum(model, x, batch.labels, { chunkSize: opts.chunkSize, weights });
     const lossSum = (await head.lossSum.data())[0] as number;
     head.lossSum.dispose();
     const result: ForwardResult = { lossSum, count: head.count };

@@ -5,14 +5,27 @@
  *   - streamed: widened from storage at every use and freed after it (one layer's fp32 weights
  *     at a time: the memory model of training and of large models);
  *   - resident: every layer widened once and kept for the whole pass (small models, many passes);
- *   - device: every layer uploaded once in its storage format and widened on the device when asked
- *     for (webgpu: no weight bytes cross from the CPU in a pass, and the GPU holds 16-bit or
- *     quantized weights, not fp32).
+ *   - device: every layer (and the head's norm and lm_head) uploaded once in its storage format and
+ *     widened on the device when asked for (webgpu: no weight bytes cross from the CPU in a pass,
+ *     and the GPU holds 16-bit or quantized weights, not fp32).
  */
 import * as tf from '@tensorflow/tfjs';
 import type { LayerTensors } from './decoder-layer.js';
-import { deviceLayerTensors, disposeDeviceLayer, uploadLayer } from './device-weights.js';
+import {
+  deviceLayerTensors,
+  deviceToFloat32,
+  disposeDeviceLayer,
+  disposeDeviceTensor,
+  uploadFrozen,
+  uploadLayer,
+} from './device-weights.js';
 import { disposeLayerTensors, type LoadedModel, layerTensors } from './loaded-model.js';
+
+/** The output head's frozen weights as fp32 tensors, for one use. */
+export interface HeadTensors {
+  norm: tf.Tensor1D; // [hidden]
+  lm_head: tf.Tensor2D; // [vocab, hidden]
+}
 
 export interface WeightProvider {
   /**
@@ -24,6 +37,11 @@ export interface WeightProvider {
   release(w: LayerTensors): void;
   /** Free what the provider keeps. */
   dispose(): void;
+  /**
+   * The final norm and lm_head, when the provider keeps them (the device provider); without it the
+   * head widens them from storage. The caller (its tf.tidy) frees them.
+   */
+  head?(): HeadTensors;
 }
 
 /** Run `f` with layer i's tensors, released afterwards. */
@@ -63,11 +81,19 @@ export function residentWeights(model: LoadedModel): WeightProvider {
  */
 export function deviceWeights(model: LoadedModel): WeightProvider {
   const layers = model.layers.map(uploadLayer);
+  const norm = uploadFrozen(model.norm);
+  const lmHead = uploadFrozen(model.lm_head);
   return {
     layer: (i) => deviceLayerTensors(layers[i]!),
     release: disposeLayerTensors,
+    head: () => ({
+      norm: deviceToFloat32(norm, false) as tf.Tensor1D,
+      lm_head: deviceToFloat32(lmHead, false) as tf.Tensor2D,
+    }),
     dispose: () => {
       for (const l of layers) disposeDeviceLayer(l);
+      disposeDeviceTensor(norm);
+      disposeDeviceTensor(lmHead);
     },
   };
 }

@@ -76,6 +76,12 @@ onBackends(['cpu', 'wasm', 'webgpu'], 'deviceWeights', (backend) => {
           weights.release(got);
           disposeLayerTensors(want);
         }
+        // the head's weights are never quantized: bit for bit
+        const head = weights.head!();
+        expect(Array.from(await head.norm.data())).toEqual(Array.from(model.norm.toFloat32()));
+        expect(head.lm_head.shape).toEqual(model.lm_head.shape);
+        expect(Array.from(await head.lm_head.data())).toEqual(Array.from(model.lm_head.toFloat32()));
+        tf.dispose([head.norm, head.lm_head]);
       } finally {
         weights.dispose();
       }
@@ -98,7 +104,7 @@ onBackends(['cpu', 'wasm', 'webgpu'], 'deviceWeights', (backend) => {
     expect(tf.memory().numBytes).toBe(before.numBytes);
   });
 
-  test(`trainingWeights on ${backend}: ${backend === 'webgpu' ? 'storage held on the device, no bytes written from the CPU per layer' : 'nothing held, each layer written from the CPU (as before)'}`, async () => {
+  test(`trainingWeights on ${backend}: ${backend === 'webgpu' ? 'storage held on the device, no bytes written from the CPU per layer or for the head' : 'nothing held, each layer written from the CPU (as before)'}`, async () => {
     const model: LoadedModel = await loadModel(tiny.dir, { quantization: 'nf4' });
     const before = tf.memory().numTensors;
     const weights = trainingWeights(model);
@@ -109,8 +115,12 @@ onBackends(['cpu', 'wasm', 'webgpu'], 'deviceWeights', (backend) => {
       if (backend === 'webgpu') {
         expect(held).toBeGreaterThan(0);
         expect(bytes).toBe(0);
+        const head = bytesWritten(() => weights.head!());
+        tf.dispose([head.result.norm, head.result.lm_head]);
+        expect(head.bytes).toBe(0);
       } else {
         expect(held).toBe(0);
+        expect(weights.head).toBeUndefined();
         expect(bytes).toBeGreaterThanOrEqual(Object.values(result).reduce((n, t) => n + 4 * t.size, 0));
       }
     } finally {
