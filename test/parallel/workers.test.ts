@@ -6,6 +6,7 @@
  */
 import { cpSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Worker } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
@@ -244,6 +245,25 @@ describe('WorkerPool', () => {
       );
       const later = await pool.request(0, { kind: 'eval', version: 1, batch: bad }).catch((e: unknown) => e);
       expect(later).toBe(err);
+    } finally {
+      await pool.close();
+      lora.dispose();
+    }
+  });
+
+  test('a worker that exits fails every request with an MftError, not a hang', async () => {
+    const { lora, pool } = await twoWorkers(0, true);
+    try {
+      // as if the thread died (out of memory, a native crash): its exit event is all the pool sees
+      const worker = (pool as unknown as { workers: Worker[] }).workers[0]!;
+      const exited = new Promise((resolve) => worker.once('exit', resolve)); // after the pool's own listener
+      await worker.terminate();
+      await exited;
+      const batch = { batchSize: 1, seqLen: 1, inputIds: new Int32Array(1), labels: new Int32Array(1) };
+      const full = { ...batch, segmentIds: new Int32Array(1), positionIds: new Int32Array(1) };
+      const err = await pool.request(1, { kind: 'eval', version: 1, batch: full }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(MftError);
+      expect((err as Error).message).toMatch(/^worker 1 of 2: failed: exited with code 1 \(fix: /);
     } finally {
       await pool.close();
       lora.dispose();
