@@ -7,7 +7,7 @@ import { RecordError } from '../data/record-error.js';
 import { resolveModelArg } from '../hub/index.js';
 import { loraFromAdapter } from '../lora/index.js';
 import { checkTrainedBase, openAdapter, trainedBaseOptions } from '../lora/open-adapter.js';
-import { generate, loadModel } from '../model/index.js';
+import { checkVocabulary, generate, loadModel } from '../model/index.js';
 import { loadTokenizer, TextStream } from '../tokenizer/index.js';
 import { fail, jsonOutput } from '../util/index.js';
 
@@ -175,11 +175,12 @@ export function registerGenerate(program: Command): void {
           'give --model DIR (or an adapter whose mft_training.json names its base)',
         );
       }
+      const tokenizer = await loadTokenizer(modelDir);
+      checkVocabulary(modelDir, tokenizer);
       const backend = await initBackend(flags.backend as BackendChoice);
       // The base as the adapter was trained on it (mft_training.json), or the plain base.
       const model = await loadModel(modelDir, opened ? trainedBaseOptions(opened.adapter) : {});
       if (opened) checkTrainedBase(opened, { dir: modelDir, configHash: model.configHash });
-      const tokenizer = await loadTokenizer(modelDir);
       const lora = opened ? loraFromAdapter(model, opened.adapter) : null;
 
       let promptIds: number[];

@@ -2,7 +2,7 @@ import { basename, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { type BackendChoice, initBackend } from '../backend/index.js';
 import { checkTrainedBase, loraFromAdapter, openAdapter } from '../lora/index.js';
-import { loadModel, type ModelLora } from '../model/index.js';
+import { checkVocabulary, loadModel, type ModelLora } from '../model/index.js';
 import { Engine } from '../serve/engine.js';
 import { createApiServer } from '../serve/server.js';
 import { loadTokenizer } from '../tokenizer/index.js';
@@ -81,9 +81,10 @@ export function registerServe(program: Command): void {
           );
         }
       }
+      const tokenizer = await loadTokenizer(flags.model);
+      checkVocabulary(flags.model, tokenizer);
       const backend = await initBackend(flags.backend as BackendChoice);
       const model = await loadModel(flags.model);
-      const tokenizer = await loadTokenizer(flags.model);
       const adapters = new Map<string, ModelLora>();
       for (const s of specs) {
         const opened = openAdapter(s.dir);

@@ -5,6 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { checkVocabulary } from '../model/index.js';
 import { loadTokenizer, type MftTokenizer } from '../tokenizer/index.js';
 import { MftError } from '../util/index.js';
 
@@ -22,7 +23,7 @@ export class LazyTokenizer {
   /**
    * The tokenizer, loaded now if needed.
    * @param reason what needs it, for the error (`data/x.jsonl:3 is text`)
-   * @throws MftError when the model folder has no tokenizer.json
+   * @throws MftError when the model folder has no tokenizer.json, or its tokenizer has ids past vocab_size
    */
   async get(reason: string): Promise<MftTokenizer> {
     if (this.tokenizer) return this.tokenizer;
@@ -33,7 +34,9 @@ export class LazyTokenizer {
         fix: 'use a model folder with its tokenizer files, or pre-tokenized data (one {"input_ids": [...]} per line)',
       });
     }
-    this.tokenizer = await loadTokenizer(this.dir);
-    return this.tokenizer;
+    const tokenizer = await loadTokenizer(this.dir);
+    checkVocabulary(this.dir, tokenizer);
+    this.tokenizer = tokenizer;
+    return tokenizer;
   }
 }

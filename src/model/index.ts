@@ -6,6 +6,7 @@
 
 export { type AttentionContext, attention, batchMask, createAttentionContext, MASKED } from './attention.js';
 export { type Batch, IGNORE_INDEX } from './batch.js';
+export { checkVocabulary } from './check-vocabulary.js';
 export { crossEntropySum, defaultChunkRows, lmHeadCrossEntropySum } from './cross-entropy.js';
 export { decoderLayer, type LayerTensors } from './decoder-layer.js';
 export {

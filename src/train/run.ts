@@ -4,12 +4,12 @@
  *   run directory (fresh or resumed) -> backend -> tokenizer -> packed data -> frozen base ->
  *   LoRA -> config.resolved.yaml -> the loop (train.ts) -> summary
  */
-import { basename, extname, join, resolve } from 'node:path';
+import { basename, extname, resolve } from 'node:path';
 import { initBackend } from '../backend/index.js';
 import { type TaskConfig, taskValues } from '../config/index.js';
 import { buildDataset } from '../data/index.js';
 import { createLora, type MftTrainingInfo } from '../lora/index.js';
-import { type LoadedModel, loadModel, readModelSpec, trainingWeights } from '../model/index.js';
+import { checkVocabulary, type LoadedModel, loadModel, trainingWeights } from '../model/index.js';
 import {
   LoraMirror,
   openSharedModel,
@@ -20,7 +20,7 @@ import {
   WorkerPool,
   workerBytes,
 } from '../parallel/index.js';
-import { loadTokenizer, type MftTokenizer } from '../tokenizer/index.js';
+import { loadTokenizer } from '../tokenizer/index.js';
 import { displayPath, fail } from '../util/index.js';
 import type { CheckpointInfo } from './checkpoint.js';
 import { loraTrainable } from './lora-trainable.js';
@@ -217,18 +217,4 @@ async function trainInLockedDir(
     weights.dispose();
     lora.dispose();
   }
-}
-
-/**
- * A tokenizer whose ids reach past the model's embedding rows would fail deep in the first forward
- * pass; say so at load, naming both files.
- */
-export function checkVocabulary(modelDir: string, tokenizer: MftTokenizer): void {
-  const spec = readModelSpec(modelDir);
-  if (tokenizer.vocabSize <= spec.vocab_size) return;
-  fail(
-    displayPath(join(modelDir, 'config.json')),
-    `vocab_size ${spec.vocab_size} is smaller than the tokenizer's ${tokenizer.vocabSize} ids (${displayPath(join(tokenizer.dir, 'tokenizer.json'))}): ids ${spec.vocab_size}..${tokenizer.vocabSize - 1} have no embedding row`,
-    'use the tokenizer that came with this checkpoint, or a checkpoint whose vocab_size covers the tokenizer',
-  );
 }

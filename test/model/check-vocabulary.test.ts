@@ -1,8 +1,8 @@
 import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
+import { checkVocabulary } from '../../src/model/index.js';
 import { loadTokenizer } from '../../src/tokenizer/index.js';
-import { checkVocabulary } from '../../src/train/run.js';
 import { REPO_ROOT } from '../cli/run-cli.js';
 import { fileTempDir } from '../helpers/tmp-dir.js';
 
