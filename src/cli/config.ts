@@ -1,5 +1,7 @@
 import type { Command } from 'commander';
+import { autoBackend } from '../backend/index.js';
 import { configTable, loadTaskConfig, schemaMarkdown, schemaText, taskValues } from '../config/index.js';
+import { checkTrainingMemory, trainingMemory } from '../train/index.js';
 import { jsonOutput } from '../util/index.js';
 
 function collect(value: string, previous: string[]): string[] {
@@ -27,12 +29,22 @@ export function registerConfig(program: Command): void {
     )
     .action(async (file: string, opts: { set: string[]; json?: boolean }) => {
       const resolved = await loadTaskConfig(file, { set: opts.set });
+      // the memory the run would need on the backend it would use, refused as `mft train` refuses it
+      const backend = resolved.backend === 'auto' ? await autoBackend() : resolved.backend;
+      const memory = await trainingMemory(resolved, backend);
       if (opts.json) {
-        const doc = { config: taskValues(resolved), sources: resolved.sources };
+        const { estimate, limit } = memory;
+        const doc = {
+          config: taskValues(resolved),
+          sources: resolved.sources,
+          memory: { backend, ...estimate, limit, fits: memory.overBy === null },
+        };
         process.stdout.write(jsonOutput(doc, 2));
-        return;
+      } else {
+        process.stdout.write(configTable(resolved));
+        process.stdout.write(`\nmemory on ${backend}: ${memory.summary}; limit: ${memory.limit}\n`);
       }
-      process.stdout.write(configTable(resolved));
+      checkTrainingMemory(resolved, memory);
     });
 
   config

@@ -175,12 +175,12 @@ export function registerGenerate(program: Command): void {
           'give --model DIR (or an adapter whose mft_training.json names its base)',
         );
       }
-      const tokenizer = await loadTokenizer(modelDir);
-      checkVocabulary(modelDir, tokenizer);
       const backend = await initBackend(flags.backend as BackendChoice);
       // The base as the adapter was trained on it (mft_training.json), or the plain base.
       const model = await loadModel(modelDir, opened ? trainedBaseOptions(opened.adapter) : {});
       if (opened) checkTrainedBase(opened, { dir: modelDir, configHash: model.configHash });
+      const tokenizer = await loadTokenizer(modelDir);
+      checkVocabulary(modelDir, tokenizer);
       const lora = opened ? loraFromAdapter(model, opened.adapter) : null;
 
       let promptIds: number[];

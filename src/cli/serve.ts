@@ -81,10 +81,10 @@ export function registerServe(program: Command): void {
           );
         }
       }
-      const tokenizer = await loadTokenizer(flags.model);
-      checkVocabulary(flags.model, tokenizer);
       const backend = await initBackend(flags.backend as BackendChoice);
       const model = await loadModel(flags.model);
+      const tokenizer = await loadTokenizer(flags.model);
+      checkVocabulary(flags.model, tokenizer);
       const adapters = new Map<string, ModelLora>();
       for (const s of specs) {
         const opened = openAdapter(s.dir);

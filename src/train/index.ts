@@ -13,6 +13,20 @@ export {
 } from './checkpoint.js';
 export { clipByGlobalNorm, globalNorm } from './clip.js';
 export { DataCursor, type TrainSplit, totalSteps, trainedTokens } from './data-cursor.js';
+export {
+  checkTrainingMemory,
+  type MemoryVerdict,
+  machineMemory,
+  trainingMemory,
+  WASM_HEAP_BYTES,
+} from './memory-check.js';
+export {
+  baseStorageBytes,
+  estimateTrainingMemory,
+  formatBytes,
+  type MemoryEstimate,
+  type MemorySettings,
+} from './memory-estimate.js';
 export { type EvalRow, type MetricsRow, readMetrics, type TrainRow } from './metrics.js';
 export { createProgress, formatDuration, type Progress, plainProgress } from './progress.js';
 export { type TrainOptions, type TrainResult, train } from './run.js';

@@ -24,6 +24,7 @@ import { loadTokenizer } from '../tokenizer/index.js';
 import { displayPath, fail } from '../util/index.js';
 import type { CheckpointInfo } from './checkpoint.js';
 import { loraTrainable } from './lora-trainable.js';
+import { checkTrainingMemory, trainingMemory } from './memory-check.js';
 import { createProgress, type Progress } from './progress.js';
 import {
   checkFreshRunDir,
@@ -115,6 +116,8 @@ async function trainInLockedDir(
 ): Promise<TrainResult> {
   // 2) backend, tokenizer, packed data
   const backend = await initBackend(config.backend);
+  // settings far past the backend's memory are refused before any data or weights are read
+  checkTrainingMemory(config, await trainingMemory(config, backend));
   const tokenizer = await loadTokenizer(config.base_model);
   checkVocabulary(config.base_model, tokenizer);
   const data = await buildDataset(config, tokenizer, {

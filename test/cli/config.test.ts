@@ -8,10 +8,14 @@ const BROKEN = 'test/fixtures/configs/broken/several-problems.yaml';
 describe('mft config check', () => {
   test('prints key, value and source for every key; --set wins over the task file', () => {
     const r = runCli(['config', 'check', VALID, '--set', 'lora_r=4']);
-    expect(r.stderr).toBe('');
+    // only Dawn's own warnings, when it probes a GPU for backend auto
+    expect(r.stderr.split('\n').filter((l) => l !== '' && !l.startsWith('Warning: '))).toEqual([]);
     expect(r.status).toBe(0);
-    const lines = r.stdout.trimEnd().split('\n');
-    expect(lines.map((l) => l.split(/\s+/)[0])).toEqual(TASK_KEYS);
+    const [table, memory] = r.stdout.trimEnd().split('\n\n');
+    expect(table!.split('\n').map((l) => l.split(/\s+/)[0])).toEqual(TASK_KEYS);
+    expect(memory).toMatch(
+      /^memory on \w+: about [\d.]+ [KMG]iB \(base .*\); limit: .*this machine's memory/,
+    );
     expect(r.stdout).toMatch(/^lora_alpha +16 +\(task file\)$/m);
     expect(r.stdout).toMatch(/^lora_r +4 +\(--set\)$/m);
     expect(r.stdout).toMatch(/^learning_rate +0\.0002 +\(task file\)$/m);
@@ -19,11 +23,11 @@ describe('mft config check', () => {
     expect(r.stdout).toMatch(/^adam_beta2 +0\.999 +\(default\)$/m);
   });
 
-  test('--json prints exactly one JSON document {config, sources}', () => {
+  test('--json prints exactly one JSON document {config, sources, memory}', () => {
     const r = runCli(['config', 'check', VALID, '--json', '--set', 'fields.text=content']);
     expect(r.status).toBe(0);
     const doc = JSON.parse(r.stdout) as { config: Record<string, unknown>; sources: Record<string, string> };
-    expect(Object.keys(doc)).toEqual(['config', 'sources']);
+    expect(Object.keys(doc)).toEqual(['config', 'sources', 'memory']);
     expect(Object.keys(doc.config)).toEqual(TASK_KEYS);
     expect(doc.config['fields']).toEqual({ text: 'content' });
     expect(doc.sources['fields']).toBe('--set');
