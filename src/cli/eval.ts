@@ -346,6 +346,7 @@ export function registerEval(program: Command): void {
         fields: config?.fields,
         seed: config?.seed ?? 0,
         onBadRecord: config?.on_bad_record ?? 'error',
+        maxRecordBytes: config?.max_record_bytes,
         length,
         maxPositions: model.spec.max_position_embeddings,
         vocabSize: model.spec.vocab_size,

@@ -120,6 +120,11 @@ const data = {
   on_bad_record: oneOf(['error', 'skip'])
     .default('error')
     .describe('a record that cannot be used: stop with an error, or skip it and report the count'),
+  max_record_bytes: int({ gt: 0 })
+    .default(8 * 2 ** 20) // DEFAULT_MAX_RECORD_BYTES of data/record-size.ts
+    .describe(
+      'a record larger than this (bytes of its line or its text) is a bad record, never read whole or tokenized',
+    ),
   fields: stringMap()
     .optional()
     .describe(

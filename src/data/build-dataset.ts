@@ -29,6 +29,7 @@ import { type SplitRowsOptions, splitRows } from './pack.js';
 import { createPackedSplit, type PackedSplit, type SplitLayout } from './packed-split.js';
 import { byteProgress } from './progress.js';
 import { createFormatContext, type RecordSteps, sampleCounts, sampleRecords } from './record-samples.js';
+import { DEFAULT_MAX_RECORD_BYTES } from './record-size.js';
 import { type DatasetFiles, resolveDataset, type SourceFile } from './sources/index.js';
 import {
   sampleAt,
@@ -158,7 +159,10 @@ async function readAndTokenize(
   );
   try {
     for (const [file, split] of all) {
-      const read = { onProgress: (b: number) => progress.update(b) };
+      const read = {
+        onProgress: (b: number) => progress.update(b),
+        maxRecordBytes: maxRecordBytesOf(config),
+      };
       for await (const r of sampleRecords(file, steps, bad, counts[split], read)) {
         progress.records(counts.train.records + counts.validation.records);
         for (const piece of r.samples) {
@@ -293,6 +297,7 @@ export async function buildDataset(
       truncation: config.truncation,
       val_set_size: config.val_set_size,
       on_bad_record: config.on_bad_record,
+      max_record_bytes: maxRecordBytesOf(config),
     },
     tokenizer: tokenizerIdentity(tokenizer),
   });
@@ -406,4 +411,8 @@ function noRecords(paths: string[]): MftError {
     message: `${paths.length === 1 ? 'holds' : 'hold'} no records (the file${paths.length === 1 ? ' is' : 's are'} empty or only blank lines)`,
     fix: 'add records to it, or point dataset at the files that have them',
   });
+}
+
+function maxRecordBytesOf(config: DataConfig): number {
+  return config.max_record_bytes ?? DEFAULT_MAX_RECORD_BYTES;
 }

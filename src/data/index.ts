@@ -42,6 +42,7 @@ export {
   sampleCounts,
   sampleRecords,
 } from './record-samples.js';
+export { DEFAULT_MAX_RECORD_BYTES, recordBytes, recordTooLarge } from './record-size.js';
 export { type RowArrays, type RowDocument, rowArrays, sampleDocument, writeRow } from './row-layout.js';
 export {
   type DatasetFiles,

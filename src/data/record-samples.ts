@@ -11,6 +11,7 @@ import type { BadRecords } from './bad-records.js';
 import { ChatRenderer } from './format/chat-template.js';
 import type { FormatContext } from './format/format-record.js';
 import { RecordError } from './record-error.js';
+import { recordBytes, recordTooLarge } from './record-size.js';
 import { type ReadOptions, readRecords, type SourceFile } from './sources/index.js';
 import type { DataRecipe, FormattedRecord, TokenizedSample } from './types.js';
 
@@ -65,10 +66,19 @@ export async function* sampleRecords(
   counts: SampleCounts,
   read: ReadOptions = {},
 ): AsyncGenerator<SampledRecord> {
+  const max = read.maxRecordBytes ?? Number.POSITIVE_INFINITY;
   for await (const r of readRecords(file, read)) {
     if (!r.ok) {
       bad.report(r.where, r.error);
       continue;
+    }
+    // JSON Lines and JSON bound each record as they read it; the others hand over parsed records
+    if (file.kind !== 'jsonl' && file.kind !== 'json' && max < Number.POSITIVE_INFINITY) {
+      const bytes = recordBytes(r.value, max);
+      if (bytes > max) {
+        bad.report(r.where, recordTooLarge(bytes, max));
+        continue;
+      }
     }
     let formatted: FormattedRecord;
     let sample: TokenizedSample;

@@ -31,6 +31,8 @@ export interface DataConfig {
   /** A fraction in (0, 1) of the records, or a count of records (0: none). */
   readonly val_set_size: number;
   readonly on_bad_record: 'error' | 'skip';
+  /** A record over this many bytes is a bad record (record-size.ts; default DEFAULT_MAX_RECORD_BYTES). */
+  readonly max_record_bytes?: number;
   /** Recipe field -> dataset column, overriding the recipe's `fields`. */
   readonly fields: Readonly<Record<string, string>>;
   readonly fim_rate: number;

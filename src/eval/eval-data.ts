@@ -17,6 +17,7 @@ import {
   BadRecords,
   createFormatContext,
   type DataRecipe,
+  DEFAULT_MAX_RECORD_BYTES,
   drawValidationRecords,
   type FormattedRecord,
   formatRecord,
@@ -51,6 +52,8 @@ export interface EvalDataSpec {
   readonly fields?: Readonly<Record<string, string>>;
   readonly seed: number;
   readonly onBadRecord: 'error' | 'skip';
+  /** `max_record_bytes`: a larger record is a bad record (default DEFAULT_MAX_RECORD_BYTES). */
+  readonly maxRecordBytes?: number;
   readonly length: LengthPolicy;
   /** The model's `max_position_embeddings`: no sample may be longer. */
   readonly maxPositions: number;
@@ -121,7 +124,8 @@ export async function readEvalData(spec: EvalDataSpec): Promise<EvalData> {
   const records: { record: number; value: EvalRecord }[] = [];
   const counts = sampleCounts();
   for (const file of spec.files) {
-    for await (const r of sampleRecords(file, steps, bad, counts)) {
+    const readOptions = { maxRecordBytes: spec.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES };
+    for await (const r of sampleRecords(file, steps, bad, counts, readOptions)) {
       for (const piece of r.samples) read.push({ record: r.index, sample: piece });
       if (r.formatted.kind === 'segments') {
         records.push({ record: r.index, value: { where: r.where, formatted: r.formatted } });

@@ -23,7 +23,6 @@ export {
 export {
   baseStorageBytes,
   estimateTrainingMemory,
-  formatBytes,
   type MemoryEstimate,
   type MemorySettings,
 } from './memory-estimate.js';

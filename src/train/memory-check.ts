@@ -13,13 +13,8 @@ import { type BackendName, probeBackends } from '../backend/index.js';
 import type { TaskConfig } from '../config/index.js';
 import { resolveTargets } from '../lora/index.js';
 import { readModelSpec } from '../model/index.js';
-import { displayPath, fail } from '../util/index.js';
-import {
-  baseStorageBytes,
-  estimateTrainingMemory,
-  formatBytes,
-  type MemoryEstimate,
-} from './memory-estimate.js';
+import { displayPath, fail, formatBytes } from '../util/index.js';
+import { baseStorageBytes, estimateTrainingMemory, type MemoryEstimate } from './memory-estimate.js';
 
 /** The wasm heap's ceiling (32-bit wasm memory). */
 export const WASM_HEAP_BYTES = 4 * 2 ** 30;

@@ -65,7 +65,7 @@ export interface MemoryEstimate {
  * @param storageBytes bytes of the frozen base as stored outside tfjs (`baseStorageBytes`)
  * @param s micro_batch_size, sequence_len, lora_r, targets, gradient_checkpointing, quantization
  * @example const e = estimateTrainingMemory(spec, baseStorageBytes(spec, 2, 'nf4', true), settings);
- *          console.log(formatBytes(e.total));
+ *          console.log(e.tensors, e.total);
  */
 export function estimateTrainingMemory(
   spec: ModelSpec,
@@ -161,16 +161,4 @@ export function baseStorageBytes(
   const perLayer = linear + bytesPerElement * (2 * H + biases);
   const embeddings = spec.vocab_size * H * (spec.tie_word_embeddings ? 1 : 2);
   return spec.num_hidden_layers * perLayer + bytesPerElement * (embeddings + H);
-}
-
-/** `1.5 GiB`, `320 MiB`, `12 KiB`. */
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB'];
-  let v = n;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return `${v >= 100 || u === 0 ? Math.round(v) : Number(v.toFixed(1))} ${units[u]}`;
 }

@@ -1,5 +1,6 @@
 export { fsyncPath, tempPathFor, writeFileAtomic } from './atomic-write.js';
 export { displayPath } from './display-path.js';
+export { formatBytes } from './format-bytes.js';
 export { jsonOutput, snakeCase, snakeCaseKeys } from './json-output.js';
 export {
   type FilePosition,

@@ -12,12 +12,12 @@ import { loadTaskConfig } from '../../src/config/index.js';
 import { loadModel } from '../../src/model/index.js';
 import {
   baseStorageBytes,
-  formatBytes,
   type Progress,
   train,
   trainingMemory,
   WASM_HEAP_BYTES,
 } from '../../src/train/index.js';
+import { formatBytes } from '../../src/util/index.js';
 import { REPO_ROOT } from '../cli/run-cli.js';
 import { fileTempDir } from '../helpers/tmp-dir.js';
 

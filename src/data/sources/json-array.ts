@@ -11,6 +11,7 @@
 
 import { displayPath } from '../../util/index.js';
 import { RecordError } from '../record-error.js';
+import { recordTooLarge } from '../record-size.js';
 import { decodeUtf8Line, fileChunks, readJsonl } from './jsonl.js';
 import { isRecord, type ReadOptions, type SourceRecord } from './source-record.js';
 
@@ -54,6 +55,8 @@ export async function* readJsonArray(path: string, opts: ReadOptions = {}): Asyn
   let escaped = false;
   let elementLine = 0;
   let parts: Uint8Array[] = [];
+  let partBytes = 0; // bytes of the element so far; past max its parts are dropped, not kept
+  const max = opts.maxRecordBytes ?? Number.POSITIVE_INFINITY;
 
   const fileError = (message: string): SourceRecord => ({
     ok: false,
@@ -131,16 +134,23 @@ export async function* readJsonArray(path: string, opts: ReadOptions = {}): Asyn
       }
       if (b === LF) line += reprocess ? 0 : 1;
       if (end >= 0) {
+        const size = partBytes + end - segStart;
         parts.push(chunk.subarray(segStart, end));
-        const bytes = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+        const bytes = size > max ? null : parts.length === 1 ? parts[0]! : Buffer.concat(parts);
         parts = [];
+        partBytes = 0;
         phase = 'between';
         segStart = -1;
-        yield elementRecord(`${shown}:${elementLine}`, bytes);
+        const where = `${shown}:${elementLine}`;
+        yield bytes ? elementRecord(where, bytes) : { ok: false, where, error: recordTooLarge(size, max) };
         if (reprocess) i -= 1;
       }
     }
-    if (phase === 'element') parts.push(chunk.subarray(segStart));
+    if (phase === 'element') {
+      partBytes += chunk.length - segStart;
+      if (partBytes > max) parts = [];
+      else parts.push(chunk.subarray(segStart));
+    }
   }
   if (phase === 'element') {
     yield {

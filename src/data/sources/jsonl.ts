@@ -10,6 +10,7 @@ import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { displayPath, MftError } from '../../util/index.js';
 import { RecordError } from '../record-error.js';
+import { recordTooLarge } from '../record-size.js';
 import { isRecord, type ReadOptions, type SourceRecord } from './source-record.js';
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
@@ -78,34 +79,48 @@ export function parseJsonLine(text: string): Record<string, unknown> | RecordErr
   return value;
 }
 
-/** Split a byte stream into lines (without the `\n` / `\r\n`), holding one line at a time. */
+/**
+ * Split a byte stream into lines (without the `\n` / `\r\n`), holding one line at a time. A line
+ * longer than `maxLineBytes` is never assembled: its bytes are counted and dropped, and it comes
+ * out as `line: null` with its length.
+ */
 export async function* byteLines(
   chunks: AsyncIterable<Buffer>,
-): AsyncGenerator<{ line: Uint8Array; lineNo: number }> {
+  maxLineBytes = Number.POSITIVE_INFINITY,
+): AsyncGenerator<{ line: Uint8Array | null; lineNo: number; bytes: number }> {
   let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  let over = false; // the current line passed maxLineBytes: count, do not keep
   let lineNo = 0;
+  const take = (tail: Buffer): { line: Uint8Array | null; bytes: number } => {
+    const bytes = pendingBytes + tail.length;
+    let line: Uint8Array | null = null;
+    if (!over && bytes <= maxLineBytes) {
+      line = pending.length > 0 ? Buffer.concat([...pending, tail]) : tail;
+      if (line.length > 0 && line[line.length - 1] === 13) line = line.subarray(0, line.length - 1);
+    }
+    pending = [];
+    pendingBytes = 0;
+    over = false;
+    return { line, bytes };
+  };
   for await (const chunk of chunks) {
     let start = 0;
     for (;;) {
       const nl = chunk.indexOf(10, start);
       if (nl < 0) break;
-      let line = chunk.subarray(start, nl);
-      if (pending.length > 0) {
-        line = Buffer.concat([...pending, line]);
-        pending = [];
-      }
       lineNo += 1;
-      if (line.length > 0 && line[line.length - 1] === 13) line = line.subarray(0, line.length - 1);
-      yield { line, lineNo };
+      yield { ...take(chunk.subarray(start, nl)), lineNo };
       start = nl + 1;
     }
-    if (start < chunk.length) pending.push(chunk.subarray(start));
+    if (start < chunk.length) {
+      pendingBytes += chunk.length - start;
+      if (pendingBytes > maxLineBytes) over = true;
+      if (over) pending = [];
+      else pending.push(chunk.subarray(start));
+    }
   }
-  if (pending.length > 0) {
-    let line = Buffer.concat(pending);
-    if (line.length > 0 && line[line.length - 1] === 13) line = line.subarray(0, line.length - 1);
-    yield { line, lineNo: lineNo + 1 };
-  }
+  if (pendingBytes > 0) yield { ...take(Buffer.alloc(0)), lineNo: lineNo + 1 };
 }
 
 /** Pass chunks through, reporting the running byte count (never a second reader on the stream). */
@@ -145,8 +160,13 @@ async function* gunzipped(path: string, stream: AsyncIterable<Buffer>): AsyncGen
 /** Stream the records of a JSON Lines file. */
 export async function* readJsonl(path: string, opts: ReadOptions = {}): AsyncGenerator<SourceRecord> {
   const shown = displayPath(path);
-  for await (const { line, lineNo } of byteLines(fileChunks(path, opts))) {
+  const max = opts.maxRecordBytes ?? Number.POSITIVE_INFINITY;
+  for await (const { line, lineNo, bytes } of byteLines(fileChunks(path, opts), max)) {
     const where = `${shown}:${lineNo}`;
+    if (line === null) {
+      yield { ok: false, where, error: recordTooLarge(bytes, max) };
+      continue;
+    }
     const text = decodeUtf8Line(line);
     if (text instanceof RecordError) {
       yield { ok: false, where, error: text };

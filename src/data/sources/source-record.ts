@@ -12,6 +12,8 @@ export type SourceRecord =
 export interface ReadOptions {
   /** Called with the number of bytes of the file consumed so far (for a progress bar). */
   onProgress?: (bytesRead: number) => void;
+  /** A line-based reader drops a line longer than this unread and yields a record error (max_record_bytes). */
+  maxRecordBytes?: number;
 }
 
 /** Whether a parsed JSON value is a record (a plain object, not an array or a scalar). */
