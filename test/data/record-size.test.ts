@@ -105,7 +105,7 @@ describe('max_record_bytes', () => {
     };
     // the child reports its peak resident set on exit
     const maxRss =
-      'data:text/javascript,process.on("exit",()=>process.stderr.write(`max_rss_kib ${process.resourceUsage().maxRSS}\\n`))';
+      'data:text/javascript,process.on("exit",()=>process.stderr.write("max_rss_kib "+process.resourceUsage().maxRSS+"\\n"))';
     const run = (policy: string) => {
       const t0 = Date.now();
       const r = spawnSync(
