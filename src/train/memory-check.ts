@@ -61,8 +61,6 @@ export async function trainingMemory(
       lora_r: config.lora_r,
       targets: resolveTargets(config.lora_target_modules),
       gradient_checkpointing: config.gradient_checkpointing,
-      quantization: config.quantization,
-      double_quant: config.double_quant,
     },
   );
   const machine = `this machine's memory (${formatBytes(machineBytes)})`;

@@ -29,8 +29,6 @@ export interface MemorySettings {
   /** Resolved target module names. */
   targets: readonly LinearName[];
   gradient_checkpointing: boolean;
-  quantization: 'none' | 'int8' | 'nf4';
-  double_quant: boolean;
 }
 
 /** Bytes, by part. */
@@ -63,7 +61,7 @@ export interface MemoryEstimate {
  * Estimate the memory of training with these settings.
  * @param spec the model's config.json
  * @param storageBytes bytes of the frozen base as stored outside tfjs (`baseStorageBytes`)
- * @param s micro_batch_size, sequence_len, lora_r, targets, gradient_checkpointing, quantization
+ * @param s micro_batch_size, sequence_len, lora_r, targets, gradient_checkpointing
  * @example const e = estimateTrainingMemory(spec, baseStorageBytes(spec, 2, 'nf4', true), settings);
  *          console.log(e.tensors, e.total);
  */

@@ -12,6 +12,7 @@ import { loadTaskConfig } from '../../src/config/index.js';
 import { loadModel } from '../../src/model/index.js';
 import {
   baseStorageBytes,
+  checkTrainingMemory,
   type Progress,
   train,
   trainingMemory,
@@ -71,6 +72,16 @@ describe('memory estimate', () => {
       const held = tensors.reduce((n, t) => n + t.byteLength, 0);
       expect(baseStorageBytes(model.spec, 4, quantization, quantization === 'nf4'), quantization).toBe(held);
     }
+  });
+
+  test("cpu and tensorflow are bounded by the machine's memory", async () => {
+    const config = await loadTaskConfig(taskFile('machine', { micro_batch_size: 8, sequence_len: 128 }));
+    expect((await trainingMemory(config, 'cpu')).overBy).toBeNull();
+    const small = await trainingMemory(config, 'cpu', 64 * 2 ** 20);
+    expect(small.overBy).toBe("more than this machine's memory (64 MiB)");
+    expect(() => checkTrainingMemory(config, small)).toThrow(
+      /machine\.yaml: training on cpu needs about [\d.]+ MiB \(base 1016 KiB outside tfjs; .*\): more than this machine's memory \(64 MiB\) \(fix: use a smaller micro_batch_size \(now 8; raise gradient_accumulation_steps to keep the batch\) or sequence_len \(now 128\)/,
+    );
   });
 
   test.each([
