@@ -24,7 +24,8 @@ function taskFile(name: string, text: string | Buffer): string {
 /** `mft config check file --json`: the exit status, the parsed config (when 0) and the error lines. */
 function check(file: string): { status: number; config?: Record<string, unknown>; errors: string[] } {
   const r = runCli(['config', 'check', file, '--json']);
-  const errors = r.stderr.split('\n').filter((l) => l !== '');
+  // Dawn prints its own warnings when config check probes a GPU for backend auto (as train does)
+  const errors = r.stderr.split('\n').filter((l) => l !== '' && !l.startsWith('Warning: '));
   if (r.status !== 0) return { status: r.status, errors };
   return { status: 0, config: (JSON.parse(r.stdout) as { config: Record<string, unknown> }).config, errors };
 }
