@@ -63,9 +63,14 @@ export async function trainingMemory(
       gradient_checkpointing: config.gradient_checkpointing,
     },
   );
+  // each worker thread holds its own tensors (num_workers: auto starts only as many as fit)
+  const workers = typeof config.num_workers === 'number' ? config.num_workers : 1;
   const machine = `this machine's memory (${formatBytes(machineBytes)})`;
   let limit = machine;
-  let overBy: string | null = estimate.total > machineBytes ? `more than ${machine}` : null;
+  let overBy: string | null =
+    estimate.base + workers * estimate.tensors > machineBytes
+      ? `more than ${machine}${workers > 1 ? ` for ${workers} workers` : ''}`
+      : null;
   if (backend === 'wasm') {
     limit = `the wasm heap (${formatBytes(WASM_HEAP_BYTES)}) and ${machine}`;
     if (estimate.tensors > WASM_HEAP_BYTES) {

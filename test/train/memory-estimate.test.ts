@@ -47,6 +47,7 @@ function taskFile(name: string, keys: Record<string, string | number | boolean>)
     dataset: './data.jsonl',
     base_model: BASE,
     backend: 'wasm',
+    num_workers: 1, // the peak measured is this thread's
     max_steps: 2,
     val_set_size: 0,
     save_steps: 100,
@@ -79,6 +80,13 @@ describe('memory estimate', () => {
     expect((await trainingMemory(config, 'cpu')).overBy).toBeNull();
     const small = await trainingMemory(config, 'cpu', 64 * 2 ** 20);
     expect(small.overBy).toBe("more than this machine's memory (64 MiB)");
+    // each worker holds its own tensors
+    const one = await trainingMemory(config, 'cpu', 2 * small.estimate.tensors);
+    expect(one.overBy).toBeNull();
+    const four = await loadTaskConfig(
+      taskFile('workers', { micro_batch_size: 8, sequence_len: 128, num_workers: 4 }),
+    );
+    expect((await trainingMemory(four, 'cpu', 2 * small.estimate.tensors)).overBy).toMatch(/ for 4 workers$/);
     expect(() => checkTrainingMemory(config, small)).toThrow(
       /machine\.yaml: training on cpu needs about [\d.]+ MiB \(base 1016 KiB outside tfjs; .*\): more than this machine's memory \(64 MiB\) \(fix: use a smaller micro_batch_size \(now 8; raise gradient_accumulation_steps to keep the batch\) or sequence_len \(now 128\)/,
     );
