@@ -297,7 +297,10 @@ export async function buildDataset(
       truncation: config.truncation,
       val_set_size: config.val_set_size,
       on_bad_record: config.on_bad_record,
-      max_record_bytes: maxRecordBytesOf(config),
+      // Only when not the default: keys (and the data_hash of runs) from before the setting existed stay valid.
+      ...(maxRecordBytesOf(config) !== DEFAULT_MAX_RECORD_BYTES
+        ? { max_record_bytes: maxRecordBytesOf(config) }
+        : {}),
     },
     tokenizer: tokenizerIdentity(tokenizer),
   });

@@ -14,6 +14,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { parse, stringify } from 'yaml';
+import { builtinDefault, TASK_KEYS, type TaskKey } from '../config/schema.js';
 import { displayPath, fsyncPath, MftError, writeFileAtomic } from '../util/index.js';
 import { type CheckpointInfo, latestCheckpoint, readTrainerState } from './checkpoint.js';
 import { LOCK_FILE } from './run-lock.js';
@@ -96,16 +97,26 @@ export function readResolvedConfig(runDir: string): Record<string, unknown> | nu
   return (parse(readFileSync(path, 'utf8')) ?? {}) as Record<string, unknown>;
 }
 
-/** Keys whose values differ between a run's recorded settings and the current ones (resumable ones excepted). */
+/**
+ * Keys whose values differ between a run's recorded settings and the current ones (resumable ones
+ * excepted). A key the recorded file lacks, now at its built-in default, is a setting added to mft
+ * after the run started: the run behaved as that default, so it is no change.
+ */
 export function settingsChanged(recorded: Record<string, unknown>, current: object): string[] {
   const now = settingsOf(current);
   const keys = new Set([...Object.keys(recorded), ...Object.keys(now)]);
   const changed: string[] = [];
   for (const k of keys) {
     if (RESUMABLE_CHANGES.has(k) || EXTENDING_CHANGES.has(k)) continue;
+    if (!Object.hasOwn(recorded, k) && isBuiltinDefault(k, now[k])) continue;
     if (JSON.stringify(recorded[k] ?? null) !== JSON.stringify(now[k] ?? null)) changed.push(k);
   }
   return changed.sort();
+}
+
+function isBuiltinDefault(key: string, value: unknown): boolean {
+  if (!(TASK_KEYS as readonly string[]).includes(key) || value === undefined) return false;
+  return JSON.stringify(builtinDefault(key as TaskKey)) === JSON.stringify(value);
 }
 
 /**

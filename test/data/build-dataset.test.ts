@@ -330,6 +330,12 @@ describe('the cache', () => {
     // Any data setting or the data itself changes the key.
     const other = await buildDataset({ ...cfg, sequence_len: 32 }, charTokenizer(), { log: () => {} });
     expect(other.cacheKey).not.toBe(first.cacheKey);
+    // max_record_bytes came later: at its default the key (a run's data_hash) is the one from before.
+    const quiet = { log: () => {} };
+    const atDefault = await buildDataset({ ...cfg, max_record_bytes: 8 * 2 ** 20 }, charTokenizer(), quiet);
+    expect(atDefault.cacheKey).toBe(first.cacheKey);
+    const smaller = await buildDataset({ ...cfg, max_record_bytes: 1000 }, charTokenizer(), quiet);
+    expect(smaller.cacheKey).not.toBe(first.cacheKey);
     writeFileSync(path, readFileSync(path, 'utf8') + '{"text": "one more"}\n');
     const edited = await buildDataset(cfg, charTokenizer(), { log: () => {} });
     expect(edited.cacheKey).not.toBe(first.cacheKey);

@@ -149,6 +149,17 @@ describe('run directory', () => {
       /learning_rate: was 0.002 in the run being resumed, now 0.01.*\nseed: was 42 in the run being resumed, now 1/s,
     );
   });
+
+  test('a key added to mft after the run started resumes at its default, not at another value', () => {
+    dir = makeTempDir('run');
+    const { max_record_bytes: _, ...before } = config as typeof config & { max_record_bytes?: number };
+    writeResolvedConfig(dir, before);
+    expect(readResolvedConfig(dir)).not.toHaveProperty('max_record_bytes');
+    expect(() => checkResumeSettings(dir, { ...before, max_record_bytes: 8 * 2 ** 20 })).not.toThrow();
+    expect(() => checkResumeSettings(dir, { ...before, max_record_bytes: 1024 })).toThrow(
+      /max_record_bytes: was null in the run being resumed, now 1024/,
+    );
+  });
 });
 
 describe('extending a run on resume', () => {
