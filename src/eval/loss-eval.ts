@@ -10,16 +10,15 @@
  * Sums are accumulated in float64 over the whole evaluation, so the mean is token-weighted across
  * samples of any length, and the result does not depend on how samples are batched or packed.
  */
-import * as tf from '@tensorflow/tfjs';
+import type * as tf from '@tensorflow/tfjs';
 import type { Batch } from '../model/batch.js';
 import {
   createAttentionContext,
-  defaultChunkRows,
   embedTokens,
-  IGNORE_INDEX,
   type LoadedModel,
+  type LossStats,
   type ModelLora,
-  rmsNorm,
+  OutputHead,
   runLayers,
   weightsFor,
 } from '../model/index.js';
@@ -80,11 +79,7 @@ export interface LossEvalOptions {
 }
 
 /** Sums of one or more batches over their loss tokens. */
-export interface LossSums {
-  nll: number;
-  correct: number;
-  count: number;
-}
+export type LossSums = LossStats;
 
 /** Scores batches: this thread's `batchScorer`, or workers. */
 export interface BatchScorer {
@@ -92,70 +87,6 @@ export interface BatchScorer {
   readonly parallel: number;
   score(batch: Batch): Promise<LossSums>;
   dispose(): void;
-}
-
-/** Running sums over loss tokens. */
-interface Sums {
-  nll: number;
-  correct: number;
-  count: number;
-}
-
-/** The final norm and the output head, as tensors for the whole evaluation. */
-interface Head {
-  norm: tf.Tensor1D; // [hidden]
-  weight: tf.Tensor2D; // [vocab, hidden]
-}
-
-/**
- * Add the loss tokens of one batch to `sums`: for each chunk of loss positions, the final norm,
- * the logits `[c, vocab]`, their logsumexp, the label's logit and the argmax.
- * @param h `[B, T, hidden]` output of the last decoder layer
- */
-async function addHeadStats(
-  model: LoadedModel,
-  head: Head,
-  h: tf.Tensor3D,
-  labels: Int32Array,
-  chunkRows: number,
-  sums: Sums,
-): Promise<void> {
-  const [B, T, hidden] = h.shape;
-  const V = model.spec.vocab_size;
-  const rows: number[] = [];
-  for (let i = 0; i < labels.length; i++) if (labels[i] !== IGNORE_INDEX) rows.push(i);
-  const flat = tf.reshape(h, [B * T, hidden]); // [B*T, hidden]
-  try {
-    for (let s = 0; s < rows.length; s += chunkRows) {
-      const chunk = rows.slice(s, s + chunkRows);
-      const c = chunk.length;
-      const targets = chunk.map((i) => labels[i]!);
-      for (const label of targets) {
-        if (!(label >= 0 && label < V)) throw new Error(`evaluateLoss: label ${label} is outside [0, ${V})`);
-      }
-      const [nll, argmax] = tf.tidy(() => {
-        const hc = tf.gather(flat, tf.tensor1d(chunk, 'int32')); // [c, hidden]
-        const z = tf.matMul(rmsNorm(hc, head.norm, model.spec.rms_norm_eps), head.weight, false, true); // [c, V]
-        const picked = tf.gather(
-          tf.reshape(z, [c * V]),
-          tf.tensor1d(
-            targets.map((label, k) => k * V + label),
-            'int32',
-          ),
-        ); // [c]
-        return [tf.sub(tf.logSumExp(z, 1), picked), tf.argMax(z, 1)]; // [c], [c]
-      });
-      const [nllData, argmaxData] = await Promise.all([nll.data(), argmax.data()]);
-      tf.dispose([nll, argmax]);
-      for (let k = 0; k < c; k++) {
-        sums.nll += nllData[k]!;
-        if (argmaxData[k] === targets[k]) sums.correct += 1;
-      }
-      sums.count += c;
-    }
-  } finally {
-    flat.dispose();
-  }
 }
 
 /**
@@ -168,17 +99,12 @@ export function batchScorer(
   model: LoadedModel,
   opts: { lora?: ModelLora; chunkRows?: number; residentBytes?: number } = {},
 ): BatchScorer {
-  const { hidden_size: H, vocab_size: V } = model.spec;
-  const chunkRows = Math.max(1, opts.chunkRows ?? defaultChunkRows(V));
-  const head: Head = {
-    norm: tf.tensor1d(model.norm.toFloat32()),
-    weight: tf.tensor2d(model.lm_head.toFloat32(), [V, H]),
-  };
+  const head = new OutputHead(model);
   const weights = weightsFor(model, opts.residentBytes);
   return {
     parallel: 1,
     score: async (batch) => {
-      const sums: Sums = { nll: 0, correct: 0, count: 0 };
+      const sums: LossSums = { nll: 0, correct: 0, count: 0 };
       const ctx = createAttentionContext(model.spec, batch);
       let h: tf.Tensor3D;
       try {
@@ -187,14 +113,14 @@ export function batchScorer(
         ctx.dispose();
       }
       try {
-        await addHeadStats(model, head, h, batch.labels, chunkRows, sums);
+        await head.addLossStats(h, batch.labels, sums, opts.chunkRows);
       } finally {
         h.dispose();
       }
       return sums;
     },
     dispose: () => {
-      tf.dispose([head.norm, head.weight]);
+      head.dispose();
       weights.dispose();
     },
   };
@@ -219,13 +145,12 @@ export async function evaluateLoss(
     numHeads: model.spec.num_attention_heads,
   };
   const plan = planBatches(samples, limits, opts.packLength);
-  const chunkRows = Math.max(1, opts.chunkRows ?? defaultChunkRows(model.spec.vocab_size));
   const padId = opts.padId ?? 0;
-  const sums: Sums = { nll: 0, correct: 0, count: 0 };
+  const sums: LossSums = { nll: 0, correct: 0, count: 0 };
   let inputTokens = 0;
 
   const started = performance.now();
-  const scorer = opts.scorer ?? batchScorer(model, { ...opts, chunkRows });
+  const scorer = opts.scorer ?? batchScorer(model, opts);
   try {
     for (let k = 0; k < plan.length; k += scorer.parallel) {
       const group = plan.slice(k, k + scorer.parallel);

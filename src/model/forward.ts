@@ -1,7 +1,7 @@
 /**
- * The pieces of a forward pass that sit around the decoder layers: token embedding, the output
- * head with its loss, and `forward` (the whole model without gradients, layer by layer through
- * `runLayers`). The trainer's layer-wise backward pass is assembled from the same pieces.
+ * The pieces of a forward pass that sit around the decoder layers: token embedding, and `forward`
+ * (the whole model without gradients, layer by layer through `runLayers`, then the output head of
+ * head.ts). The trainer's layer-wise backward pass is assembled from the same pieces.
  *
  *   x_0 = embed_tokens[input_ids];  x_{i+1} = layer_i(x_i);  logits = norm(x_L) lm_head^T
  */
@@ -10,11 +10,9 @@ import type { FrozenTensor } from '../weights/frozen-tensor.js';
 import { StoredTensor } from '../weights/stored-tensor.js';
 import { createAttentionContext } from './attention.js';
 import type { Batch } from './batch.js';
-import { IGNORE_INDEX } from './batch.js';
-import { lmHeadCrossEntropySum } from './cross-entropy.js';
+import { OutputHead } from './head.js';
 import type { ModelLora } from './linear.js';
 import type { LoadedModel } from './loaded-model.js';
-import { rmsNorm } from './rms-norm.js';
 import { runLayers } from './run-layers.js';
 import { trainingWeights, type WeightProvider } from './weight-provider.js';
 
@@ -52,66 +50,12 @@ export function embedTokens(model: LoadedModel, batch: Batch): tf.Tensor3D {
   return tf.tensor3d(rows, [batch.batchSize, batch.seqLen, model.spec.hidden_size]);
 }
 
-export interface HeadOptions {
-  /** Rows of lm_head + loss computed at once (default: about 2^24 logits per chunk). */
-  chunkSize?: number;
-  /** A provider that keeps the head's weights (`WeightProvider.head`); else widened from storage. */
-  weights?: WeightProvider;
-}
-
-/**
- * Final RMSNorm, lm_head and the summed cross-entropy, over chunks of the sequence so that the
- * logits held at once stay bounded. Differentiable w.r.t. `h`.
- * @param h `[B, T, hidden]` output of the last decoder layer
- * @param labels row-major `[B, T]`, -100 carries no loss
- * @returns `lossSum` (scalar tensor, the caller disposes it) and `count`, the tokens that carry loss
- * @example
- *   const { lossSum, count } = headLossSum(model, h, batch.labels); // mean = lossSum / count
- */
-export function headLossSum(
-  model: LoadedModel,
-  h: tf.Tensor3D,
-  labels: Int32Array,
-  opts: HeadOptions = {},
-): { lossSum: tf.Scalar; count: number } {
-  const [B, T, hidden] = h.shape;
-  if (labels.length !== B * T) {
-    throw new Error(
-      `Argument 'labels' passed to 'headLossSum' must have ${B * T} entries, got ${labels.length}`,
-    );
-  }
-  let count = 0;
-  for (const l of labels) if (l !== IGNORE_INDEX) count++;
-  const lossSum = tf.tidy(() => {
-    const kept = opts.weights?.head?.();
-    const norm = kept?.norm ?? tf.tensor1d(model.norm.toFloat32()); // [hidden]
-    const weight = kept?.lm_head ?? tf.tensor2d(model.lm_head.toFloat32(), [model.spec.vocab_size, hidden]); // [V, hidden]
-    const normed = rmsNorm(h, norm, model.spec.rms_norm_eps); // [B, T, hidden]
-    return lmHeadCrossEntropySum(tf.reshape(normed, [B * T, hidden]), weight, labels, opts.chunkSize);
-  });
-  return { lossSum, count };
-}
-
-/**
- * Final RMSNorm and lm_head: all logits `[B, T, vocab]` (for small inputs: generation's last
- * position, tests). Use `headLossSum` for a loss.
- */
-export function headLogits(model: LoadedModel, h: tf.Tensor3D): tf.Tensor3D {
-  return tf.tidy(() => {
-    const [B, T, hidden] = h.shape;
-    const normed = rmsNorm(h, tf.tensor1d(model.norm.toFloat32()), model.spec.rms_norm_eps); // [B, T, hidden]
-    const weight = tf.tensor2d(model.lm_head.toFloat32(), [model.spec.vocab_size, hidden]); // [V, hidden]
-    const logits = tf.matMul(tf.reshape(normed, [B * T, hidden]), tf.transpose(weight)); // [B*T, V]
-    return tf.reshape(logits, [B, T, model.spec.vocab_size]);
-  });
-}
-
 export interface ForwardOptions {
   /** Adapters to apply (no dropout: this is inference). */
   lora?: ModelLora;
   /** Also return every logit, row-major `[B, T, vocab]`. */
   returnLogits?: boolean;
-  /** See HeadOptions. */
+  /** Rows of lm_head + loss computed at once (default: about 2^24 logits per chunk). */
   chunkSize?: number;
   /**
    * Where the layer weights come from (default: `trainingWeights`, one layer's fp32 weights at a
@@ -140,16 +84,17 @@ export async function forward(
 ): Promise<ForwardResult> {
   const ctx = createAttentionContext(model.spec, batch);
   const own = opts.weights ? null : trainingWeights(model);
+  const weights = opts.weights ?? own!;
+  const head = new OutputHead(model, weights);
   let x: tf.Tensor3D | null = null;
   try {
-    const weights = opts.weights ?? own!;
     x = runLayers(model, embedTokens(model, batch), ctx, { weights, lora: opts.lora }); // [B, T, hidden]
-    const head = headLossSum(model, x, batch.labels, { chunkSize: opts.chunkSize, weights });
-    const lossSum = (await head.lossSum.data())[0] as number;
-    head.lossSum.dispose();
-    const result: ForwardResult = { lossSum, count: head.count };
+    const loss = head.lossSum(x, batch.labels, opts.chunkSize);
+    const lossSum = (await loss.lossSum.data())[0] as number;
+    loss.lossSum.dispose();
+    const result: ForwardResult = { lossSum, count: loss.count };
     if (opts.returnLogits) {
-      const logits = headLogits(model, x);
+      const logits = head.allLogits(x);
       result.logits = (await logits.data()) as Float32Array;
       logits.dispose();
     }
@@ -157,6 +102,7 @@ export async function forward(
   } finally {
     x?.dispose();
     own?.dispose();
+    head.dispose();
     ctx.dispose();
   }
 }

@@ -10,10 +10,10 @@ import type { MftTokenizer } from '../tokenizer/tokenizer.js';
 import { MftError, Rng } from '../util/index.js';
 import type { AttentionContext } from './attention.js';
 import { frozenRows } from './forward.js';
+import { OutputHead } from './head.js';
 import { KvCache } from './kv-cache.js';
 import type { ModelLora } from './linear.js';
 import type { LoadedModel } from './loaded-model.js';
-import { rmsNorm } from './rms-norm.js';
 import { type RunLayersOptions, runLayers } from './run-layers.js';
 import { applyRepetitionPenalty, sampleToken } from './sampling.js';
 import { type WeightProvider, weightsFor } from './weight-provider.js';
@@ -42,13 +42,6 @@ export interface GenerateOptions {
    * many bytes (default 1 GiB); larger models widen each layer again at every token.
    */
   residentBytes?: number;
-}
-
-/** The final norm and the output head, as tensors for the whole generation. */
-export interface Head {
-  norm: tf.Tensor1D; // [hidden]
-  /** lm_head transposed, `[hidden, vocab]`: a plain matMul is the fast one on wasm. */
-  weightT: tf.Tensor2D;
 }
 
 /**
@@ -83,7 +76,7 @@ export async function generate(
   }
   const rng = new Rng(opts.seed);
   const cache = new KvCache(spec);
-  const head = headFor(model);
+  const head = new OutputHead(model);
   const weights = weightsFor(model, opts.residentBytes);
   const out: number[] = [];
   try {
@@ -115,7 +108,7 @@ export async function generate(
     return out;
   } finally {
     cache.dispose();
-    tf.dispose([head.norm, head.weightT]);
+    head.dispose();
     weights.dispose();
   }
 }
@@ -124,22 +117,13 @@ export async function generate(
 async function step(
   model: LoadedModel,
   weights: WeightProvider,
-  head: Head,
+  head: OutputHead,
   cache: KvCache,
   ids: number[],
   lora?: ModelLora,
 ): Promise<Float32Array> {
   const ctx = cache.step(ids.length);
   return lastLogits(model, weights, head, ctx, ids, lora);
-}
-
-/** The head tensors of `model` (dispose both when done). */
-export function headFor(model: LoadedModel): Head {
-  const { hidden_size: H, vocab_size: V } = model.spec;
-  return {
-    norm: tf.tensor1d(model.norm.toFloat32()),
-    weightT: tf.tidy(() => tf.transpose(tf.tensor2d(model.lm_head.toFloat32(), [V, H]))),
-  };
 }
 
 /**
@@ -151,7 +135,7 @@ export function headFor(model: LoadedModel): Head {
 export async function lastLogits(
   model: LoadedModel,
   weights: WeightProvider,
-  head: Head,
+  head: OutputHead,
   ctx: AttentionContext,
   ids: readonly number[],
   lora?: RunLayersOptions['lora'],
@@ -167,14 +151,7 @@ export async function lastLogits(
     ctx.dispose();
   }
   try {
-    const logits = tf.tidy(() => {
-      const last = tf.slice(h, [0, T - 1, 0], [B, 1, Hd]).reshape([B, Hd]); // [B, hidden]
-      const normed = rmsNorm(last, head.norm, spec.rms_norm_eps); // [B, hidden]
-      return tf.matMul(normed, head.weightT); // [B, vocab]
-    });
-    const data = (await logits.data()) as Float32Array;
-    logits.dispose();
-    return data;
+    return await head.lastLogits(h); // [B, vocab]
   } finally {
     h.dispose();
   }

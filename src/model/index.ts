@@ -7,7 +7,7 @@
 export { type AttentionContext, attention, batchMask, createAttentionContext, MASKED } from './attention.js';
 export { type Batch, IGNORE_INDEX } from './batch.js';
 export { checkVocabulary } from './check-vocabulary.js';
-export { crossEntropySum, defaultChunkRows, lmHeadCrossEntropySum } from './cross-entropy.js';
+export { crossEntropySum } from './cross-entropy.js';
 export { decoderLayer, type LayerTensors } from './decoder-layer.js';
 export {
   embedTokens,
@@ -15,11 +15,16 @@ export {
   type ForwardResult,
   forward,
   frozenRows,
-  type HeadOptions,
-  headLogits,
-  headLossSum,
 } from './forward.js';
-export { type GenerateOptions, generate, type Head, headFor, lastLogits } from './generate.js';
+export { type GenerateOptions, generate, lastLogits } from './generate.js';
+export {
+  defaultChunkRows,
+  type HeadOptions,
+  headLossSum,
+  type LossStats,
+  lmHeadCrossEntropySum,
+  OutputHead,
+} from './head.js';
 export { KvCache } from './kv-cache.js';
 export {
   type BatchLayerLora,

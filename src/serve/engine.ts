@@ -9,13 +9,12 @@ import {
   applyRepetitionPenalty,
   type BatchLayerLora,
   decodeContext,
-  type Head,
-  headFor,
   type LayerLora,
   LINEAR_NAMES,
   type LoadedModel,
   lastLogits,
   type ModelLora,
+  OutputHead,
   prefillContext,
   RowCache,
   sampleToken,
@@ -74,7 +73,7 @@ export class Engine {
   private readonly waiting: Row[] = [];
   private readonly running: Row[] = [];
   private readonly weights: WeightProvider;
-  private readonly head: Head;
+  private readonly head: OutputHead;
   private loop: Promise<void> | null = null;
   /** Decode steps run and rows they carried (for the batch-size figure). */
   readonly stats = { steps: 0, rows: 0 };
@@ -86,7 +85,7 @@ export class Engine {
     private readonly opts: EngineOptions,
   ) {
     this.weights = weightsFor(model);
-    this.head = headFor(model);
+    this.head = new OutputHead(model);
   }
 
   /** Requests decoding or waiting. */
@@ -132,8 +131,7 @@ export class Engine {
 
   dispose(): void {
     this.weights.dispose();
-    this.head.norm.dispose();
-    this.head.weightT.dispose();
+    this.head.dispose();
   }
 
   private async run(): Promise<void> {
