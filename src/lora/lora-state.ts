@@ -17,10 +17,12 @@ import {
   type LinearName,
   type LoadedModel,
   type LoraParams,
+  layerWeightNames,
   type ModelLora,
 } from '../model/index.js';
-import { MftError, mixSeed } from '../util/index.js';
+import { MftError, mixSeed, type Problem } from '../util/index.js';
 import { kaimingUniform } from './kaiming.js';
+import { loraShapeProblems } from './open-adapter.js';
 import type { AdapterConfig, MftTrainingInfo, PeftAdapter } from './peft-adapter.js';
 import { type LoraTargets, loraKey, parseLoraKey, resolveTargets } from './targets.js';
 
@@ -204,7 +206,7 @@ export function loraFromAdapter(model: LoadedModel, adapter: PeftAdapter): LoraS
   const targets = resolveTargets(adapterTargets(adapter.config), `${where}target_modules`);
   const useRslora = adapter.config.use_rslora === true;
 
-  const problems: { where: string; message: string; fix?: string }[] = [];
+  const problems: Problem[] = [];
   const fixMismatch =
     'use the base model this adapter was trained on (adapter_config.json base_model_name_or_path)';
   for (const key of adapter.tensors.keys()) {
@@ -226,26 +228,22 @@ export function loraFromAdapter(model: LoadedModel, adapter: PeftAdapter): LoraS
       });
     }
   }
-  const variables = new Map<string, tf.Variable>();
   for (let layer = 0; layer < model.layers.length; layer++) {
     for (const name of targets) {
-      const [out, inp] = linearShape(model, layer, name);
-      for (const [which, shape] of [
-        ['A', [r, inp]],
-        ['B', [out, r]],
-      ] as const) {
-        const key = loraKey(layer, name, which);
-        const t = adapter.tensors.get(key);
-        if (!t) {
-          problems.push({ where: `adapter_model.safetensors: ${key}`, message: 'missing', fix: fixMismatch });
-        } else if (t.shape.length !== 2 || t.shape[0] !== shape[0] || t.shape[1] !== shape[1]) {
-          problems.push({
-            where: `adapter_model.safetensors: ${key}`,
-            message: `shape [${t.shape.join(', ')}] does not fit the base model: expected [${shape.join(', ')}]`,
-            fix: fixMismatch,
-          });
-        } else if (problems.length === 0) {
-          variables.set(key, variableOf(t.data, [shape[0], shape[1]]));
+      const base = { name: layerWeightNames(layer)[name], shape: linearShape(model, layer, name) };
+      problems.push(
+        ...loraShapeProblems(adapter, 'adapter_model.safetensors', loraKey(layer, name, 'A'), base),
+      );
+    }
+  }
+  const variables = new Map<string, tf.Variable>();
+  if (problems.length === 0) {
+    for (let layer = 0; layer < model.layers.length; layer++) {
+      for (const name of targets) {
+        for (const which of ['A', 'B'] as const) {
+          const key = loraKey(layer, name, which);
+          const t = adapter.tensors.get(key)!; // present and [r, in] / [out, r]: checked above
+          variables.set(key, variableOf(t.data, [t.shape[0]!, t.shape[1]!]));
         }
       }
     }

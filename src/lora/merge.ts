@@ -24,7 +24,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { LINEAR_NAMES, layerWeightNames, readModelSpec, specHash } from '../model/index.js';
 import { dequantize, quantize } from '../quant/index.js';
 import { TOKENIZER_FILES } from '../tokenizer/index.js';
-import { fail, fsyncPath, MftError, tempPathFor, writeFileAtomic } from '../util/index.js';
+import { fail, fsyncPath, MftError, type Problem, tempPathFor, writeFileAtomic } from '../util/index.js';
 import {
   bf16ToF32,
   f16ToF32,
@@ -38,7 +38,7 @@ import {
   type TensorData,
 } from '../weights/index.js';
 import { loraScale } from './lora-state.js';
-import { checkTrainedBase } from './open-adapter.js';
+import { checkTrainedBase, loraShapeProblems } from './open-adapter.js';
 import type { PeftAdapter } from './peft-adapter.js';
 
 export type MergeDtype = 'fp32' | 'bf16' | 'fp16';
@@ -145,11 +145,12 @@ function planDeltas(
   baseInfo: (name: string) => { shape: number[] } | null,
 ): Map<string, Delta> {
   const deltas = new Map<string, Delta>();
-  const problems: { where: string; message: string; fix: string }[] = [];
+  const problems: Problem[] = [];
   const fix = 'merge the adapter into the base model it was trained on';
+  const file = join(adapterDir, 'adapter_model.safetensors');
   for (const [key, a] of adapter.tensors) {
     if (!key.endsWith('.lora_A.weight')) continue;
-    const where = `${join(adapterDir, 'adapter_model.safetensors')}: ${key}`;
+    const where = `${file}: ${key}`;
     if (!key.startsWith(PEFT_PREFIX)) {
       problems.push({
         where,
@@ -167,13 +168,9 @@ function planDeltas(
       problems.push({ where, message: `the base model has no weight ${weight}`, fix });
       continue;
     }
-    const [out, inp] = info.shape;
-    if (info.shape.length !== 2 || a.shape[1] !== inp || b.shape[0] !== out) {
-      problems.push({
-        where,
-        message: `lora_B [${b.shape}] x lora_A [${a.shape}] does not fit ${weight} [${info.shape}]`,
-        fix,
-      });
+    const shapeProblems = loraShapeProblems(adapter, file, key, { name: weight, shape: info.shape });
+    if (shapeProblems.length > 0) {
+      problems.push(...shapeProblems);
       continue;
     }
     deltas.set(weight, { A: a, B: b });

@@ -279,7 +279,7 @@ describe('mergeAdapter', () => {
       'layers.7.self_attn.q_proj.lora_A.weight: the base model has no weight model.layers.7.self_attn.q_proj.weight',
     );
     expect(msg).toContain(
-      'layers.0.self_attn.k_proj.lora_A.weight: lora_B [64,4] x lora_A [4,64] does not fit model.layers.0.self_attn.k_proj.weight [32,64]',
+      'layers.0.self_attn.k_proj.lora_B.weight: shape [64, 4] does not fit the base model: expected [32, 4] for model.layers.0.self_attn.k_proj.weight [32, 64]',
     );
   });
 
