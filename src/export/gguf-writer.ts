@@ -51,67 +51,57 @@ export function ggmlBytes(type: GgmlType, ne: readonly number[]): number {
 class ByteSink {
   private buf = Buffer.alloc(1 << 16);
   length = 0;
-  private room(n: number): void {
-    if (this.length + n <= this.buf.length) return;
-    const next = Buffer.alloc(Math.max(this.buf.length * 2, this.length + n));
-    this.buf.copy(next, 0, 0, this.length);
-    this.buf = next;
-  }
-  u32(v: number): void {
-    this.room(4);
-    this.buf.writeUInt32LE(v, this.length);
-    this.length += 4;
-  }
-  i32(v: number): void {
-    this.room(4);
-    this.buf.writeInt32LE(v, this.length);
-    this.length += 4;
-  }
-  u64(v: number): void {
-    this.room(8);
-    this.buf.writeBigUInt64LE(BigInt(v), this.length);
-    this.length += 8;
-  }
-  f32(v: number): void {
-    this.room(4);
-    this.buf.writeFloatLE(v, this.length);
-    this.length += 4;
+  /** Append `n` bytes, which `write` puts into the buffer at offset `at`. */
+  private append(n: number, write: (buf: Buffer, at: number) => void): void {
+    if (this.length + n > this.buf.length) {
+      const next = Buffer.alloc(Math.max(this.buf.length * 2, this.length + n));
+      this.buf.copy(next, 0, 0, this.length);
+      this.buf = next;
+    }
+    write(this.buf, this.length);
+    this.length += n;
   }
   u8(v: number): void {
-    this.room(1);
-    this.buf[this.length++] = v;
+    this.append(1, (buf, at) => {
+      buf[at] = v;
+    });
+  }
+  u32(v: number): void {
+    this.append(4, (buf, at) => buf.writeUInt32LE(v, at));
+  }
+  i32(v: number): void {
+    this.append(4, (buf, at) => buf.writeInt32LE(v, at));
+  }
+  u64(v: number): void {
+    this.append(8, (buf, at) => buf.writeBigUInt64LE(BigInt(v), at));
+  }
+  f32(v: number): void {
+    this.append(4, (buf, at) => buf.writeFloatLE(v, at));
   }
   str(s: string): void {
     const bytes = Buffer.from(s, 'utf8');
     this.u64(bytes.length);
-    this.room(bytes.length);
-    bytes.copy(this.buf, this.length);
-    this.length += bytes.length;
+    this.append(bytes.length, (buf, at) => bytes.copy(buf, at));
   }
   pad(alignment: number): void {
     const n = (alignment - (this.length % alignment)) % alignment;
-    this.room(n);
-    this.buf.fill(0, this.length, this.length + n);
-    this.length += n;
+    this.append(n, (buf, at) => buf.fill(0, at, at + n));
   }
   bytes(): Buffer {
     return this.buf.subarray(0, this.length);
   }
 }
 
+/** The value type of each scalar. */
+const SCALAR_TYPE = { u32: VT.U32, i32: VT.I32, f32: VT.F32 } as const;
+
 function writeValue(sink: ByteSink, v: GgufValue): void {
   switch (v.type) {
     case 'u32':
-      sink.u32(VT.U32);
-      sink.u32(v.value);
-      return;
     case 'i32':
-      sink.u32(VT.I32);
-      sink.i32(v.value);
-      return;
     case 'f32':
-      sink.u32(VT.F32);
-      sink.f32(v.value);
+      sink.u32(SCALAR_TYPE[v.type]);
+      sink[v.type](v.value);
       return;
     case 'bool':
       sink.u32(VT.BOOL);
