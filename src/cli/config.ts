@@ -3,10 +3,7 @@ import { autoBackend } from '../backend/index.js';
 import { configTable, loadTaskConfig, schemaMarkdown, schemaText, taskValues } from '../config/index.js';
 import { checkTrainingMemory, trainingMemory } from '../train/index.js';
 import { jsonOutput } from '../util/index.js';
-
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
-}
+import { collect } from './collect.js';
 
 /** `mft config check` and `mft config schema`: validate a task file; print every task key. */
 export function registerConfig(program: Command): void {

@@ -10,10 +10,7 @@ import {
 } from '../data/index.js';
 import { loadTokenizer, type MftTokenizer } from '../tokenizer/index.js';
 import { fail, jsonOutput } from '../util/index.js';
-
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
-}
+import { collect } from './collect.js';
 
 /** Steps for the configured batch settings: max_steps when set, else num_epochs passes. */
 function stepFigures(config: TaskConfig, data: PackedDataset): { perEpoch: number; total: number } {

@@ -10,6 +10,7 @@ import { checkTrainedBase, openAdapter, trainedBaseOptions } from '../lora/open-
 import { checkVocabulary, generate, loadModel } from '../model/index.js';
 import { loadTokenizer, TextStream } from '../tokenizer/index.js';
 import { fail, jsonOutput } from '../util/index.js';
+import { collect } from './collect.js';
 
 interface GenerateFlags {
   model?: string;
@@ -105,12 +106,7 @@ export function registerGenerate(program: Command): void {
       "the prompt is a user message: apply the model's chat template, stop at its end of turn",
     )
     .option('--messages <file>', 'a JSON conversation [{role, content}, ...] to reply to (implies --chat)')
-    .option(
-      '--stop <text>',
-      'stop before this text (repeatable)',
-      (v: string, all: string[]) => [...all, v],
-      [],
-    )
+    .option('--stop <text>', 'stop before this text (repeatable)', collect, [])
     .option('--repetition-penalty <p>', 'CTRL repetition penalty on seen tokens; 1 = off', '1')
     .addHelpText(
       'after',

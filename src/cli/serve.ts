@@ -7,6 +7,7 @@ import { Engine } from '../serve/engine.js';
 import { createApiServer } from '../serve/server.js';
 import { loadTokenizer } from '../tokenizer/index.js';
 import { fail } from '../util/index.js';
+import { collect } from './collect.js';
 
 interface ServeFlags {
   model: string;
@@ -44,12 +45,7 @@ export function registerServe(program: Command): void {
     .command('serve')
     .description('serve a base model and its adapters over an OpenAI-compatible HTTP API, batching requests')
     .requiredOption('--model <dir>', 'base model directory')
-    .option(
-      '--adapter <name=dir>',
-      'serve a PEFT adapter as model NAME (repeatable)',
-      (v: string, all: string[]) => [...all, v],
-      [],
-    )
+    .option('--adapter <name=dir>', 'serve a PEFT adapter as model NAME (repeatable)', collect, [])
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--port <n>', 'port (0 = any free one)', '8080')
     .option('--max-batch <n>', 'most requests decoded together', '16')

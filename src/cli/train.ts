@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { loadTaskConfig } from '../config/index.js';
 import { exitCodeFor, formatDuration, type TrainResult, train } from '../train/index.js';
 import { jsonOutput } from '../util/index.js';
+import { collect } from './collect.js';
 import { mftInvocation } from './invocation.js';
 
 /** A path as typed from the current directory. */
@@ -51,10 +52,6 @@ export function summaryLines(r: TrainResult, sets: string[] = [], mft: string = 
     lines.push(`  ${mft} train ${shown(r.configFile)}${setArgs} --resume ${shown(r.runDir)}`);
   }
   return lines;
-}
-
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value];
 }
 
 /** `mft train`: fine-tune a LoRA adapter as a task file says. */
