@@ -13,7 +13,7 @@
  * is a one-line formula and it costs the same memory.
  */
 import { roundToInt8 } from './int8.js';
-import { blockCount, checkBlockSize, sharedFloat32, sharedInt8 } from './shared-arrays.js';
+import { blockCount, checkBlockSize, quantizeBlocks, sharedInt8 } from './shared-arrays.js';
 
 /** Absmaxes per double-quantization block. */
 export const DOUBLE_QUANT_BLOCK_SIZE = 256;
@@ -49,25 +49,24 @@ export function doubleQuantize(
   let sum = 0;
   for (let i = 0; i < size; i++) sum += absmax[i]!;
   const offset = Math.fround(size > 0 ? sum / size : 0);
-  const nBlocks = blockCount(size, blockSize);
   const codes = sharedInt8(size);
-  const scales = sharedFloat32(nBlocks);
-  for (let b = 0; b < nBlocks; b++) {
-    const start = b * blockSize;
-    const end = Math.min(start + blockSize, size);
-    let s = 0;
-    for (let i = start; i < end; i++) {
-      const r = Math.abs(absmax[i]! - offset);
-      if (r > s) s = r;
-    }
-    scales[b] = s;
-    const s32 = scales[b]!; // the stored (fp32) scale is what dequantization will use
-    if (s32 === 0) continue; // every absmax equals the offset: codes stay 0
-    const f = 127 / s32;
-    for (let i = start; i < end; i++) {
-      codes[i] = roundToInt8((absmax[i]! - offset) * f);
-    }
-  }
+  const scales = quantizeBlocks(
+    size,
+    blockSize,
+    (start, end) => {
+      let s = 0;
+      for (let i = start; i < end; i++) {
+        const r = Math.abs(absmax[i]! - offset);
+        if (r > s) s = r;
+      }
+      return s;
+    },
+    (start, end, s) => {
+      if (s === 0) return; // every absmax equals the offset: codes stay 0
+      const f = 127 / s;
+      for (let i = start; i < end; i++) codes[i] = roundToInt8((absmax[i]! - offset) * f);
+    },
+  );
   return { codes, scales, offset, size, blockSize };
 }
 

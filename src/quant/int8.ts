@@ -12,7 +12,7 @@ import {
   blockCount,
   checkBlockSize,
   checkLength,
-  sharedFloat32,
+  quantizeBlocks,
   sharedInt8,
 } from './shared-arrays.js';
 
@@ -50,20 +50,17 @@ export function roundToInt8(x: number): number {
 export function quantizeInt8(values: Float32Array, blockSize: number = INT8_BLOCK_SIZE): Int8Blocks {
   checkBlockSize(blockSize, 'quantizeInt8');
   const size = values.length;
-  const nBlocks = blockCount(size, blockSize);
   const codes = sharedInt8(size);
-  const absmax = sharedFloat32(nBlocks);
-  for (let b = 0; b < nBlocks; b++) {
-    const start = b * blockSize;
-    const end = Math.min(start + blockSize, size);
-    const a = blockAbsmax(values, start, end);
-    absmax[b] = a;
-    if (a === 0) continue; // codes stay 0
-    const f = 127 / a;
-    for (let i = start; i < end; i++) {
-      codes[i] = roundToInt8(values[i]! * f);
-    }
-  }
+  const absmax = quantizeBlocks(
+    size,
+    blockSize,
+    (start, end) => blockAbsmax(values, start, end),
+    (start, end, a) => {
+      if (a === 0) return; // codes stay 0
+      const f = 127 / a;
+      for (let i = start; i < end; i++) codes[i] = roundToInt8(values[i]! * f);
+    },
+  );
   return { codes, absmax, size, blockSize };
 }
 

@@ -14,7 +14,7 @@ import {
   blockCount,
   checkBlockSize,
   checkLength,
-  sharedFloat32,
+  quantizeBlocks,
   sharedUint8,
 } from './shared-arrays.js';
 
@@ -74,22 +74,21 @@ export function nearestNf4Code(x: number): number {
 export function quantizeNf4(values: Float32Array, blockSize: number = NF4_BLOCK_SIZE): Nf4Blocks {
   checkBlockSize(blockSize, 'quantizeNf4', { even: true });
   const size = values.length;
-  const nBlocks = blockCount(size, blockSize);
   const codes = sharedUint8(Math.ceil(size / 2));
-  const absmax = sharedFloat32(nBlocks);
-  for (let b = 0; b < nBlocks; b++) {
-    const start = b * blockSize;
-    const end = Math.min(start + blockSize, size);
-    const a = blockAbsmax(values, start, end);
-    absmax[b] = a;
-    // A zero block: every value is 0, so every code is the zero code.
-    const inv = a > 0 ? 1 / a : 0;
-    for (let i = start; i < end; i += 2) {
-      const hi = nearestNf4Code(values[i]! * inv);
-      const lo = i + 1 < end ? nearestNf4Code(values[i + 1]! * inv) : 0;
-      codes[i >> 1] = (hi << 4) | lo;
-    }
-  }
+  const absmax = quantizeBlocks(
+    size,
+    blockSize,
+    (start, end) => blockAbsmax(values, start, end),
+    (start, end, a) => {
+      // A zero block: every value is 0, so every code is the zero code.
+      const inv = a > 0 ? 1 / a : 0;
+      for (let i = start; i < end; i += 2) {
+        const hi = nearestNf4Code(values[i]! * inv);
+        const lo = i + 1 < end ? nearestNf4Code(values[i + 1]! * inv) : 0;
+        codes[i >> 1] = (hi << 4) | lo;
+      }
+    },
+  );
   return { codes, absmax, size, blockSize };
 }
 

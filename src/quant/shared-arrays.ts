@@ -24,6 +24,29 @@ export function blockCount(size: number, blockSize: number): number {
   return Math.ceil(size / blockSize);
 }
 
+/**
+ * The loop of blockwise quantization: for each block `[start, end)` of `size` values, its scale
+ * from `scaleOf`, stored as fp32 in a shared array, then `encode` writes the block's codes from
+ * that stored scale (the value dequantization will read).
+ * @returns the scales, one per block
+ * @example const absmax = quantizeBlocks(n, 64, (s, e) => blockAbsmax(values, s, e), (s, e, a) => { ... });
+ */
+export function quantizeBlocks(
+  size: number,
+  blockSize: number,
+  scaleOf: (start: number, end: number) => number,
+  encode: (start: number, end: number, scale: number) => void,
+): Float32Array {
+  const scales = sharedFloat32(blockCount(size, blockSize));
+  for (let b = 0; b < scales.length; b++) {
+    const start = b * blockSize;
+    const end = Math.min(start + blockSize, size);
+    scales[b] = scaleOf(start, end);
+    encode(start, end, scales[b]!);
+  }
+  return scales;
+}
+
 /** max |values[i]| over the block `[start, end)`: the scale blockwise absmax quantization uses. */
 export function blockAbsmax(values: Float32Array, start: number, end: number): number {
   let a = 0;
