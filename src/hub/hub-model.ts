@@ -82,11 +82,14 @@ export interface ResolveHubOptions {
 
 const truthy = (v: string | undefined): boolean => v !== undefined && /^(1|true|yes|on)$/i.test(v);
 
-/** The complete cached snapshot of `ref`, or null (no network). */
-export function cachedHubSnapshot(
+/**
+ * Where the cache keeps `ref` (`models--org--name/`), and its snapshot folder when the cache knows
+ * the commit (the revision is one, or refs/<revision> names one) and holds every file.
+ */
+function cachedSnapshot(
   ref: HubRef,
-  env: Readonly<Record<string, string | undefined>> = process.env,
-): string | null {
+  env: Readonly<Record<string, string | undefined>>,
+): { storage: string; dir: string | null } {
   const storage = join(hubCacheDir(env), `models--${ref.repo.replace('/', '--')}`);
   const refFile = join(storage, 'refs', ref.revision);
   const commit = COMMIT_RE.test(ref.revision)
@@ -95,7 +98,15 @@ export function cachedHubSnapshot(
       ? readFileSync(refFile, 'utf8').trim()
       : null;
   const dir = commit ? join(storage, 'snapshots', commit) : null;
-  return dir !== null && isCompleteSnapshot(dir) ? dir : null;
+  return { storage, dir: dir !== null && isCompleteSnapshot(dir) ? dir : null };
+}
+
+/** The complete cached snapshot of `ref`, or null (no network). */
+export function cachedHubSnapshot(
+  ref: HubRef,
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): string | null {
+  return cachedSnapshot(ref, env).dir;
 }
 
 /** Whether HF_HUB_OFFLINE forbids the network. */
@@ -108,19 +119,11 @@ export async function resolveHubModel(ref: HubRef, opts: ResolveHubOptions = {})
   const env = opts.env ?? process.env;
   const log = opts.log ?? (() => {});
   const where = opts.source ?? ref.repo;
-  const storage = join(hubCacheDir(env), `models--${ref.repo.replace('/', '--')}`);
-  const refFile = join(storage, 'refs', ref.revision);
-  const cachedCommit = COMMIT_RE.test(ref.revision)
-    ? ref.revision
-    : existsSync(refFile)
-      ? readFileSync(refFile, 'utf8').trim()
-      : null;
-  const cachedDir = cachedCommit ? join(storage, 'snapshots', cachedCommit) : null;
-  const cachedComplete = cachedDir !== null && isCompleteSnapshot(cachedDir);
+  const { storage, dir: cachedDir } = cachedSnapshot(ref, env);
   const shown = `${ref.repo}@${ref.revision}`;
 
   if (truthy(env.HF_HUB_OFFLINE)) {
-    if (cachedComplete) return cachedDir as string;
+    if (cachedDir !== null) return cachedDir;
     fail(
       where,
       `${shown} is not in the Hugging Face cache (${storage}) and HF_HUB_OFFLINE=1 forbids downloading it`,
@@ -150,10 +153,10 @@ export async function resolveHubModel(ref: HubRef, opts: ResolveHubOptions = {})
     entries = [];
     for await (const e of listFiles({ ...common, revision: commit, recursive: true })) entries.push(e);
   } catch (e) {
-    if (cachedComplete && !(e instanceof HubApiError) && !(e instanceof MftError)) {
+    if (cachedDir !== null && !(e instanceof HubApiError) && !(e instanceof MftError)) {
       // No network: huggingface_hub's rule, the cached snapshot of this revision is used.
       log(`warning: cannot reach ${hubUrl} (${(e as Error).message}); using the cached ${shown}`);
-      return cachedDir as string;
+      return cachedDir;
     }
     throw hubError(e, shown, where, hubUrl, accessToken !== undefined);
   }
@@ -206,6 +209,7 @@ export async function resolveHubModel(ref: HubRef, opts: ResolveHubOptions = {})
   }
   for (const f of weights) await fetchOne(f);
   if (!COMMIT_RE.test(ref.revision)) {
+    const refFile = join(storage, 'refs', ref.revision);
     mkdirSync(dirname(refFile), { recursive: true });
     writeFileAtomic(refFile, commit);
   }
