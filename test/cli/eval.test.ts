@@ -166,38 +166,20 @@ describe('mft eval', () => {
       text: `${story[i % 4]!.slice(0, 40 + 7 * i)}`,
     }));
     const data = jsonl('trained/data.jsonl', texts);
-    const task = join(tmp, 'trained/task.yaml');
-    writeFileSync(
-      task,
-      [
-        'task: text',
-        `dataset: ${data}`,
-        'base_model: tinystories-260k',
-        'quantization: nf4',
-        'val_set_size: 0.25',
-        'sequence_len: 128',
-        'micro_batch_size: 2',
-        'max_steps: 2',
-        'learning_rate: 0.01',
-        'lora_r: 4',
-        'eval_steps: 1',
-        'save_steps: 2',
-        `output_dir: ${join(tmp, 'trained/run')}`,
-        `cache_dir: ${join(tmp, 'trained/cache')}`,
-        'backend: wasm',
-      ].join('\n'),
-    );
-    const result = await train(await loadTaskConfig(task), { handleSignals: false, progress: silent() });
-    const evals = readMetrics(join(result.runDir, 'metrics.jsonl')).filter((m) => m.type === 'eval') as {
-      step: number;
-      eval_loss: number;
-    }[];
+    const { task, runDir, evals } = await trainRun('trained', data, [
+      'quantization: nf4',
+      'val_set_size: 0.25',
+      'sequence_len: 128',
+      'max_steps: 2',
+      'eval_steps: 1',
+      'save_steps: 2',
+    ]);
     const first = evals.find((m) => m.step === 0)!;
     const last = evals[evals.length - 1]!;
     expect(last.eval_loss).not.toBe(first.eval_loss);
 
     // The task file gives the held-out records; the adapter's mft_training.json says NF4.
-    const r = runCli(['eval', task, '--adapter', result.runDir, '--compare', '--json']);
+    const r = runCli(['eval', task, '--adapter', runDir, '--compare', '--json']);
     expect(r.status).toBe(0);
     const out = JSON.parse(r.stdout) as { loss: number; quantization: string; base: { loss: number } };
     expect(out.quantization).toBe('nf4');
@@ -214,18 +196,8 @@ describe("mft eval: long records and the trainer's rows", () => {
     const folder = join(tmp, 'long');
     jsonl('long/train.jsonl', [{ text: 'x' }]);
     jsonl('long/validation.jsonl', [{ text: long }]);
-    const recipe = runCli([
-      'eval',
-      '--model',
-      BASE,
-      '--data',
-      folder,
-      '--task',
-      'code_completion',
-      '--max-samples',
-      '0',
-      '--json',
-    ]);
+    const evalLong = (...flags: string[]) => runCli(['eval', '--model', BASE, '--data', folder, ...flags]);
+    const recipe = evalLong('--task', 'code_completion', '--max-samples', '0', '--json');
     expect(recipe.stderr).not.toMatch(/^mft: .*(error|max_position)/m);
     expect(recipe.status).toBe(0);
     const out = JSON.parse(recipe.stdout) as { samples: number; input_tokens: number };
@@ -234,12 +206,7 @@ describe("mft eval: long records and the trainer's rows", () => {
     expect(out.samples).toBe(Math.ceil(out.input_tokens / 128));
     expect(recipe.stderr).toContain('mft: data: 1 samples cut to sequence_len, 0 dropped as too long');
 
-    const cut = runCli([
-      'eval',
-      '--model',
-      BASE,
-      '--data',
-      folder,
+    const cut = evalLong(
       '--task',
       'code_completion',
       '--max-samples',
@@ -249,19 +216,19 @@ describe("mft eval: long records and the trainer's rows", () => {
       '--truncation',
       'truncate',
       '--json',
-    ]);
+    );
     expect(cut.status).toBe(0);
     const c = JSON.parse(cut.stdout) as { samples: number; input_tokens: number };
     expect(c.samples).toBe(1);
     expect(c.input_tokens).toBe(64);
 
-    const whole = runCli(['eval', '--model', BASE, '--data', folder, '--max-samples', '0']);
+    const whole = evalLong('--max-samples', '0');
     expect(whole.status).toBe(2);
     expect(whole.stderr).toMatch(
       /more than the model's max_position_embeddings \(512\) \(fix: give --sequence-len N/,
     );
 
-    const tooLong = runCli(['eval', '--model', BASE, '--data', folder, '--sequence-len', '1024']);
+    const tooLong = evalLong('--sequence-len', '1024');
     expect(tooLong.status).toBe(2);
     expect(tooLong.stderr).toMatch(
       /--sequence-len: 1024 is more than the model's max_position_embeddings 512/,
@@ -271,29 +238,13 @@ describe("mft eval: long records and the trainer's rows", () => {
   test("--rows N evaluates the trainer's first N packed rows: the same loss as the run's eval_loss", async () => {
     const texts = Array.from({ length: 24 }, (_, i) => ({ text: story[i % 4]!.slice(0, 30 + 5 * i) }));
     const data = jsonl('rows/data.jsonl', texts);
-    const task = join(tmp, 'rows/task.yaml');
-    writeFileSync(
-      task,
-      [
-        'task: text',
-        `dataset: ${data}`,
-        'base_model: tinystories-260k',
-        'val_set_size: 0.5',
-        'sequence_len: 64',
-        'micro_batch_size: 2',
-        'max_steps: 1',
-        'eval_max_samples: 2',
-        'lora_r: 4',
-        'learning_rate: 0.01',
-        `output_dir: ${join(tmp, 'rows/run')}`,
-        `cache_dir: ${join(tmp, 'rows/cache')}`,
-        'backend: wasm',
-      ].join('\n'),
-    );
-    const result = await train(await loadTaskConfig(task), { handleSignals: false, progress: silent() });
-    const base = readMetrics(join(result.runDir, 'metrics.jsonl')).find(
-      (m) => m.type === 'eval' && m.step === 0,
-    ) as { eval_loss: number; eval_rows: number };
+    const { task, evals } = await trainRun('rows', data, [
+      'val_set_size: 0.5',
+      'sequence_len: 64',
+      'max_steps: 1',
+      'eval_max_samples: 2',
+    ]);
+    const base = evals.find((m) => m.step === 0)!;
     expect(base.eval_rows).toBe(2);
 
     const rows = runCli(['eval', task, '--rows', '2', '--max-samples', '0', '--json']);
@@ -313,6 +264,40 @@ describe("mft eval: long records and the trainer's rows", () => {
     );
   });
 });
+
+/**
+ * Train a two-row-batch LoRA (r 4) on tinystories-260k over `data`, with `keys` added to the task
+ * file. @returns the task file, the run directory and the eval rows of its metrics.jsonl
+ */
+async function trainRun(
+  name: string,
+  data: string,
+  keys: string[],
+): Promise<{
+  task: string;
+  runDir: string;
+  evals: { step: number; eval_loss: number; eval_rows: number }[];
+}> {
+  const task = join(tmp, `${name}/task.yaml`);
+  writeFileSync(
+    task,
+    [
+      'task: text',
+      `dataset: ${data}`,
+      'base_model: tinystories-260k',
+      'micro_batch_size: 2',
+      'learning_rate: 0.01',
+      'lora_r: 4',
+      ...keys,
+      `output_dir: ${join(tmp, name, 'run')}`,
+      `cache_dir: ${join(tmp, name, 'cache')}`,
+      'backend: wasm',
+    ].join('\n'),
+  );
+  const { runDir } = await train(await loadTaskConfig(task), { handleSignals: false, progress: silent() });
+  const evals = readMetrics(join(runDir, 'metrics.jsonl')).filter((m) => m.type === 'eval');
+  return { task, runDir, evals: evals as { step: number; eval_loss: number; eval_rows: number }[] };
+}
 
 /** A progress display that prints nothing. */
 function silent(): Progress {

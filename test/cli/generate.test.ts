@@ -9,8 +9,8 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, describe, expect, test } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
 import { saveAdapter } from '../../src/lora/peft-adapter.js';
-import { generate, loadModel, type ModelLora } from '../../src/model/index.js';
-import { Rng } from '../../src/util/index.js';
+import { generate, loadModel } from '../../src/model/index.js';
+import { modelLoraOf, randomAdapter } from '../helpers/random-adapter.js';
 import { fileTempDir, removeTempDirs } from '../helpers/tmp-dir.js';
 import { writeTinyModel } from '../model/tiny-model.js';
 import { REPO_ROOT, runCli } from './run-cli.js';
@@ -23,6 +23,10 @@ const expectedIds = readFileSync(join(FIX, 'greedy_t0_n256_noprompt.ids.txt'), '
   .map(Number);
 
 const tmp = fileTempDir('generate');
+
+/** `mft generate --model model`, greedy, after run.c's first words. */
+const greedyAfterOnce = (model: string, ...flags: string[]) =>
+  runCli(['generate', '--model', model, '--prompt', 'Once upon a time', '--temperature', '0', ...flags]);
 afterAll(removeTempDirs);
 
 describe('mft generate', () => {
@@ -39,40 +43,19 @@ describe('mft generate', () => {
     cpSync(MODEL, short, { recursive: true });
     const config = JSON.parse(readFileSync(join(short, 'config.json'), 'utf8'));
     writeFileSync(join(short, 'config.json'), JSON.stringify({ ...config, max_position_embeddings: 16 }));
-    const args = [
-      'generate',
-      '--model',
-      short,
-      '--prompt',
-      'Once upon a time',
-      '--temperature',
-      '0',
-      '--json',
-    ];
-    const r = runCli([...args, '--max-new-tokens', '100000']);
+    const r = greedyAfterOnce(short, '--json', '--max-new-tokens', '100000');
     expect(r.status, r.stderr).toBe(0);
     const out = JSON.parse(r.stdout) as { ids: number[] };
     expect(out.ids).toEqual(expectedIds.slice(4, 15));
     expect(r.stderr).toContain(
       "mft: stopped at the model's max_position_embeddings (16 positions: a 5-token prompt + 11 generated), before --max-new-tokens 100000",
     );
-    const within = runCli([...args, '--max-new-tokens', '11']);
+    const within = greedyAfterOnce(short, '--json', '--max-new-tokens', '11');
     expect(within.stderr).not.toContain('stopped at');
   }, 60_000);
 
   test('--json with a prompt: prompt ids, generated ids and their text only', () => {
-    const r = runCli([
-      'generate',
-      '--model',
-      MODEL,
-      '--prompt',
-      'Once upon a time',
-      '--max-new-tokens',
-      '20',
-      '--temperature',
-      '0',
-      '--json',
-    ]);
+    const r = greedyAfterOnce(MODEL, '--max-new-tokens', '20', '--json');
     expect(r.status).toBe(0);
     const out = JSON.parse(r.stdout) as { prompt_ids: number[]; ids: number[]; text: string };
     // run.c's greedy story starts with "Once upon a time" (ids 403 407 261 378) and continues alike.
@@ -84,47 +67,11 @@ describe('mft generate', () => {
   test('--adapter rebuilds the NF4 base recorded in mft_training.json and applies the adapter', async () => {
     await initBackend('wasm');
     const base = await loadModel(MODEL, { quantization: 'nf4', doubleQuant: true });
-    const rng = new Rng(3);
-    const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
-    const lora: ModelLora = [];
-    base.layers.forEach((layer, i) => {
-      lora.push({});
-      for (const name of ['q_proj', 'down_proj'] as const) {
-        const [out, inp] = layer[name].shape as [number, number];
-        const A = Float32Array.from({ length: 2 * inp }, () => rng.next() - 0.5);
-        const B = Float32Array.from({ length: out * 2 }, () => (rng.next() - 0.5) * 0.2);
-        const part = name === 'q_proj' ? 'self_attn' : 'mlp';
-        tensors.set(`base_model.model.model.layers.${i}.${part}.${name}.lora_A.weight`, {
-          shape: [2, inp],
-          data: A,
-        });
-        tensors.set(`base_model.model.model.layers.${i}.${part}.${name}.lora_B.weight`, {
-          shape: [out, 2],
-          data: B,
-        });
-        (lora[i] as Record<string, unknown>)[name] = {
-          A: tf.tensor2d(A, [2, inp]),
-          B: tf.tensor2d(B, [out, 2]),
-          scale: 4 / 2,
-        };
-      }
-    });
+    const adapter = randomAdapter(base, { seed: 3, bScale: 0.2, baseModel: MODEL });
+    const lora = modelLoraOf(adapter, base.layers.length);
     const dir = join(tmp, 'run');
     saveAdapter(join(dir, 'adapter'), {
-      config: {
-        peft_type: 'LORA',
-        task_type: 'CAUSAL_LM',
-        r: 2,
-        lora_alpha: 4,
-        lora_dropout: 0,
-        target_modules: ['q_proj', 'down_proj'],
-        bias: 'none',
-        use_rslora: false,
-        fan_in_fan_out: false,
-        base_model_name_or_path: MODEL,
-        inference_mode: true,
-      },
-      tensors,
+      ...adapter,
       training: {
         base_model: MODEL,
         config_hash: base.configHash,
@@ -208,18 +155,7 @@ describe('mft generate --chat / --messages', () => {
   });
 
   test('--stop ends the text before the stop string', () => {
-    const args = [
-      'generate',
-      '--model',
-      MODEL,
-      '--prompt',
-      'Once upon a time',
-      '--max-new-tokens',
-      '40',
-      '--temperature',
-      '0',
-    ];
-    const r = runCli([...args, '--stop', ' named', '--json']);
+    const r = greedyAfterOnce(MODEL, '--max-new-tokens', '40', '--stop', ' named', '--json');
     expect(r.status).toBe(0);
     const out = JSON.parse(r.stdout) as { ids: number[]; text: string };
     // run.c's greedy story: "Once upon a time, there was a little girl named Lily."

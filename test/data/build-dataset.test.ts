@@ -2,9 +2,10 @@ import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { buildDataset, drawValidationRecords } from '../../src/data/build-dataset.js';
-import type { DataConfig, DataRecipe, RecipeFormat } from '../../src/data/types.js';
+import type { DataConfig, RecipeFormat } from '../../src/data/types.js';
 import { loadTokenizer } from '../../src/tokenizer/index.js';
 import { MftError } from '../../src/util/index.js';
+import { dataConfig, plainRecipe } from '../helpers/data-config.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp-dir.js';
 import { charIds, charTokenizer } from './char-tokenizer.js';
 
@@ -27,43 +28,17 @@ function jsonl(name: string, records: unknown[]): string {
   return file(name, records.map((r) => JSON.stringify(r)).join('\n') + '\n');
 }
 
-const RECIPE_FIELDS: Record<RecipeFormat, Record<string, string>> = {
-  text: { text: 'text' },
-  completion: { prompt: 'prompt', completion: 'completion' },
-  alpaca: { instruction: 'instruction', input: 'input', output: 'output' },
-  instruct: { messages: 'messages' },
-  code_completion: { text: 'text' },
-};
-
 function config(dataset: string[], over: Partial<DataConfig> & { format?: RecipeFormat } = {}): DataConfig {
-  const format = over.format ?? 'text';
-  const recipe: DataRecipe = {
-    name: format,
-    format,
-    fields: RECIPE_FIELDS[format],
-    train_on:
-      format === 'text' || format === 'code_completion'
-        ? 'all'
-        : format === 'instruct'
-          ? 'assistant'
-          : 'completion',
-    add_eos: true,
-  };
   n += 1;
-  return {
+  const recipe = plainRecipe(over.format ?? 'text');
+  return dataConfig({
     dataset,
     recipe,
     seed: 42,
     cache_dir: join(dir, `cache-${n}`),
     sequence_len: 16,
-    sample_packing: true,
-    truncation: 'split',
-    val_set_size: 0,
-    on_bad_record: 'error',
-    fields: {},
-    fim_rate: 0,
     ...over,
-  };
+  });
 }
 
 function logger() {

@@ -6,6 +6,7 @@ import { expect, test } from 'vitest';
 import { buildDataset } from '../../src/data/build-dataset.js';
 import { datasetContentHash } from '../../src/data/from-dir/from-dir.js';
 import { loadTokenizer } from '../../src/tokenizer/index.js';
+import { dataConfig, plainRecipe } from '../helpers/data-config.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp-dir.js';
 
 const ROOT = join(import.meta.dirname, '../..');
@@ -20,25 +21,7 @@ test('packing efficiency is at least 95% at sequence_len 256', async () => {
   try {
     const tok = await loadTokenizer(join(ROOT, 'checkpoints/base/tinystories-260k'));
     const data = await buildDataset(
-      {
-        dataset: [DATASET],
-        recipe: {
-          name: 'code_completion',
-          format: 'code_completion',
-          fields: { text: 'text' },
-          train_on: 'all',
-          add_eos: true,
-        },
-        seed: 42,
-        cache_dir: cache,
-        sequence_len: 256,
-        sample_packing: true,
-        truncation: 'split',
-        val_set_size: 0,
-        on_bad_record: 'error',
-        fields: {},
-        fim_rate: 0,
-      },
+      dataConfig({ dataset: [DATASET], recipe: plainRecipe('code_completion'), seed: 42, cache_dir: cache }),
       tok,
       { log: () => {} },
     );

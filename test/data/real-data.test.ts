@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { buildDataset } from '../../src/data/build-dataset.js';
 import type { DataConfig, DataRecipe } from '../../src/data/types.js';
 import { loadTokenizer, type MftTokenizer } from '../../src/tokenizer/index.js';
+import { dataConfig, plainRecipe } from '../helpers/data-config.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp-dir.js';
 
 const FIXTURES = join(import.meta.dirname, '../fixtures');
@@ -17,33 +18,20 @@ beforeAll(async () => {
 afterAll(removeTempDirs);
 
 function config(dataset: string, recipe: DataRecipe, over: Partial<DataConfig> = {}): DataConfig {
-  return {
+  return dataConfig({
     dataset: [join(FIXTURES, 'data', dataset)],
     recipe,
     seed: 1,
     cache_dir: cache,
-    sequence_len: 256,
-    sample_packing: true,
-    truncation: 'split',
-    val_set_size: 0,
-    on_bad_record: 'error',
-    fields: {},
-    fim_rate: 0,
     ...over,
-  };
+  });
 }
 
 const quiet = { log: () => {} };
 
 describe('real data files', () => {
   test('a save_to_disk folder (2872 texts, int64 labels ignored) with the text recipe', async () => {
-    const recipe: DataRecipe = {
-      name: 'text',
-      format: 'text',
-      fields: { text: 'text' },
-      train_on: 'all',
-      add_eos: true,
-    };
+    const recipe = plainRecipe('text');
     const data = await buildDataset(
       config('synthetic-sensitive-hf', recipe, { val_set_size: 0.1 }),
       smol,
@@ -68,13 +56,7 @@ describe('real data files', () => {
   });
 
   test('RAFT arrow (nested columns) with a completion recipe mapped to question -> cot_answer', async () => {
-    const recipe: DataRecipe = {
-      name: 'completion',
-      format: 'completion',
-      fields: { prompt: 'prompt', completion: 'completion' },
-      train_on: 'completion',
-      add_eos: true,
-    };
+    const recipe = plainRecipe('completion');
     const cfg = config('raft-arrow', recipe, {
       fields: { prompt: 'question', completion: 'cot_answer' },
       sequence_len: 4096,
@@ -95,13 +77,7 @@ describe('real data files', () => {
   });
 
   test('Parquet chats with the instruct recipe: only assistant replies carry loss', async () => {
-    const recipe: DataRecipe = {
-      name: 'instruct',
-      format: 'instruct',
-      fields: { messages: 'messages' },
-      train_on: 'assistant',
-      add_eos: true,
-    };
+    const recipe = plainRecipe('instruct');
     const data = await buildDataset(config('chat.snappy.parquet', recipe), smol, quiet);
     expect(data.stats.records).toBe(4);
     const replies = data.examples(4).map((s) => {
@@ -126,13 +102,7 @@ describe('real data files', () => {
   });
 
   test('a DatasetDict gives its train and validation splits', async () => {
-    const recipe: DataRecipe = {
-      name: 'completion',
-      format: 'completion',
-      fields: { prompt: 'prompt', completion: 'completion' },
-      train_on: 'completion',
-      add_eos: true,
-    };
+    const recipe = plainRecipe('completion');
     const data = await buildDataset(config('dataset-dict', recipe, { val_set_size: 0.5 }), smol, quiet);
     expect(data.stats.validationFrom).toBe('files');
     expect(data.stats.train.records).toBe(3);

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, test } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
 import { lossAndGrads } from '../../src/lora/layerwise-grads.js';
-import { createLora, type LoraState } from '../../src/lora/lora-state.js';
+import { type CreateLoraOptions, createLora, type LoraState } from '../../src/lora/lora-state.js';
 import type { Batch } from '../../src/model/batch.js';
 import {
   createAttentionContext,
@@ -57,13 +57,27 @@ function toArrays(grads: Map<string, tf.Tensor>): Map<string, Float32Array> {
   return out;
 }
 
-/** Give B (and A) random values so that every gradient is non-zero. */
-function randomize(lora: LoraState, seed: number): void {
-  const rng = new Rng(seed);
+/**
+ * LoRA on every linear layer of `m` (no dropout, no rsLoRA unless `opts` says so), with B and A
+ * drawn from `randomSeed` so that every gradient is non-zero.
+ */
+function randomLora(
+  m: LoadedModel,
+  opts: Pick<CreateLoraOptions, 'r' | 'alpha'> & Partial<CreateLoraOptions>,
+  randomSeed: number,
+): LoraState {
+  const lora = createLora(m, { dropout: 0, targets: 'all-linear', useRslora: false, seed: 1, ...opts });
+  const rng = new Rng(randomSeed);
   for (const v of lora.variables.values()) {
     const data = new Float32Array(v.size).map(() => (2 * rng.next() - 1) * 0.3);
     v.assign(tf.tensor(data, v.shape));
   }
+  return lora;
+}
+
+/** Every gradient within 1e-5 (relative to its largest entry) of the reference. */
+function expectGradsMatch(got: Map<string, Float32Array>, ref: Map<string, Float32Array>): void {
+  for (const [k, g] of ref) expect(relMaxErr(got.get(k)!, g), k).toBeLessThan(1e-5);
 }
 
 const model = randomModel(tinyConfig(), 11);
@@ -76,15 +90,7 @@ beforeAll(async () => {
 
 describe('lossAndGrads', () => {
   test('layer-wise gradients equal a one-tape gradient over the whole model', async () => {
-    const lora = createLora(model, {
-      r: 4,
-      alpha: 8,
-      dropout: 0,
-      targets: 'all-linear',
-      useRslora: false,
-      seed: 1,
-    });
-    randomize(lora, 5);
+    const lora = randomLora(model, { r: 4, alpha: 8 }, 5);
     const ref = oneTapeGrads(model, lora, batch, LOSS_SCALE);
     const r = await lossAndGrads(model, lora, batch, { lossScale: LOSS_SCALE });
     const grads = toArrays(r.grads);
@@ -105,33 +111,21 @@ describe('lossAndGrads', () => {
     ['Mistral (sliding window 5)', { architectures: ['MistralForCausalLM'], sliding_window: 5 }],
   ])('%s: layer-wise gradients equal a one-tape gradient', async (_name, overrides) => {
     const m = randomModel(tinyConfig({ num_hidden_layers: 2, ...overrides }), 21);
-    const lora = createLora(m, {
-      r: 2,
-      alpha: 4,
-      dropout: 0.1,
-      targets: 'all-linear',
-      useRslora: false,
-      seed: 1,
-    });
-    randomize(lora, 9);
+    const lora = randomLora(m, { r: 2, alpha: 4, dropout: 0.1 }, 9);
     const ref = oneTapeGrads(m, lora, batch, LOSS_SCALE, 77);
     const grads = toArrays(
       (await lossAndGrads(m, lora, batch, { lossScale: LOSS_SCALE, dropoutSeed: 77 })).grads,
     );
-    for (const [k, g] of ref.grads) expect(relMaxErr(grads.get(k)!, g), k).toBeLessThan(1e-5);
+    expectGradsMatch(grads, ref.grads);
     lora.dispose();
   });
 
   test('checkpointing: false (one tape) gives the same gradients', async () => {
-    const lora = createLora(model, {
-      r: 2,
-      alpha: 3,
-      dropout: 0,
-      targets: ['q_proj', 'o_proj', 'down_proj'],
-      useRslora: true,
-      seed: 2,
-    });
-    randomize(lora, 6);
+    const lora = randomLora(
+      model,
+      { r: 2, alpha: 3, targets: ['q_proj', 'o_proj', 'down_proj'], useRslora: true, seed: 2 },
+      6,
+    );
     const ref = oneTapeGrads(model, lora, batch, LOSS_SCALE);
     const a = await lossAndGrads(model, lora, batch, { lossScale: LOSS_SCALE, checkpointing: false });
     const b = await lossAndGrads(model, lora, batch, { lossScale: LOSS_SCALE, checkpointing: true });
@@ -139,23 +133,13 @@ describe('lossAndGrads', () => {
     expect(a.count).toBe(b.count);
     const ga = toArrays(a.grads);
     const gb = toArrays(b.grads);
-    for (const [k, g] of ref.grads) {
-      expect(relMaxErr(ga.get(k)!, g), k).toBeLessThan(1e-5);
-      expect(relMaxErr(gb.get(k)!, g), k).toBeLessThan(1e-5);
-    }
+    expectGradsMatch(ga, ref.grads);
+    expectGradsMatch(gb, ref.grads);
     lora.dispose();
   });
 
   test('with lora_dropout > 0 the recompute draws the forward masks: equal to one tape with the same seeds', async () => {
-    const lora = createLora(model, {
-      r: 4,
-      alpha: 8,
-      dropout: 0.3,
-      targets: 'all-linear',
-      useRslora: false,
-      seed: 1,
-    });
-    randomize(lora, 7);
+    const lora = randomLora(model, { r: 4, alpha: 8, dropout: 0.3 }, 7);
     const seed = mixSeed(42, 3, 1); // run seed, step, micro-batch
     const ref = oneTapeGrads(model, lora, batch, LOSS_SCALE, seed);
     const noDropout = oneTapeGrads(model, lora, batch, LOSS_SCALE);
@@ -182,15 +166,7 @@ describe('lossAndGrads', () => {
   });
 
   test('loss and count match await forward(); gradients scale linearly with lossScale', async () => {
-    const lora = createLora(model, {
-      r: 4,
-      alpha: 8,
-      dropout: 0.2,
-      targets: 'all-linear',
-      useRslora: false,
-      seed: 9,
-    });
-    randomize(lora, 8);
+    const lora = randomLora(model, { r: 4, alpha: 8, dropout: 0.2, seed: 9 }, 8);
     const fwd = await forward(model, batch, { lora: lora.toModelLora() });
     const r1 = await lossAndGrads(model, lora, batch, { lossScale: 1 });
     const r2 = await lossAndGrads(model, lora, batch, { lossScale: 0.25 });
@@ -236,15 +212,7 @@ describe('lossAndGrads', () => {
   });
 
   test('tf.memory().numTensors stays flat across repeated calls, both paths', async () => {
-    const lora = createLora(model, {
-      r: 4,
-      alpha: 8,
-      dropout: 0.1,
-      targets: 'all-linear',
-      useRslora: false,
-      seed: 1,
-    });
-    randomize(lora, 3);
+    const lora = randomLora(model, { r: 4, alpha: 8, dropout: 0.1 }, 3);
     const run = async (checkpointing: boolean, step: number) => {
       const r = await lossAndGrads(model, lora, batch, { lossScale: 0.5, dropoutSeed: step, checkpointing });
       tf.dispose([...r.grads.values()]);

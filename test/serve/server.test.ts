@@ -20,8 +20,8 @@ import { generate, type LoadedModel, loadModel, type ModelLora } from '../../src
 import { Engine } from '../../src/serve/engine.js';
 import { createApiServer } from '../../src/serve/server.js';
 import { loadTokenizer, type MftTokenizer } from '../../src/tokenizer/index.js';
-import { Rng } from '../../src/util/index.js';
 import { REPO_ROOT } from '../cli/run-cli.js';
+import { randomAdapter } from '../helpers/random-adapter.js';
 import { fileTempDir } from '../helpers/tmp-dir.js';
 
 const MODEL = join(REPO_ROOT, 'checkpoints/base/tinystories-260k');
@@ -33,43 +33,6 @@ const runC = readFileSync(
   .split(/\s+/)
   .map(Number);
 const tmp = fileTempDir('serve');
-
-/** A random PEFT adapter (q_proj and down_proj, r = 2) written to `dir`. */
-function writeAdapter(model: LoadedModel, dir: string, seed: number): void {
-  const rng = new Rng(seed);
-  const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
-  model.layers.forEach((layer, i) => {
-    for (const name of ['q_proj', 'down_proj'] as const) {
-      const [out, inp] = layer[name].shape as [number, number];
-      const part = name === 'q_proj' ? 'self_attn' : 'mlp';
-      const key = `base_model.model.model.layers.${i}.${part}.${name}`;
-      tensors.set(`${key}.lora_A.weight`, {
-        shape: [2, inp],
-        data: Float32Array.from({ length: 2 * inp }, () => rng.next() - 0.5),
-      });
-      tensors.set(`${key}.lora_B.weight`, {
-        shape: [out, 2],
-        data: Float32Array.from({ length: 2 * out }, () => (rng.next() - 0.5) * 0.4),
-      });
-    }
-  });
-  saveAdapter(dir, {
-    config: {
-      peft_type: 'LORA',
-      task_type: 'CAUSAL_LM',
-      r: 2,
-      lora_alpha: 4,
-      lora_dropout: 0,
-      target_modules: ['q_proj', 'down_proj'],
-      bias: 'none',
-      use_rslora: false,
-      fan_in_fan_out: false,
-      base_model_name_or_path: MODEL,
-      inference_mode: true,
-    },
-    tensors,
-  });
-}
 
 let model: LoadedModel;
 let tok: MftTokenizer;
@@ -120,7 +83,7 @@ beforeAll(async () => {
     ['story-a', 5],
     ['story-b', 9],
   ] as const) {
-    writeAdapter(model, join(tmp, name), seed);
+    saveAdapter(join(tmp, name), randomAdapter(model, { seed, bScale: 0.4, baseModel: MODEL }));
     loras.set(name, loraFromAdapter(model, loadAdapter(join(tmp, name))).toModelLora());
   }
   main = await start();

@@ -2,21 +2,14 @@ import { describe, expect, test } from 'vitest';
 import { ChatRenderer } from '../../../src/data/format/chat-template.js';
 import { type FormatContext, formatRecord } from '../../../src/data/format/format-record.js';
 import type { DataRecipe, RecipeFormat } from '../../../src/data/types.js';
+import { plainRecipe } from '../../helpers/data-config.js';
 
 function ctx(
   format: RecipeFormat,
   over: Partial<FormatContext> & { train_on?: DataRecipe['train_on'] } = {},
 ): FormatContext {
-  const fields: Record<RecipeFormat, Record<string, string>> = {
-    text: { text: 'text' },
-    completion: { prompt: 'prompt', completion: 'completion' },
-    alpaca: { instruction: 'instruction', input: 'input', output: 'output' },
-    instruct: { messages: 'messages' },
-    code_completion: { text: 'text' },
-  };
-  const trainOn = over.train_on ?? (format === 'text' || format === 'code_completion' ? 'all' : 'completion');
   return {
-    recipe: { name: format, format, fields: fields[format], train_on: trainOn, add_eos: true },
+    recipe: plainRecipe(format, over.train_on),
     fields: {},
     chat: format === 'instruct' ? new ChatRenderer(null, { bos_token: '<s>', eos_token: '</s>' }) : null,
     fimRate: 0,
