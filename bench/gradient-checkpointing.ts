@@ -15,12 +15,8 @@ import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/backend/index.js';
 import { createLora, lossAndGrads } from '../src/lora/index.js';
-import type { Batch } from '../src/model/batch.js';
 import { type LoadedModel, loadModel } from '../src/model/index.js';
-import { buildModel } from '../src/model/load.js';
-import { parseModelSpec } from '../src/model/spec.js';
-import { Rng } from '../src/util/index.js';
-import type { TensorData } from '../src/weights/safetensors.js';
+import { randomBatch, randomLlama } from './lib/random-llama.js';
 
 interface Case {
   name: string;
@@ -31,40 +27,6 @@ interface Case {
 
 const TINY_DIR = fileURLToPath(new URL('../checkpoints/base/tinystories-260k', import.meta.url));
 
-/** A Llama-shaped model with random weights (the timing does not depend on the values). */
-function randomLlama(config: Record<string, unknown>): LoadedModel {
-  const spec = parseModelSpec({ architectures: ['LlamaForCausalLM'], torch_dtype: 'float32', ...config });
-  const rng = new Rng(1);
-  const names = new Map<string, number[]>();
-  const H = spec.hidden_size;
-  const I = spec.intermediate_size;
-  const kv = spec.num_key_value_heads * spec.head_dim;
-  names.set('model.embed_tokens.weight', [spec.vocab_size, H]);
-  names.set('model.norm.weight', [H]);
-  names.set('lm_head.weight', [spec.vocab_size, H]);
-  for (let i = 0; i < spec.num_hidden_layers; i++) {
-    const p = `model.layers.${i}`;
-    names.set(`${p}.input_layernorm.weight`, [H]);
-    names.set(`${p}.post_attention_layernorm.weight`, [H]);
-    names.set(`${p}.self_attn.q_proj.weight`, [H, H]);
-    names.set(`${p}.self_attn.k_proj.weight`, [kv, H]);
-    names.set(`${p}.self_attn.v_proj.weight`, [kv, H]);
-    names.set(`${p}.self_attn.o_proj.weight`, [H, H]);
-    names.set(`${p}.mlp.gate_proj.weight`, [I, H]);
-    names.set(`${p}.mlp.up_proj.weight`, [I, H]);
-    names.set(`${p}.mlp.down_proj.weight`, [H, I]);
-  }
-  const read = (name: string): TensorData => {
-    const shape = names.get(name)!;
-    const n = shape.reduce((a, b) => a * b, 1);
-    const data = new Float32Array(n);
-    const s = shape.length === 1 ? 0 : 1 / Math.sqrt(shape[1]!);
-    for (let k = 0; k < n; k++) data[k] = shape.length === 1 ? 1 : (2 * rng.next() - 1) * s;
-    return { dtype: 'F32', shape, data };
-  };
-  return buildModel('random-llama-20m', spec, { names: () => [...names.keys()], read });
-}
-
 const CASES: Record<string, Case> = {
   tiny: { name: 'tinystories-260k', batchSize: 8, seqLen: 256, model: () => loadModel(TINY_DIR) },
   '20m': {
@@ -72,31 +34,21 @@ const CASES: Record<string, Case> = {
     batchSize: 4,
     seqLen: 256,
     model: async () =>
-      randomLlama({
-        vocab_size: 4096,
-        hidden_size: 512,
-        intermediate_size: 1376,
-        num_hidden_layers: 6,
-        num_attention_heads: 8,
-        num_key_value_heads: 4,
-        max_position_embeddings: 1024,
-        tie_word_embeddings: false,
-      }),
+      randomLlama(
+        {
+          vocab_size: 4096,
+          hidden_size: 512,
+          intermediate_size: 1376,
+          num_hidden_layers: 6,
+          num_attention_heads: 8,
+          num_key_value_heads: 4,
+          max_position_embeddings: 1024,
+        },
+        'fp32',
+        1,
+      ),
   },
 };
-
-/** One packed batch of random tokens, two documents per row. */
-function benchBatch(vocab: number, B: number, T: number): Batch {
-  const rng = new Rng(2);
-  const n = B * T;
-  const inputIds = new Int32Array(n).map(() => rng.int(vocab));
-  const segmentIds = new Int32Array(n).map((_, k) => (k % T < T / 2 ? 0 : 1));
-  const positionIds = new Int32Array(n).map((_, k) => (k % T) % (T / 2));
-  const labels = new Int32Array(n).map((_, k) =>
-    (k % T) + 1 < T && segmentIds[k + 1] === segmentIds[k] ? inputIds[k + 1]! : -100,
-  );
-  return { batchSize: B, seqLen: T, inputIds, labels, segmentIds, positionIds };
-}
 
 function heapBytes(): number | null {
   const wasm = (tf.backend() as unknown as { wasm?: { HEAPU8?: Uint8Array } }).wasm;
@@ -122,7 +74,7 @@ async function child(caseName: string, checkpointing: boolean, backend: 'wasm' |
     useRslora: false,
     seed: 1,
   });
-  const batch = benchBatch(model.spec.vocab_size, c.batchSize, c.seqLen);
+  const batch = randomBatch(model.spec.vocab_size, c.batchSize, c.seqLen, 2);
   const times: number[] = [];
   let peakHeap = 0;
   for (let i = 0; i <= runs; i++) {

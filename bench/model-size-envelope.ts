@@ -11,12 +11,12 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/backend/index.js';
 import { createLora, lossAndGrads } from '../src/lora/index.js';
 import type { Batch } from '../src/model/batch.js';
-import { buildModel, forward, generate, type LoadedModel, parseModelSpec } from '../src/model/index.js';
+import { forward, generate, type LoadedModel } from '../src/model/index.js';
 import { Rng } from '../src/util/index.js';
-import type { TensorData } from '../src/weights/index.js';
+import { type LlamaShape, randomLlama } from './lib/random-llama.js';
 
 /** Llama shapes; 135m is SmolLM2-135M's (GQA 9/3, tied embeddings). */
-const SIZES: Record<string, Record<string, number | boolean>> = {
+const SIZES: Record<string, LlamaShape> = {
   '1m': {
     hidden_size: 128,
     intermediate_size: 344,
@@ -52,43 +52,6 @@ const SIZES: Record<string, Record<string, number | boolean>> = {
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
   return i > 0 ? (process.argv[i + 1] ?? fallback) : fallback;
-}
-
-function randomModel(config: Record<string, number | boolean>): LoadedModel {
-  const spec = parseModelSpec({ architectures: ['LlamaForCausalLM'], torch_dtype: 'float32', ...config });
-  const rng = new Rng(1);
-  const H = spec.hidden_size;
-  const I = spec.intermediate_size;
-  const q = spec.num_attention_heads * spec.head_dim;
-  const kv = spec.num_key_value_heads * spec.head_dim;
-  const shapes = new Map<string, number[]>([['model.embed_tokens.weight', [spec.vocab_size, H]]]);
-  for (let l = 0; l < spec.num_hidden_layers; l++) {
-    const p = `model.layers.${l}`;
-    shapes.set(`${p}.input_layernorm.weight`, [H]);
-    shapes.set(`${p}.post_attention_layernorm.weight`, [H]);
-    shapes.set(`${p}.self_attn.q_proj.weight`, [q, H]);
-    shapes.set(`${p}.self_attn.k_proj.weight`, [kv, H]);
-    shapes.set(`${p}.self_attn.v_proj.weight`, [kv, H]);
-    shapes.set(`${p}.self_attn.o_proj.weight`, [H, q]);
-    shapes.set(`${p}.mlp.gate_proj.weight`, [I, H]);
-    shapes.set(`${p}.mlp.up_proj.weight`, [I, H]);
-    shapes.set(`${p}.mlp.down_proj.weight`, [H, I]);
-  }
-  shapes.set('model.norm.weight', [H]);
-  if (!spec.tie_word_embeddings) shapes.set('lm_head.weight', [spec.vocab_size, H]);
-  const source = {
-    names: () => [...shapes.keys()],
-    read: (name: string): TensorData => {
-      const shape = shapes.get(name) as number[];
-      const n = shape.reduce((a, b) => a * b, 1);
-      const scale = shape.length === 1 ? 0 : 1 / Math.sqrt(shape[1] as number);
-      const data = Float32Array.from({ length: n }, () =>
-        shape.length === 1 ? 1 : (rng.next() * 2 - 1) * scale,
-      );
-      return { dtype: 'F32', shape, data };
-    },
-  };
-  return buildModel(`random-${spec.hidden_size}`, spec, source);
 }
 
 function params(model: LoadedModel): number {
@@ -128,7 +91,7 @@ const runs = Number(arg('runs', '3'));
 console.log(`backend ${backend}, batch ${B} x seq ${T}, median of ${runs} runs after a warm-up`);
 console.log('size   params   forward tok/s   fwd+bwd LoRA tok/s   generate tok/s');
 for (const size of arg('sizes', '1m,10m,50m').split(',')) {
-  const model = randomModel(SIZES[size] as Record<string, number | boolean>);
+  const model = randomLlama(SIZES[size]!, 'fp32', 1);
   const batch = randomBatch(B, T, model.spec.vocab_size);
   const fwd = await time(runs, () => forward(model, batch));
   const lora = createLora(model, {

@@ -7,19 +7,20 @@
 
 import { type CreateLoraOptions, createLora, type LoraState } from '../../src/lora/index.js';
 import type { Batch } from '../../src/model/batch.js';
-import { buildModel, type LoadedModel, parseModelSpec } from '../../src/model/index.js';
+import { buildModel, type LoadedModel, type ModelSpec, parseModelSpec } from '../../src/model/index.js';
 import { mixSeed, Rng } from '../../src/util/index.js';
 import type { TensorData } from '../../src/weights/index.js';
 
-/** The config.json fields of a benchmark model. */
+/** The config.json fields of a benchmark model (absent ones take config.json's defaults; untied). */
 export interface LlamaShape {
   vocab_size: number;
   hidden_size: number;
   intermediate_size: number;
   num_hidden_layers: number;
   num_attention_heads: number;
-  num_key_value_heads: number;
-  max_position_embeddings: number;
+  num_key_value_heads?: number;
+  max_position_embeddings?: number;
+  tie_word_embeddings?: boolean;
 }
 
 /** How the frozen base is stored: the task keys `precision` and `quantization`. */
@@ -42,27 +43,28 @@ export function loadOptions(storage: Storage): {
   return { precision: storage, quantization: 'none', doubleQuant: false };
 }
 
-/** HF weight names and shapes of a Llama model with untied embeddings. */
-function weightShapes(c: LlamaShape): Map<string, number[]> {
-  const H = c.hidden_size;
-  const I = c.intermediate_size;
-  const kv = (c.num_key_value_heads * H) / c.num_attention_heads;
+/** HF weight names and shapes of a Llama model (lm_head only when the embeddings are untied). */
+function weightShapes(spec: ModelSpec): Map<string, number[]> {
+  const H = spec.hidden_size;
+  const I = spec.intermediate_size;
+  const q = spec.num_attention_heads * spec.head_dim;
+  const kv = spec.num_key_value_heads * spec.head_dim;
   const shapes = new Map<string, number[]>();
-  shapes.set('model.embed_tokens.weight', [c.vocab_size, H]);
-  for (let i = 0; i < c.num_hidden_layers; i++) {
+  shapes.set('model.embed_tokens.weight', [spec.vocab_size, H]);
+  for (let i = 0; i < spec.num_hidden_layers; i++) {
     const p = `model.layers.${i}`;
     shapes.set(`${p}.input_layernorm.weight`, [H]);
     shapes.set(`${p}.post_attention_layernorm.weight`, [H]);
-    shapes.set(`${p}.self_attn.q_proj.weight`, [H, H]);
+    shapes.set(`${p}.self_attn.q_proj.weight`, [q, H]);
     shapes.set(`${p}.self_attn.k_proj.weight`, [kv, H]);
     shapes.set(`${p}.self_attn.v_proj.weight`, [kv, H]);
-    shapes.set(`${p}.self_attn.o_proj.weight`, [H, H]);
+    shapes.set(`${p}.self_attn.o_proj.weight`, [H, q]);
     shapes.set(`${p}.mlp.gate_proj.weight`, [I, H]);
     shapes.set(`${p}.mlp.up_proj.weight`, [I, H]);
     shapes.set(`${p}.mlp.down_proj.weight`, [H, I]);
   }
   shapes.set('model.norm.weight', [H]);
-  shapes.set('lm_head.weight', [c.vocab_size, H]);
+  if (!spec.tie_word_embeddings) shapes.set('lm_head.weight', [spec.vocab_size, H]);
   return shapes;
 }
 
@@ -78,7 +80,7 @@ export function randomLlama(shape: LlamaShape, storage: Storage, seed: number): 
     tie_word_embeddings: false,
     ...shape,
   });
-  const shapes = weightShapes(shape);
+  const shapes = weightShapes(spec);
   const names = [...shapes.keys()];
   const read = (name: string): TensorData => {
     const dims = shapes.get(name)!;
