@@ -19,6 +19,7 @@ import { formatJson } from './lib/json.js';
 import { machine, versions } from './lib/machine.js';
 import { sig } from './lib/measure.js';
 import type { LlamaShape } from './lib/random-llama.js';
+import { BENCH_MODEL } from './plan.js';
 import type { TrainStepJob, TrainStepResult } from './sections/train-step.js';
 
 interface PeerShape {
@@ -51,15 +52,7 @@ const SHAPES: PeerShape[] = [
   {
     name: 'bench',
     checkpointing: true,
-    model: {
-      vocab_size: 32000,
-      hidden_size: 512,
-      intermediate_size: 1376,
-      num_hidden_layers: 8,
-      num_attention_heads: 8,
-      num_key_value_heads: 4,
-      max_position_embeddings: 256,
-    },
+    model: { ...BENCH_MODEL, max_position_embeddings: 256 },
     batchSize: 4,
     seqLen: 256,
     r: 16,

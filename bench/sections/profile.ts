@@ -17,16 +17,11 @@ import {
 } from '../../src/model/index.js';
 import { mixSeed } from '../../src/util/index.js';
 import { sig, type Timing, time, timeAsync } from '../lib/measure.js';
-import { benchLora, type LlamaShape, randomBatch, randomLlama, type Storage } from '../lib/random-llama.js';
+import { benchLora, randomBatch, randomLlama, type Storage } from '../lib/random-llama.js';
+import type { StepShape } from './train-step.js';
 
-export interface ProfileJob {
+export interface ProfileJob extends StepShape {
   kind: 'profile';
-  model: LlamaShape;
-  storage: Storage;
-  checkpointing: boolean;
-  batchSize: number;
-  seqLen: number;
-  r: number;
 }
 
 export interface ProfileCost {

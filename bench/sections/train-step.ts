@@ -29,14 +29,18 @@ import {
   type Storage,
 } from '../lib/random-llama.js';
 
-export interface TrainStepJob {
-  kind: 'train-step';
+/** What one LoRA training step runs on: the model, its storage, the batch and the adapter rank. */
+export interface StepShape {
   model: LlamaShape;
   storage: Storage;
   checkpointing: boolean;
   batchSize: number;
   seqLen: number;
   r: number;
+}
+
+export interface TrainStepJob extends StepShape {
+  kind: 'train-step';
   warmup: number;
   runs: number;
   /** Worker threads sharing the step's rows (src/parallel, as `num_workers`); default 1: this thread. */

@@ -97,19 +97,23 @@ export function writeTinyModel(opts: TinyOptions = {}): TinyModel {
   add('model.norm.weight', [H], 'norm');
   if (!tie) add('lm_head.weight', [V, H], 'w');
 
-  const config: Record<string, unknown> = {
-    architectures: [arch],
+  // The fields config.json and the reference share.
+  const sizes = {
     vocab_size: V,
     hidden_size: H,
     intermediate_size: I,
     num_hidden_layers: L,
     num_attention_heads: nH,
     num_key_value_heads: nKV,
-    max_position_embeddings: 256,
     rms_norm_eps: 1e-5,
     rope_theta: opts.ropeTheta ?? 10000,
-    hidden_act: 'silu',
     tie_word_embeddings: tie,
+  };
+  const config: Record<string, unknown> = {
+    architectures: [arch],
+    ...sizes,
+    max_position_embeddings: 256,
+    hidden_act: 'silu',
     bos_token_id: 1,
     eos_token_id: 2,
     torch_dtype: 'float32',
@@ -126,17 +130,9 @@ export function writeTinyModel(opts: TinyOptions = {}): TinyModel {
     { format: 'pt' },
   );
   const ref: RefConfig = {
-    vocab_size: V,
-    hidden_size: H,
-    intermediate_size: I,
-    num_hidden_layers: L,
-    num_attention_heads: nH,
-    num_key_value_heads: nKV,
+    ...sizes,
     head_dim: D,
-    rms_norm_eps: 1e-5,
-    rope_theta: opts.ropeTheta ?? 10000,
     rope_scaling: opts.ropeScaling ?? null,
-    tie_word_embeddings: tie,
     windows: opts.windows ?? new Array(L).fill(null),
   };
   return { dir, config, ref, weights };
