@@ -3,7 +3,13 @@
  * lavapipe, see .ci/install-vulkan); elsewhere its block is skipped and its title says why.
  */
 import { describe, test } from 'vitest';
-import { type BackendName, probeBackends } from '../../src/backend/index.js';
+import {
+  type BackendName,
+  initBackend,
+  probeBackends,
+  useNativeKernels,
+  useStockKernels,
+} from '../../src/backend/index.js';
 
 const webgpu = (await probeBackends()).find((p) => p.name === 'webgpu')!;
 
@@ -42,4 +48,31 @@ export function withWebGpu<T>(rows: T[], webgpuRow: T, title: string): T[] {
     test('needs a WebGPU adapter', () => {});
   });
   return rows;
+}
+
+/** Which matrix products a golden test runs: mft's native kernels (wasm) or tfjs's own. */
+export type Kernels = 'native' | 'stock';
+
+/**
+ * The rows of the golden tests: wasm twice (every product on the native kernels, no size threshold,
+ * then all stock), cpu, and webgpu where it runs.
+ * @example describe.each(goldenRows('llama-golden'))('llama-golden on %s, %s kernels', (backend, kernels) => ...)
+ */
+export function goldenRows(title: string): [BackendName, Kernels][] {
+  return withWebGpu<[BackendName, Kernels]>(
+    [
+      ['wasm', 'native'],
+      ['wasm', 'stock'],
+      ['cpu', 'stock'],
+    ],
+    ['webgpu', 'stock'],
+    title,
+  );
+}
+
+/** Make `backend` current with a row's kernels. */
+export async function useBackend(backend: BackendName, kernels: Kernels): Promise<void> {
+  await initBackend(backend);
+  if (backend === 'wasm' && kernels === 'native') useNativeKernels({ minMacs: 0 });
+  else useStockKernels();
 }

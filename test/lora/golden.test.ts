@@ -6,14 +6,13 @@
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { type BackendName, initBackend, useNativeKernels, useStockKernels } from '../../src/backend/index.js';
 import { lossAndGrads } from '../../src/lora/layerwise-grads.js';
 import { loraFromAdapter, loraToAdapter } from '../../src/lora/lora-state.js';
 import { loadAdapter, saveAdapter } from '../../src/lora/peft-adapter.js';
 import type { Batch } from '../../src/model/batch.js';
 import { forward, type LoadedModel, loadModel } from '../../src/model/index.js';
 import { SafetensorsFile } from '../../src/weights/safetensors.js';
-import { withWebGpu } from '../helpers/backends.js';
+import { goldenRows, useBackend } from '../helpers/backends.js';
 import { causalBatch, relMaxErr } from '../helpers/golden.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp-dir.js';
 
@@ -34,25 +33,12 @@ afterAll(() => {
   goldenGrads.close();
 });
 
-// wasm runs twice: every product on the native kernels (no size threshold), then all stock.
-describe.each(
-  withWebGpu<[BackendName, 'native' | 'stock']>(
-    [
-      ['wasm', 'native'],
-      ['wasm', 'stock'],
-      ['cpu', 'stock'],
-    ],
-    ['webgpu', 'stock'],
-    'llama-golden LoRA',
-  ),
-)('llama-golden LoRA on %s, %s kernels', (backend, kernels) => {
+describe.each(goldenRows('llama-golden LoRA'))('llama-golden LoRA on %s, %s kernels', (backend, kernels) => {
   let model: LoadedModel;
   const batch = goldenBatch();
 
   beforeAll(async () => {
-    await initBackend(backend);
-    if (backend === 'wasm' && kernels === 'native') useNativeKernels({ minMacs: 0 });
-    else useStockKernels();
+    await useBackend(backend, kernels);
     model = await loadModel(FIXTURE);
   });
 

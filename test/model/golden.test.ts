@@ -5,11 +5,10 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { type BackendName, initBackend, useNativeKernels, useStockKernels } from '../../src/backend/index.js';
 import type { Batch } from '../../src/model/batch.js';
 import { forward, LINEAR_NAMES, type LoadedModel, loadModel, type ModelLora } from '../../src/model/index.js';
 import { SafetensorsFile } from '../../src/weights/index.js';
-import { withWebGpu } from '../helpers/backends.js';
+import { goldenRows, useBackend } from '../helpers/backends.js';
 import { causalBatch, GOLDEN_DIR, relMaxErr } from '../helpers/golden.js';
 
 const golden = SafetensorsFile.open(`${GOLDEN_DIR}golden.safetensors`);
@@ -39,23 +38,10 @@ function adapterLora(): ModelLora {
   return lora;
 }
 
-// wasm runs twice: every product on the native kernels (no size threshold), then all stock.
-describe.each(
-  withWebGpu<[BackendName, 'native' | 'stock']>(
-    [
-      ['wasm', 'native'],
-      ['wasm', 'stock'],
-      ['cpu', 'stock'],
-    ],
-    ['webgpu', 'stock'],
-    'llama-golden',
-  ),
-)('llama-golden on %s, %s kernels', (backend, kernels) => {
+describe.each(goldenRows('llama-golden'))('llama-golden on %s, %s kernels', (backend, kernels) => {
   let model: LoadedModel;
   beforeAll(async () => {
-    await initBackend(backend);
-    if (backend === 'wasm' && kernels === 'native') useNativeKernels({ minMacs: 0 });
-    else useStockKernels();
+    await useBackend(backend, kernels);
     model = await loadModel(GOLDEN_DIR);
   });
 
