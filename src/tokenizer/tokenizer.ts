@@ -84,7 +84,7 @@ export async function loadTokenizer(dir: string): Promise<MftTokenizer> {
   const modelConfig = existsSync(modelConfigPath) ? await readJson(modelConfigPath) : {};
   const templatePath = join(abs, 'chat_template.jinja');
   const templateFile = existsSync(templatePath) ? await readFile(templatePath, 'utf8') : null;
-  return new HfTokenizer(abs, tokenizerJson, config, modelConfig, templateFile);
+  return hfTokenizer(abs, tokenizerJson, config, modelConfig, templateFile);
 }
 
 async function readJson(path: string): Promise<Json> {
@@ -107,104 +107,98 @@ async function readJson(path: string): Promise<Json> {
   }
 }
 
-class HfTokenizer implements MftTokenizer {
-  readonly vocabSize: number;
-  readonly bosId: number | null;
-  readonly eosId: number | null;
-  readonly padId: number | null;
-  readonly addsBos: boolean;
-  readonly addsEos: boolean;
-  readonly chatTemplate: string | null;
-  private readonly tok: Tokenizer;
-  /** What the tokenizer.json post-processor adds by itself, before tokenizer_config's flags. */
-  private readonly postAddsBos: boolean;
-  private readonly postAddsEos: boolean;
-
-  constructor(
-    readonly dir: string,
-    tokenizerJson: Json,
-    config: Json,
-    modelConfig: Json,
-    templateFile: string | null,
-  ) {
-    const where = join(dir, 'tokenizer.json');
-    try {
-      // The library's own clean-up default is true; mft never applies it (see the file header).
-      this.tok = new Tokenizer(tokenizerJson, { ...config, clean_up_tokenization_spaces: false });
-    } catch (e) {
-      fail(where, `cannot build the tokenizer: ${(e as Error).message}`);
-    }
-    fixDigits(this.tok.pre_tokenizer);
-    fixByteFallback(this.tok.decoder);
-
-    let maxId = -1;
-    for (const id of this.tok.get_vocab(true).values()) maxId = Math.max(maxId, id);
-    this.vocabSize = maxId + 1;
-
-    this.bosId = this.specialId(config, 'bos_token', modelConfig, 'bos_token_id');
-    this.eosId = this.specialId(config, 'eos_token', modelConfig, 'eos_token_id');
-    this.padId = this.specialId(config, 'pad_token', {}, '');
-
-    // What the post-processor adds around a sequence: encode a probe both ways.
-    const bare = this.tok.encode('a', { add_special_tokens: false }).ids;
-    const full = this.tok.encode('a', { add_special_tokens: true }).ids;
-    this.postAddsBos = this.bosId !== null && full.length > bare.length && full[0] === this.bosId;
-    this.postAddsEos =
-      this.eosId !== null && full.length > bare.length && full[full.length - 1] === this.eosId;
-    this.addsBos = this.bosId !== null && flag(config, 'add_bos_token', this.postAddsBos);
-    this.addsEos = this.eosId !== null && flag(config, 'add_eos_token', this.postAddsEos);
-
-    this.chatTemplate = chatTemplateOf(config, templateFile);
+/** The tokenizer of a folder's files (already read), as an `MftTokenizer`. */
+function hfTokenizer(
+  dir: string,
+  tokenizerJson: Json,
+  config: Json,
+  modelConfig: Json,
+  templateFile: string | null,
+): MftTokenizer {
+  let tok: Tokenizer;
+  try {
+    // The library's own clean-up default is true; mft never applies it (see the file header).
+    tok = new Tokenizer(tokenizerJson, { ...config, clean_up_tokenization_spaces: false });
+  } catch (e) {
+    fail(join(dir, 'tokenizer.json'), `cannot build the tokenizer: ${(e as Error).message}`);
   }
+  fixDigits(tok.pre_tokenizer);
+  fixByteFallback(tok.decoder);
 
-  encode(text: string, opts: { addSpecialTokens?: boolean } = {}): number[] {
-    const special = opts.addSpecialTokens ?? true;
-    const ids = this.tok.encode(text, { add_special_tokens: special }).ids;
-    if (!special) return ids;
-    // tokenizer_config's add_bos_token / add_eos_token override the post-processor.
-    if (this.addsBos && !this.postAddsBos) ids.unshift(this.bosId!);
-    if (!this.addsBos && this.postAddsBos) ids.shift();
-    if (this.addsEos && !this.postAddsEos) ids.push(this.eosId!);
-    if (!this.addsEos && this.postAddsEos) ids.pop();
-    return ids;
-  }
-
-  decode(ids: number[], opts: { skipSpecialTokens?: boolean } = {}): string {
-    // Ids outside the vocabulary (a model's padded embedding rows) decode to nothing, as in
-    // the Rust library.
-    const known = ids.filter((id) => Number.isInteger(id) && this.tok.id_to_token(id) !== undefined);
-    if (known.length === 0) return '';
-    return this.tok.decode(known, {
-      skip_special_tokens: opts.skipSpecialTokens ?? false,
-      clean_up_tokenization_spaces: false,
-    });
-  }
-
-  tokenToId(token: string): number | null {
-    return this.tok.token_to_id(token) ?? null;
-  }
+  let maxId = -1;
+  for (const id of tok.get_vocab(true).values()) maxId = Math.max(maxId, id);
+  const vocabSize = maxId + 1;
 
   /** Id of tokenizer_config's `key` token; when the key is absent, config.json's `idKey`. */
-  private specialId(config: Json, key: string, modelConfig: Json, idKey: string): number | null {
+  const specialId = (key: string, fromModel: Json, idKey: string): number | null => {
     if (key in config) {
       const v = config[key];
       const content =
         typeof v === 'string' ? v : v && typeof v === 'object' ? (v as Json)['content'] : undefined;
       if (typeof content !== 'string') return null;
-      const id = this.tok.token_to_id(content);
+      const id = tok.token_to_id(content);
       if (id === undefined) {
         fail(
-          join(this.dir, 'tokenizer_config.json'),
+          join(dir, 'tokenizer_config.json'),
           `${key} "${content}" is not a token of tokenizer.json`,
           'fix the token name or remove the key',
         );
       }
       return id;
     }
-    const v = modelConfig[idKey];
+    const v = fromModel[idKey];
     const id = Array.isArray(v) ? v[0] : v;
-    return typeof id === 'number' && Number.isInteger(id) && id >= 0 && id <= this.vocabSize - 1 ? id : null;
-  }
+    return typeof id === 'number' && Number.isInteger(id) && id >= 0 && id <= vocabSize - 1 ? id : null;
+  };
+  const bosId = specialId('bos_token', modelConfig, 'bos_token_id');
+  const eosId = specialId('eos_token', modelConfig, 'eos_token_id');
+  const padId = specialId('pad_token', {}, '');
+
+  // What the post-processor adds around a sequence: encode a probe both ways.
+  const bare = tok.encode('a', { add_special_tokens: false }).ids;
+  const full = tok.encode('a', { add_special_tokens: true }).ids;
+  const postAddsBos = bosId !== null && full.length > bare.length && full[0] === bosId;
+  const postAddsEos = eosId !== null && full.length > bare.length && full[full.length - 1] === eosId;
+  const addsBos = bosId !== null && flag(config, 'add_bos_token', postAddsBos);
+  const addsEos = eosId !== null && flag(config, 'add_eos_token', postAddsEos);
+
+  return {
+    dir,
+    vocabSize,
+    bosId,
+    eosId,
+    padId,
+    addsBos,
+    addsEos,
+    chatTemplate: chatTemplateOf(config, templateFile),
+
+    encode(text: string, opts: { addSpecialTokens?: boolean } = {}): number[] {
+      const special = opts.addSpecialTokens ?? true;
+      const ids = tok.encode(text, { add_special_tokens: special }).ids;
+      if (!special) return ids;
+      // tokenizer_config's add_bos_token / add_eos_token override the post-processor.
+      if (addsBos && !postAddsBos) ids.unshift(bosId!);
+      if (!addsBos && postAddsBos) ids.shift();
+      if (addsEos && !postAddsEos) ids.push(eosId!);
+      if (!addsEos && postAddsEos) ids.pop();
+      return ids;
+    },
+
+    decode(ids: number[], opts: { skipSpecialTokens?: boolean } = {}): string {
+      // Ids outside the vocabulary (a model's padded embedding rows) decode to nothing, as in
+      // the Rust library.
+      const known = ids.filter((id) => Number.isInteger(id) && tok.id_to_token(id) !== undefined);
+      if (known.length === 0) return '';
+      return tok.decode(known, {
+        skip_special_tokens: opts.skipSpecialTokens ?? false,
+        clean_up_tokenization_spaces: false,
+      });
+    },
+
+    tokenToId(token: string): number | null {
+      return tok.token_to_id(token) ?? null;
+    },
+  };
 }
 
 function flag(config: Json, key: string, fallback: boolean): boolean {
