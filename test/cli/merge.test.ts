@@ -3,6 +3,7 @@ import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { SafetensorsFile } from '../../src/weights/index.js';
+import { writeCheckpoint } from '../helpers/fake-checkpoint.js';
 import { fileTempDir } from '../helpers/tmp-dir.js';
 import { runCli } from './run-cli.js';
 
@@ -31,19 +32,8 @@ describe('mft merge', () => {
 
   test('a run folder with --checkpoint best, --max-shard-size and --json', () => {
     const run = join(root, 'run');
-    for (const [step, best] of [
-      [5, 5],
-      [10, 5],
-    ] as const) {
-      const d = join(run, `checkpoint-${step}`);
-      mkdirSync(d, { recursive: true });
-      for (const f of ['adapter_config.json', 'adapter_model.safetensors'])
-        copyFileSync(join(ADAPTER, f), join(d, f));
-      writeFileSync(
-        join(d, 'trainer_state.json'),
-        JSON.stringify({ step, best_step: best, best_eval_loss: 1.25 }),
-      );
-    }
+    writeCheckpoint(run, 5, 5, ADAPTER);
+    writeCheckpoint(run, 10, 5, ADAPTER);
     const out = join(root, 'best');
     const r = runCli([
       'merge',

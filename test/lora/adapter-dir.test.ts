@@ -1,8 +1,9 @@
-import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { resolveAdapterDir } from '../../src/lora/adapter-dir.js';
 import { errorOf } from '../helpers/error-of.js';
+import { writeCheckpoint } from '../helpers/fake-checkpoint.js';
 import { fileTempDir } from '../helpers/tmp-dir.js';
 
 const ADAPTER = 'test/fixtures/llama-golden/adapter';
@@ -10,16 +11,7 @@ const root = fileTempDir('adapter-dir');
 
 describe('resolveAdapterDir', () => {
   const run = join(root, 'run');
-  const ckpt = (step: number, best: number | null) => {
-    const d = join(run, `checkpoint-${step}`);
-    mkdirSync(d, { recursive: true });
-    for (const f of ['adapter_config.json', 'adapter_model.safetensors'])
-      copyFileSync(join(ADAPTER, f), join(d, f));
-    writeFileSync(
-      join(d, 'trainer_state.json'),
-      JSON.stringify({ step, best_step: best, best_eval_loss: best && 1.5 }),
-    );
-  };
+  const ckpt = (step: number, best: number | null) => writeCheckpoint(run, step, best, ADAPTER);
 
   test('adapter dir, run dir, checkpoint N and best', () => {
     ckpt(10, null);
