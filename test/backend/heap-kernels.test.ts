@@ -6,19 +6,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { initBackend, useNativeKernels, useStockKernels } from '../../src/backend/index.js';
+import { lcgValues } from '../helpers/lcg-values.js';
 
 const NATIVE = process.env.MFT_NATIVE_KERNELS !== '0';
-
-/** Deterministic distinct values. */
-function values(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s / 2 ** 31 - 1;
-  }
-  return out;
-}
 
 /** Row-major multi-index of flat position `i` in `shape`. */
 function unflat(i: number, shape: readonly number[]): number[] {
@@ -85,21 +75,21 @@ describe('wasm heap kernels and native transpose', () => {
   const stockOut: Float32Array[][] = [];
   const runAll = (): Float32Array[][] => [
     ...SLICES.map((c, i) => {
-      const x = tf.tensor(values(tf.util.sizeFromShape(c.shape), i + 1), c.shape);
+      const x = tf.tensor(lcgValues(tf.util.sizeFromShape(c.shape), i + 1), c.shape);
       const y = tf.slice(x, c.begin, c.size);
       const out = [y.dataSync() as Float32Array];
       tf.dispose([x, y]);
       return out;
     }),
     ...SPLITS.map((c, i) => {
-      const x = tf.tensor(values(tf.util.sizeFromShape(c.shape), 50 + i), c.shape);
+      const x = tf.tensor(lcgValues(tf.util.sizeFromShape(c.shape), 50 + i), c.shape);
       const ys = tf.split(x, c.sizes, c.axis);
       const out = ys.map((y) => y.dataSync() as Float32Array);
       tf.dispose([x, ...ys]);
       return out;
     }),
     ...TRANSPOSES.map((c, i) => {
-      const x = tf.tensor(values(tf.util.sizeFromShape(c.shape), 100 + i), c.shape);
+      const x = tf.tensor(lcgValues(tf.util.sizeFromShape(c.shape), 100 + i), c.shape);
       const y = tf.transpose(x, c.perm);
       const out = [y.dataSync() as Float32Array];
       tf.dispose([x, y]);
@@ -128,11 +118,11 @@ describe('wasm heap kernels and native transpose', () => {
     const got = runAll();
     expect(got).toEqual(stockOut);
     SLICES.forEach((c, i) => {
-      const x = values(tf.util.sizeFromShape(c.shape), i + 1);
+      const x = lcgValues(tf.util.sizeFromShape(c.shape), i + 1);
       expect(got[i]?.[0]).toEqual(referenceSlice(x, c.shape, c.begin, c.size));
     });
     TRANSPOSES.forEach((c, i) => {
-      const x = values(tf.util.sizeFromShape(c.shape), 100 + i);
+      const x = lcgValues(tf.util.sizeFromShape(c.shape), 100 + i);
       expect(got[SLICES.length + SPLITS.length + i]?.[0]).toEqual(referenceTranspose(x, c.shape, c.perm));
     });
   });
@@ -155,20 +145,22 @@ describe('wasm heap kernels and native transpose', () => {
 
   test('identity and same-dtype cast share the buffer; a shared buffer outlives its first owner', () => {
     const before = tf.memory().numTensors;
-    const x = tf.tensor2d(values(35, 7), [5, 7]);
+    const x = tf.tensor2d(lcgValues(35, 7), [5, 7]);
     const c = tf.clone(x);
     const same = tf.cast(x, 'float32');
     const asInt = tf.tidy(() => tf.cast(tf.mul(x, 10), 'int32'));
     x.dispose();
-    expect(c.dataSync()).toEqual(values(35, 7));
-    expect(same.dataSync()).toEqual(values(35, 7));
-    expect([...asInt.dataSync()]).toEqual([...values(35, 7)].map((v) => Math.trunc(Math.fround(v * 10)) | 0));
+    expect(c.dataSync()).toEqual(lcgValues(35, 7));
+    expect(same.dataSync()).toEqual(lcgValues(35, 7));
+    expect([...asInt.dataSync()]).toEqual(
+      [...lcgValues(35, 7)].map((v) => Math.trunc(Math.fround(v * 10)) | 0),
+    );
     tf.dispose([c, same, asInt]);
     expect(tf.memory().numTensors).toBe(before);
   });
 
   test('gradients through clone, slice and transpose', () => {
-    const x = tf.tensor3d(values(2 * 5 * 6, 9), [2, 5, 6]);
+    const x = tf.tensor3d(lcgValues(2 * 5 * 6, 9), [2, 5, 6]);
     const f = (t: tf.Tensor) =>
       tf.sum(tf.mul(tf.transpose(tf.slice(tf.clone(t), [0, 1, 2], [2, 3, 4]), [2, 0, 1]), 3));
     const g = tf.grad(f)(x);

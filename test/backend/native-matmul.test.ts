@@ -5,17 +5,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { initBackend, useNativeKernels, useStockKernels } from '../../src/backend/index.js';
-
-/** Deterministic values in [-1, 1). */
-function values(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s / 2 ** 31 - 1;
-  }
-  return out;
-}
+import { lcgValues } from '../helpers/lcg-values.js';
 
 /** `a x b` in float64 with numpy broadcasting of the batch dims, tfjs's transpose flags. */
 function reference(
@@ -95,8 +85,8 @@ describe('native wasm matrix kernels', () => {
   const tensors = CASES.map(
     (c, i) =>
       [
-        tf.tensor(values(tf.util.sizeFromShape(c.a), 2 * i + 1), c.a),
-        tf.tensor(values(tf.util.sizeFromShape(c.b), 2 * i + 2), c.b),
+        tf.tensor(lcgValues(tf.util.sizeFromShape(c.a), 2 * i + 1), c.a),
+        tf.tensor(lcgValues(tf.util.sizeFromShape(c.b), 2 * i + 2), c.b),
       ] as const,
   );
   const run = (i: number) => {
@@ -149,7 +139,7 @@ describe('native wasm matrix kernels', () => {
   test('fused matMul: plain product natively; bias and relu on the stock epilogue', () => {
     useNativeKernels({ minMacs: 0 });
     const [a, b] = tensors[0] as readonly [tf.Tensor2D, tf.Tensor2D];
-    const bias = tf.tensor1d(values(41, 99));
+    const bias = tf.tensor1d(lcgValues(41, 99));
     const plain = tf.fused.matMul({ a, b });
     const withBias = tf.fused.matMul({ a, b, bias, activation: 'relu' });
     const expected = tf.tidy(() => tf.relu(tf.add(tf.matMul(a, b), bias)));
