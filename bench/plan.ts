@@ -18,6 +18,17 @@ export const BENCH_MODEL: LlamaShape = {
   max_position_embeddings: 1024,
 };
 
+/** SmolLM2-135M (HuggingFaceTB/SmolLM2-135M config.json; untied here, as randomLlama builds it). */
+export const SMOLLM2_135M: LlamaShape = {
+  vocab_size: 49152,
+  hidden_size: 576,
+  intermediate_size: 1536,
+  num_hidden_layers: 30,
+  num_attention_heads: 9,
+  num_key_value_heads: 3,
+  max_position_embeddings: 2048,
+};
+
 /** For the cpu backend: about 1.8M parameters. */
 export const SMALL_MODEL: LlamaShape = {
   vocab_size: 4096,

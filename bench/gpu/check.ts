@@ -22,18 +22,7 @@ import { AdamW } from '../../src/train/index.js';
 import { SafetensorsFile } from '../../src/weights/index.js';
 import { paramCounts, trainStepFlops } from '../lib/flops.js';
 import { benchLora, type LlamaShape, randomBatch, randomLlama } from '../lib/random-llama.js';
-import { BENCH_MODEL } from '../plan.js';
-
-/** SmolLM2-135M (HuggingFaceTB/SmolLM2-135M config.json), random weights. */
-const SMOLLM2_135M: LlamaShape = {
-  vocab_size: 49152,
-  hidden_size: 576,
-  intermediate_size: 1536,
-  num_hidden_layers: 30,
-  num_attention_heads: 9,
-  num_key_value_heads: 3,
-  max_position_embeddings: 2048,
-};
+import { BENCH_MODEL, SMOLLM2_135M } from '../plan.js';
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
