@@ -5,15 +5,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Batch } from '../model/batch.js';
-import {
-  createAttentionContext,
-  embedTokens,
-  headLossSum,
-  type LoadedModel,
-  runLayers,
-  trainingWeights,
-} from '../model/index.js';
-import { type LossAndGrads, type LossAndGradsOptions, trainingDropout } from './layerwise-grads.js';
+import { embedTokens, headLossSum, type LoadedModel, runLayers } from '../model/index.js';
+import { type LossAndGrads, type LossAndGradsOptions, trainingPass } from './layerwise-grads.js';
 import type { LoraState } from './lora-state.js';
 
 /**
@@ -30,12 +23,10 @@ export async function fullTapeLossAndGrads(
   batch: Batch,
   opts: LossAndGradsOptions,
 ): Promise<LossAndGrads> {
-  const spec = model.spec;
-  const modelLora = lora.toModelLora(trainingDropout(batch, opts));
+  const pass = trainingPass(model, lora, batch, opts);
+  const { modelLora, ctx, weights } = pass;
   const keys = [...lora.variables.keys()];
   const vars = keys.map((k) => lora.variables.get(k)!);
-  const ctx = createAttentionContext(spec, batch);
-  const weights = opts.weights ?? trainingWeights(model);
   let count = 0;
   try {
     const { value, grads } = tf.tidy(() =>
@@ -56,7 +47,6 @@ export async function fullTapeLossAndGrads(
     value.dispose();
     return { lossSum, count, grads: new Map(keys.map((k, j) => [k, grads[j]!])) };
   } finally {
-    if (!opts.weights) weights.dispose();
-    ctx.dispose();
+    pass.dispose();
   }
 }

@@ -20,11 +20,13 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Batch } from '../model/batch.js';
 import {
+  type AttentionContext,
   createAttentionContext,
   decoderLayer,
   embedTokens,
   headLossSum,
   type LoadedModel,
+  type ModelLora,
   runLayers,
   trainingWeights,
   type WeightProvider,
@@ -94,9 +96,8 @@ export async function layerwiseLossAndGrads(
 ): Promise<LossAndGrads> {
   const spec = model.spec;
   const numLayers = model.layers.length;
-  const modelLora = lora.toModelLora(trainingDropout(batch, opts));
-  const ctx = createAttentionContext(spec, batch);
-  const weights = opts.weights ?? trainingWeights(model);
+  const pass = trainingPass(model, lora, batch, opts);
+  const { modelLora, ctx, weights } = pass;
   const inputs: tf.Tensor3D[] = [];
   const grads = new Map<string, tf.Tensor>();
   let upstream: tf.Tensor3D | null = null;
@@ -149,13 +150,43 @@ export async function layerwiseLossAndGrads(
     tf.dispose(inputs);
     hL?.dispose();
     upstream?.dispose();
-    if (!opts.weights) weights.dispose();
-    ctx.dispose();
+    pass.dispose();
   }
 }
 
+/** What both training passes hold for a micro-batch; `dispose` frees what the pass made. */
+export interface TrainingPass {
+  /** The adapters, with this micro-batch's dropout masks. */
+  modelLora: ModelLora;
+  ctx: AttentionContext;
+  /** `opts.weights`, or one layer's fp32 weights at a time, made for this pass. */
+  weights: WeightProvider;
+  dispose(): void;
+}
+
+/** The adapters, attention context and layer weights of a training pass over `batch`. */
+export function trainingPass(
+  model: LoadedModel,
+  lora: LoraState,
+  batch: Batch,
+  opts: LossAndGradsOptions,
+): TrainingPass {
+  const modelLora = lora.toModelLora(trainingDropout(batch, opts));
+  const ctx = createAttentionContext(model.spec, batch);
+  const weights = opts.weights ?? trainingWeights(model);
+  return {
+    modelLora,
+    ctx,
+    weights,
+    dispose() {
+      if (!opts.weights) weights.dispose();
+      ctx.dispose();
+    },
+  };
+}
+
 /** The dropout of `toModelLora` for a training pass (none without a seed), rows in `[B * T, in]` units. */
-export function trainingDropout(
+function trainingDropout(
   batch: Batch,
   opts: LossAndGradsOptions,
 ): { stepSeed: number; rows?: { start: number; total: number } } | undefined {
