@@ -33,7 +33,13 @@ export async function startEvalWorkers(
   tokenBudget: number,
   loadLora: (model: LoadedModel) => LoraState | null,
 ): Promise<{ evalWorkers: EvalWorkers; lora: LoraState | null }> {
-  const perWorkerBytes = workerBytes(base, { rowsPerWorker: 1, seqLen: tokenBudget, checkpointing: false });
+  const perWorkerBytes = workerBytes(base.spec, {
+    micro_batch_size: 1,
+    sequence_len: tokenBudget,
+    lora_r: 0,
+    targets: [],
+    gradient_checkpointing: false,
+  });
   const workers = resolveNumWorkers(setting, backend, {
     perWorkerBytes,
     rowsPerStep: Number.POSITIVE_INFINITY,

@@ -1,14 +1,14 @@
 /**
  * How many training workers a run gets from `num_workers`. `auto` is one per core, fewer when the
- * free memory would not hold each worker's own copy of what it computes with (a rough estimate:
- * its engine, one or all layers' fp32 weights, lm_head in fp32, its rows' activations and logits).
+ * free memory would not hold each worker's own copy of what it computes with (its engine and the
+ * training memory estimate of its rows: layer weights in fp32, activations, lm_head and logits).
  * Workers only help backends that compute on one thread per engine (wasm, cpu): tensorflow
  * threads its own kernels and webgpu has one device, so there `auto` is 1 and more is refused.
  */
 import { availableParallelism, freemem } from 'node:os';
 import type { BackendName } from '../backend/index.js';
-import type { LoadedModel } from '../model/index.js';
-import { layerBytes } from '../model/weight-provider.js';
+import type { ModelSpec } from '../model/index.js';
+import { estimateTrainingMemory, type MemorySettings } from '../train/memory-estimate.js';
 import { MftError } from '../util/index.js';
 
 export type NumWorkersSetting = 'auto' | number;
@@ -20,21 +20,15 @@ export interface WorkerCount {
   reason: string;
 }
 
-/** Rough bytes one worker needs beyond the shared frozen base. */
-export function workerBytes(
-  model: LoadedModel,
-  opts: { rowsPerWorker: number; seqLen: number; checkpointing: boolean },
-): number {
-  const s = model.spec;
-  const layers = model.layers.length;
-  const weights = opts.checkpointing ? layerBytes(model) / layers : layerBytes(model);
-  const head = 4 * s.vocab_size * s.hidden_size;
-  const tokens = opts.rowsPerWorker * opts.seqLen;
-  const perLayer = 4 * tokens * (12 * s.hidden_size + 4 * s.intermediate_size);
-  const activations =
-    (opts.checkpointing ? 4 * tokens * s.hidden_size * layers + perLayer : perLayer * layers) +
-    3 * 4 * tokens * s.vocab_size;
-  return 96 * 2 ** 20 + weights + head + activations;
+/** A worker's own engine (Node isolate, tfjs, the wasm module), measured roughly. */
+const WORKER_ENGINE_BYTES = 96 * 2 ** 20;
+
+/**
+ * Bytes one worker needs beyond the shared frozen base: its engine and the tensors of training on
+ * its rows (the estimate `mft train` checks memory with; an upper bound for evaluation).
+ */
+export function workerBytes(spec: ModelSpec, settings: MemorySettings): number {
+  return WORKER_ENGINE_BYTES + estimateTrainingMemory(spec, 0, settings).tensors;
 }
 
 /**

@@ -8,7 +8,7 @@ import { basename, extname, resolve } from 'node:path';
 import { initBackend } from '../backend/index.js';
 import { type TaskConfig, taskValues } from '../config/index.js';
 import { buildDataset } from '../data/index.js';
-import { createLora, type MftTrainingInfo } from '../lora/index.js';
+import { createLora, type MftTrainingInfo, resolveTargets } from '../lora/index.js';
 import { checkVocabulary, type LoadedModel, loadModel, trainingWeights } from '../model/index.js';
 import {
   LoraMirror,
@@ -141,10 +141,12 @@ async function trainInLockedDir(
   };
   const rowsPerStep = config.micro_batch_size * config.gradient_accumulation_steps;
   const workers = resolveNumWorkers(config.num_workers, backend, {
-    perWorkerBytes: workerBytes(model, {
-      rowsPerWorker: Math.ceil(rowsPerStep / 2),
-      seqLen: data.seqLen,
-      checkpointing: config.gradient_checkpointing,
+    perWorkerBytes: workerBytes(model.spec, {
+      micro_batch_size: Math.ceil(rowsPerStep / 2),
+      sequence_len: data.seqLen,
+      lora_r: config.lora_r,
+      targets: resolveTargets(config.lora_target_modules),
+      gradient_checkpointing: config.gradient_checkpointing,
     }),
     rowsPerStep,
   });
