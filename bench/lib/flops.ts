@@ -14,7 +14,7 @@
  *   LoRA          2 r (in + out) forward, 4 r (in + out) backward (input grad + dA, dB), per adapter
  *   recompute     the layers' forward again when checkpointing (lm_head is not recomputed)
  */
-import { LINEAR_NAMES, type LinearName, type ModelSpec } from '../../src/model/index.js';
+import { LINEAR_NAMES, type LinearName, linearShapes, type ModelSpec } from '../../src/model/index.js';
 
 /** The one-line statement of the formula printed with the figures. */
 export const FLOP_FORMULA =
@@ -25,19 +25,11 @@ export const FLOP_FORMULA =
 
 /** `[in, out]` of each projection of a layer. */
 export function projectionShapes(spec: ModelSpec): Record<LinearName, [number, number]> {
-  const h = spec.hidden_size;
-  const q = spec.num_attention_heads * spec.head_dim;
-  const kv = spec.num_key_value_heads * spec.head_dim;
-  const i = spec.intermediate_size;
-  return {
-    q_proj: [h, q],
-    k_proj: [h, kv],
-    v_proj: [h, kv],
-    o_proj: [q, h],
-    gate_proj: [h, i],
-    up_proj: [h, i],
-    down_proj: [i, h],
-  };
+  const shapes = linearShapes(spec);
+  return Object.fromEntries(LINEAR_NAMES.map((n) => [n, [shapes[n][1], shapes[n][0]]])) as Record<
+    LinearName,
+    [number, number]
+  >;
 }
 
 /** Parameter counts of the base model. */

@@ -36,7 +36,7 @@ export {
   type ModelLora,
   type RowLora,
 } from './linear.js';
-export { LINEAR_NAMES, type LinearName } from './linear-names.js';
+export { LINEAR_NAMES, type LinearName, linearShapes } from './linear-names.js';
 export {
   buildModel,
   type LoadModelOptions,

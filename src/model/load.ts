@@ -13,7 +13,7 @@ import { bf16ToF32, f16ToF32 } from '../weights/dtype.js';
 import type { FrozenTensor } from '../weights/frozen-tensor.js';
 import type { TensorData } from '../weights/safetensors.js';
 import { StoredTensor } from '../weights/stored-tensor.js';
-import { LINEAR_NAMES, type LinearName } from './linear-names.js';
+import { LINEAR_NAMES, type LinearName, linearShapes } from './linear-names.js';
 import type { LayerWeights, LoadedModel } from './loaded-model.js';
 import { type ModelSpec, readGenerationEosIds, readModelSpec, specHash } from './spec.js';
 
@@ -90,7 +90,7 @@ export function buildModel(
   const where = dir;
   const available = new Set(source.names());
   const used = new Set<string>();
-  const { hidden_size: hidden, intermediate_size: inter, vocab_size: vocab } = spec;
+  const { hidden_size: hidden, vocab_size: vocab } = spec;
   const qOut = spec.num_attention_heads * spec.head_dim;
   const kvOut = spec.num_key_value_heads * spec.head_dim;
 
@@ -125,20 +125,12 @@ export function buildModel(
     return StoredTensor.fromData(name, data, storageFor(data.dtype, precision));
   };
 
+  const shapes = linearShapes(spec);
   const layers: LayerWeights[] = [];
   for (let i = 0; i < spec.num_hidden_layers; i++) {
     const n = layerWeightNames(i);
-    const linearShapes: Record<LinearName, number[]> = {
-      q_proj: [qOut, hidden],
-      k_proj: [kvOut, hidden],
-      v_proj: [kvOut, hidden],
-      o_proj: [hidden, qOut],
-      gate_proj: [inter, hidden],
-      up_proj: [inter, hidden],
-      down_proj: [hidden, inter],
-    };
     const linears = Object.fromEntries(
-      LINEAR_NAMES.map((name) => [name, read(n[name], linearShapes[name], true)]),
+      LINEAR_NAMES.map((name) => [name, read(n[name], shapes[name], true)]),
     ) as Record<LinearName, FrozenTensor>;
     layers.push({
       input_layernorm: read(n.input_layernorm, [hidden]),

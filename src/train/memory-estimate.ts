@@ -18,7 +18,13 @@
  * holds about 0.9 x layers of that. test/train/memory-estimate.test.ts checks the estimate against a
  * measured peak.
  */
-import { defaultChunkRows, LINEAR_NAMES, type LinearName, type ModelSpec } from '../model/index.js';
+import {
+  defaultChunkRows,
+  LINEAR_NAMES,
+  type LinearName,
+  linearShapes,
+  type ModelSpec,
+} from '../model/index.js';
 import { quantizedByteLength } from '../quant/index.js';
 
 /** Settings of a run that decide its memory. */
@@ -114,23 +120,6 @@ export function estimateTrainingMemory(
     tensors,
     largestTensor,
     total: storageBytes + tensors,
-  };
-}
-
-/** `[out, in]` of each decoder linear weight. */
-export function linearShapes(spec: ModelSpec): Record<LinearName, [number, number]> {
-  const H = spec.hidden_size;
-  const I = spec.intermediate_size;
-  const q = spec.num_attention_heads * spec.head_dim;
-  const kv = spec.num_key_value_heads * spec.head_dim;
-  return {
-    q_proj: [q, H],
-    k_proj: [kv, H],
-    v_proj: [kv, H],
-    o_proj: [H, q],
-    gate_proj: [I, H],
-    up_proj: [I, H],
-    down_proj: [H, I],
   };
 }
 

@@ -8,6 +8,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { type MetricsRow, readMetrics } from '../../src/train/metrics.js';
+import { writeTaskFile } from '../helpers/task-file.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp-dir.js';
 import { REPO_ROOT, runCli } from './run-cli.js';
 
@@ -37,13 +38,7 @@ function writeTask(name: string, extra: Record<string, string | number> = {}): s
     ...extra,
   };
   const path = join(dir, `${name}.yaml`);
-  writeFileSync(
-    path,
-    `${Object.entries(keys)
-      .map(([k, v]) => `${k}: ${v}`)
-      .join('\n')}\n`,
-  );
-  return path;
+  return writeTaskFile(path, keys);
 }
 
 interface Exit {

@@ -29,6 +29,7 @@ import { train } from '../../src/train/run.js';
 import { stepGradients } from '../../src/train/train.js';
 import { MftError } from '../../src/util/index.js';
 import { REPO_ROOT } from '../cli/run-cli.js';
+import { writeTaskFile } from '../helpers/task-file.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp-dir.js';
 
 const BASE = join(REPO_ROOT, 'checkpoints/base/tinystories-260k');
@@ -56,13 +57,7 @@ function writeTask(name: string, extra: Record<string, string | number | boolean
     ...extra,
   };
   const path = join(dir, `${name}.yaml`);
-  writeFileSync(
-    path,
-    `${Object.entries(keys)
-      .map(([k, v]) => `${k}: ${v}`)
-      .join('\n')}\n`,
-  );
-  return path;
+  return writeTaskFile(path, keys);
 }
 
 async function run(task: string, out: string, workers: number, resume = false) {

@@ -20,6 +20,7 @@ import {
 } from '../../src/train/index.js';
 import { formatBytes } from '../../src/util/index.js';
 import { REPO_ROOT } from '../cli/run-cli.js';
+import { writeTaskFile } from '../helpers/task-file.js';
 import { fileTempDir } from '../helpers/tmp-dir.js';
 
 const BASE = join(REPO_ROOT, 'checkpoints/base/tinystories-260k');
@@ -56,13 +57,7 @@ function taskFile(name: string, keys: Record<string, string | number | boolean>)
     output_dir: `./run-${name}`,
     ...keys,
   };
-  writeFileSync(
-    path,
-    `${Object.entries(all)
-      .map(([k, v]) => `${k}: ${v}`)
-      .join('\n')}\n`,
-  );
-  return path;
+  return writeTaskFile(path, all);
 }
 
 describe('memory estimate', () => {
