@@ -22,7 +22,8 @@ function stepFigures(config: TaskConfig, data: PackedDataset): { perEpoch: numbe
 // Rendered examples longer than this are cut (a whole source file would flood the terminal).
 const EXAMPLE_CHARS = 4000;
 
-function examples(data: PackedDataset, tok: MftTokenizer, n: number, color: boolean) {
+function examples(data: PackedDataset, tok: MftTokenizer, n: number, opts: { color: boolean }) {
+  const { color } = opts;
   return data.examples(n).map((s) => {
     let text = renderSample(tok, s, { color });
     if (text.length > EXAMPLE_CHARS)
@@ -41,7 +42,7 @@ async function inspect(file: string, opts: { set: string[]; json?: boolean; n: s
   const steps = stepFigures(config, data);
   const s = data.stats;
   const color = !opts.json && process.stdout.isTTY === true && !process.env.NO_COLOR;
-  const shown = examples(data, tok, n, color);
+  const shown = examples(data, tok, n, { color });
   if (opts.json) {
     const doc = {
       dataset: config.dataset,

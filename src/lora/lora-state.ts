@@ -75,8 +75,8 @@ export interface CreateLoraOptions {
 const INIT_TAG = 0x4c6f5241;
 
 /** s = alpha / r, or alpha / sqrt(r) with rsLoRA. */
-export function loraScale(r: number, alpha: number, useRslora: boolean): number {
-  return useRslora ? alpha / Math.sqrt(r) : alpha / r;
+export function loraScale(r: number, alpha: number, opts: { rslora: boolean }): number {
+  return opts.rslora ? alpha / Math.sqrt(r) : alpha / r;
 }
 
 function checkHyperparameters(r: number, alpha: number, dropout: number, where: string): void {
@@ -166,7 +166,7 @@ export function createLora(model: LoadedModel, opts: CreateLoraOptions): LoraSta
     dropout: opts.dropout,
     targets: Object.freeze(targets),
     useRslora: opts.useRslora,
-    scale: loraScale(opts.r, opts.alpha, opts.useRslora),
+    scale: loraScale(opts.r, opts.alpha, { rslora: opts.useRslora }),
     baseModel: model.dir ?? null,
   });
   const variables = new Map<string, tf.Variable>();
@@ -258,7 +258,7 @@ export function loraFromAdapter(model: LoadedModel, adapter: PeftAdapter): LoraS
     dropout,
     targets: Object.freeze(targets),
     useRslora,
-    scale: loraScale(r, alpha, useRslora),
+    scale: loraScale(r, alpha, { rslora: useRslora }),
     baseModel: adapter.config.base_model_name_or_path ?? model.dir ?? null,
   });
   return makeState(model, config, variables);

@@ -256,7 +256,7 @@ export function mergeAdapter(opts: MergeOptions): MergeResult {
     { dir: opts.model, configHash: specHash(spec) },
   );
   const { r, lora_alpha: alpha, use_rslora: rslora } = opts.adapter.config;
-  const scale = loraScale(r, alpha, rslora === true);
+  const scale = loraScale(r, alpha, { rslora: rslora === true });
   const ckpt = openCheckpoint(modelDir);
   const tmp = tempPathFor(out);
   try {

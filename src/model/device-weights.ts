@@ -47,7 +47,7 @@ function uploadAbsmax(absmax: BlockAbsmax): DeviceAbsmax {
 /**
  * Upload one frozen weight in its storage format (no fp32 copy of a 16-bit or quantized weight).
  * The tensors are kept (tf.keep) until `disposeDeviceTensor`, even when made inside a tf.tidy.
- * @example const d = uploadFrozen(model.layers[0].q_proj); const w = deviceToFloat32(d, true);
+ * @example const d = uploadFrozen(model.layers[0].q_proj); const w = deviceToFloat32(d, { transpose: true });
  */
 export function uploadFrozen(t: FrozenTensor): DeviceTensor {
   const [rows, cols] = t.shape.length === 2 ? (t.shape as [number, number]) : [1, t.shape[0] ?? 1];
@@ -69,7 +69,8 @@ export function uploadFrozen(t: FrozenTensor): DeviceTensor {
  * The fp32 values of a device weight, computed on the device: `[rows, cols]`, or `W^T [cols, rows]`
  * with `transpose`. The caller disposes the result.
  */
-export function deviceToFloat32(d: DeviceTensor, transpose: boolean): tf.Tensor {
+export function deviceToFloat32(d: DeviceTensor, opts: { transpose: boolean }): tf.Tensor {
+  const { transpose } = opts;
   if (d.values) return transpose ? tf.transpose(d.values) : tf.clone(d.values);
   const attrs = { ...d.attrs!, transpose };
   const shape = transpose ? [attrs.cols, attrs.rows] : [...d.shape];
@@ -112,7 +113,7 @@ export function uploadLayer(l: LayerWeights): DeviceLayer {
 export function deviceLayerTensors(layer: DeviceLayer): LayerTensors {
   const w: Partial<Record<keyof LayerTensors, tf.Tensor>> = {};
   for (const [name, d] of Object.entries(layer) as [keyof LayerTensors, DeviceTensor | undefined][]) {
-    if (d) w[name] = deviceToFloat32(d, d.shape.length === 2);
+    if (d) w[name] = deviceToFloat32(d, { transpose: d.shape.length === 2 });
   }
   return w as LayerTensors;
 }

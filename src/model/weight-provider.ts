@@ -87,8 +87,8 @@ export function deviceWeights(model: LoadedModel): WeightProvider {
     layer: (i) => deviceLayerTensors(layers[i]!),
     release: disposeLayerTensors,
     head: () => ({
-      norm: deviceToFloat32(norm, false) as tf.Tensor1D,
-      lm_head: deviceToFloat32(lmHead, false) as tf.Tensor2D,
+      norm: deviceToFloat32(norm, { transpose: false }) as tf.Tensor1D,
+      lm_head: deviceToFloat32(lmHead, { transpose: false }) as tf.Tensor2D,
     }),
     dispose: () => {
       for (const l of layers) disposeDeviceLayer(l);

@@ -64,7 +64,7 @@ function transposeRef(v: Float32Array, rows: number, cols: number): Float32Array
 async function onDevice(t: FrozenTensor, transpose: boolean): Promise<Float32Array> {
   const d = uploadFrozen(t);
   try {
-    const w = deviceToFloat32(d, transpose);
+    const w = deviceToFloat32(d, { transpose });
     const out = (await w.data()) as Float32Array;
     w.dispose();
     return out;

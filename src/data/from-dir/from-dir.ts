@@ -50,7 +50,8 @@ const README_MARK = '# Code dataset built by `mft data from-dir`';
  * An existing `--out` must be empty, or hold a dataset from-dir wrote and `overwrite` (as mft train
  * treats its output_dir): the user's own files there are never replaced.
  */
-function checkOutFolder(out: string, shown: string, overwrite: boolean): void {
+function checkOutFolder(out: string, shown: string, opts: { overwrite: boolean }): void {
+  const { overwrite } = opts;
   if (!existsSync(out)) return;
   if (!statSync(out).isDirectory()) fail('--out', `${shown} is a file, not a folder`, 'choose a new folder');
   const entries = readdirSync(out);
@@ -175,7 +176,7 @@ export function buildCodeDataset(opts: FromDirOptions): FromDirReport {
       fail('--lang', `unknown language "${lang}"`, `use one of ${LANGUAGES.join(', ')}`);
     }
   }
-  checkOutFolder(out, opts.out, opts.overwrite === true);
+  checkOutFolder(out, opts.out, { overwrite: opts.overwrite === true });
   // Never read the output folder back in (it may sit inside the tree).
   const outRel = relative(root, out).split(sep).join('/');
   const files = walkSourceTree(root, outRel.startsWith('..') ? [] : [outRel]);
