@@ -8,7 +8,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { type MetricsRow, readMetrics } from '../../src/train/metrics.js';
-import { writeTaskFile } from '../helpers/task-file.js';
+import { writeTrainingTask } from '../helpers/task-file.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp-dir.js';
 import { REPO_ROOT, runCli } from './run-cli.js';
 
@@ -17,28 +17,7 @@ let dir = '';
 
 /** A task file in `dir` (with `data.jsonl` beside it); `extra` lines override or add keys. */
 function writeTask(name: string, extra: Record<string, string | number> = {}): string {
-  const keys: Record<string, string | number> = {
-    task: 'text',
-    dataset: './data.jsonl',
-    base_model: BASE,
-    backend: 'wasm',
-    sequence_len: 48,
-    micro_batch_size: 2,
-    gradient_accumulation_steps: 2,
-    max_steps: 10,
-    learning_rate: 0.01,
-    lora_r: 4,
-    lora_alpha: 8,
-    lora_dropout: 0.1,
-    val_set_size: 4,
-    eval_max_samples: 2,
-    save_steps: 2,
-    logging_steps: 1,
-    cache_dir: './cache',
-    ...extra,
-  };
-  const path = join(dir, `${name}.yaml`);
-  return writeTaskFile(path, keys);
+  return writeTrainingTask(dir, name, BASE, extra);
 }
 
 interface Exit {

@@ -29,35 +29,20 @@ import { train } from '../../src/train/run.js';
 import { stepGradients } from '../../src/train/train.js';
 import { MftError } from '../../src/util/index.js';
 import { REPO_ROOT } from '../cli/run-cli.js';
-import { writeTaskFile } from '../helpers/task-file.js';
+import { writeTrainingTask } from '../helpers/task-file.js';
 import { makeTempDir, removeTempDirs } from '../helpers/tmp-dir.js';
 
 const BASE = join(REPO_ROOT, 'checkpoints/base/tinystories-260k');
 let dir = '';
 
+/** 3 steps of 2 micro-batches of 3 rows (4 workers split inside a micro-batch). */
 function writeTask(name: string, extra: Record<string, string | number | boolean> = {}): string {
-  const keys = {
-    task: 'text',
-    dataset: './data.jsonl',
-    base_model: BASE,
-    backend: 'wasm',
-    sequence_len: 48,
+  return writeTrainingTask(dir, name, BASE, {
     micro_batch_size: 3,
-    gradient_accumulation_steps: 2,
     max_steps: 3,
-    learning_rate: 0.01,
-    lora_r: 4,
-    lora_alpha: 8,
-    lora_dropout: 0.1,
-    val_set_size: 4,
     eval_max_samples: 4,
-    save_steps: 2,
-    logging_steps: 1,
-    cache_dir: './cache',
     ...extra,
-  };
-  const path = join(dir, `${name}.yaml`);
-  return writeTaskFile(path, keys);
+  });
 }
 
 async function run(task: string, out: string, workers: number, resume = false) {
