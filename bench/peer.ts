@@ -3,7 +3,7 @@
  * (on 1 and N worker threads, N = the cores, or the counts given) against PyTorch's at the
  * two shapes of bench/peer/README.md, alternating mft and PyTorch runs in one process so that load
  * from other jobs on the machine falls on both. Prints tokens/s, the ratio, MFU against the
- * machine's GEMM peak measured here (onnxruntime's MLAS, one thread, a 1024^3 product) and peak RSS;
+ * machine's all-core GEMM peak measured here (a 1024^3 product on mft's product library) and peak RSS;
  * writes bench/results/<date>-peer.json. Without torch it says "peer skipped" and times mft alone.
  */
 import { spawnSync } from 'node:child_process';
@@ -12,7 +12,7 @@ import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
-import { initBackend, nativeKernelStatus } from '../src/backend/index.js';
+import { initBackend, nativeKernelStatus, shareNativeThreads } from '../src/backend/index.js';
 import { writeFileAtomic } from '../src/util/index.js';
 import type { JobOutcome, WorkerTask } from './jobs.js';
 import { formatJson } from './lib/json.js';
@@ -85,7 +85,13 @@ function runTorch(
   warmup: number,
   steps: number,
 ): TorchResult {
-  const env: NodeJS.ProcessEnv = { ...process.env, OMP_WAIT_POLICY: 'PASSIVE' };
+  // Debian's torch runs its products on the pthread OpenBLAS, which set_num_threads does not limit:
+  // its own variable does, so "1 thread" is one thread.
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    OMP_WAIT_POLICY: 'PASSIVE',
+    OPENBLAS_NUM_THREADS: String(threads),
+  };
   delete env.OPENBLAS_CORETYPE;
   delete env.OPENBLAS_L2_SIZE;
   const args = [
@@ -139,21 +145,45 @@ function runMft(shape: PeerShape, workers: number, warmup: number, runs: number)
   }
 }
 
-/** GFLOP/s of one thread on a 1024^3 float32 product through the native kernel (MLAS). */
-async function gemmPeakGflops(): Promise<number> {
-  await initBackend('wasm');
-  if (!nativeKernelStatus()?.active) return Number.NaN;
+/** GFLOP/s of the best of ten 1024^3 float32 products through the registered kernel. */
+function gemmGflops(): number {
   const n = 1024;
   const a = tf.randomNormal([n, n]);
   const b = tf.randomNormal([n, n]);
+  // OpenBLAS needs a few products after a change of its thread count before it runs at speed.
+  for (let i = 0; i < 4; i++) tf.matMul(a, b).dispose();
   let best = Number.POSITIVE_INFINITY;
-  for (let i = 0; i < 6; i++) {
+  for (let i = 0; i < 10; i++) {
     const t0 = performance.now();
     tf.matMul(a, b).dispose();
     best = Math.min(best, (performance.now() - t0) / 1000);
   }
   tf.dispose([a, b]);
   return (2 * n ** 3) / best / 1e9;
+}
+
+/**
+ * The machine's GEMM peak on the library mft's products run on: one thread and all cores
+ * (OpenBLAS's threads; onnxruntime's products are single-threaded, so its all-core figure is
+ * one thread's times the cores).
+ */
+async function gemmPeak(
+  cores: number,
+): Promise<{ oneThread: number; allCores: number; measuredAllCores: boolean }> {
+  await initBackend('wasm');
+  const status = nativeKernelStatus();
+  if (!status?.active) return { oneThread: Number.NaN, allCores: Number.NaN, measuredAllCores: false };
+  if (status.gemm !== 'openblas') {
+    const one = gemmGflops();
+    return { oneThread: one, allCores: one * cores, measuredAllCores: false };
+  }
+  // All cores first, on the thread count OpenBLAS starts with; then one thread (cores / cores).
+  shareNativeThreads(1);
+  const allCores = gemmGflops();
+  shareNativeThreads(cores);
+  const oneThread = gemmGflops();
+  shareNativeThreads(1);
+  return { oneThread, allCores, measuredAllCores: true };
 }
 
 const median = (xs: number[]) => {
@@ -186,7 +216,8 @@ export async function runPeer(argv: string[]): Promise<number> {
     return 2;
   }
   const load: number[][] = [];
-  const peak = await gemmPeakGflops();
+  const gemm = await gemmPeak(cores);
+  const peak = gemm.allCores;
   const kernels = nativeKernelStatus()?.detail ?? 'stock';
   const python = torchPython();
   const withTorch = python !== undefined;
@@ -211,7 +242,7 @@ export async function runPeer(argv: string[]): Promise<number> {
       return {
         threads: t,
         tokensPerS: sig(tok),
-        mfu: sig((tok * flopsPerToken) / 1e9 / (peak * t)),
+        mfu: sig((tok * flopsPerToken) / 1e9 / peak),
         peakRssMiB: rs.length ? sig(Math.max(...rs.map((x) => x.peakRssMiB))) : null,
         blas: rs[0]?.blas ?? null,
         runs: rs.map((x) => sig(x.tokPerS)),
@@ -224,7 +255,7 @@ export async function runPeer(argv: string[]): Promise<number> {
       return {
         workers: w,
         tokensPerS: sig(tok),
-        mfu: sig((tok * flopsPerToken) / 1e9 / (peak * w)),
+        mfu: sig((tok * flopsPerToken) / 1e9 / peak),
         peakRssMiB: sig(Math.max(...rs.map((m) => m.peakRssMiB))),
         ratio: withTorch ? sig(tok / best.tokensPerS, 3) : null,
         runs: rs.map((m) => m.tokensPerS),
@@ -244,7 +275,8 @@ export async function runPeer(argv: string[]): Promise<number> {
     });
   }
   const lines = [
-    `GEMM peak (onnxruntime MLAS, 1 thread, 1024^3 fp32): ${peak.toFixed(1)} GFLOP/s; mft kernels: ${kernels}`,
+    `GEMM peak (1024^3 fp32, mft's product library): ${gemm.oneThread.toFixed(1)} GFLOP/s on 1 thread, ${peak.toFixed(1)} on ${cores} cores${gemm.measuredAllCores ? '' : ' (1 thread x cores)'}; MFU is against the ${cores}-core figure`,
+    `mft kernels: ${kernels}`,
     `alternating runs, medians; the CPU may be shared with other jobs (load average 1/5/15 min at each round: ${load.map((l) => l.join('/')).join(', ')})`,
     '| shape | mft workers | tok/s | MFU | peak RSS MiB | PyTorch 1 thread tok/s | 2 threads tok/s | MFU (best) | peak RSS MiB | mft / best PyTorch |',
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
@@ -258,18 +290,21 @@ export async function runPeer(argv: string[]): Promise<number> {
       );
     }),
   ];
-  const blas = rows.find((r) => r.torch)?.torch?.[0]?.blas;
-  if (blas) lines.push(`PyTorch BLAS kernel: ${blas}`);
+  const peerBlas = rows.find((r) => r.torch)?.torch;
+  if (peerBlas)
+    lines.push(`PyTorch BLAS: ${peerBlas.map((p) => `${p.threads} thread(s): ${p.blas}`).join('; ')}`);
   process.stdout.write(`${lines.join('\n')}\n`);
   const report = {
-    schema: 'mft-bench-peer/2',
+    schema: 'mft-bench-peer/3',
     date: new Date().toISOString(),
     machine: machine(),
     versions: versions(),
-    gemmPeakGflops1Thread: sig(peak),
+    gemmPeakGflops1Thread: sig(gemm.oneThread),
+    gemmPeakGflopsAllCores: sig(peak),
+    gemmPeakAllCoresMeasured: gemm.measuredAllCores,
     mftKernels: kernels,
     mfuDefinition:
-      'training FLOPs (bench/lib/flops.ts) per second / (GEMM peak of one thread x threads or workers used)',
+      "training FLOPs (bench/lib/flops.ts) per second / the machine's all-core GEMM peak (every column may use every core: mft's one worker runs OpenBLAS on all of them)",
     rounds,
     loadAverage: load,
     peer: withTorch ? 'torch' : 'skipped',

@@ -18,6 +18,7 @@ import {
 export {
   type NativeKernelStatus,
   nativeKernelStatus,
+  shareNativeThreads,
   useNativeKernels,
   useStockKernels,
 } from './native-matmul.js';

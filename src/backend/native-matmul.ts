@@ -1,30 +1,41 @@
 /**
- * Native kernels for the wasm backend: `BatchMatMul` and `_FusedMatMul` run on onnxruntime-node's
- * MLAS GEMM (several times wasm's speed on one core), and `Transpose` on its transpose (the stock
- * 2-D transpose runs at well under 1 GB/s: a 2048 x 172 one took longer than the product it fed),
- * reading the inputs from and writing the output into the wasm heap, so no tensor is copied. With
- * them come the heap kernels of heap-kernels.ts (Slice, SplitV, Identity, Cast), which need no
+ * Native kernels for the wasm backend: `BatchMatMul` and `_FusedMatMul` run on the system's OpenBLAS
+ * (through native/blas, on as many threads as the cores the process's workers leave it) or, without
+ * it, on onnxruntime-node's MLAS GEMM (one thread); `Transpose` runs on onnxruntime's transpose (the
+ * stock 2-D transpose runs at well under 1 GB/s: a 2048 x 172 one took longer than the product it
+ * fed). They read the inputs from and write the output into the wasm heap, so no tensor is copied.
+ * With them come the heap kernels of heap-kernels.ts (Slice, SplitV, Identity, Cast), which need no
  * native library. The model code is unchanged: these are kernels registered for the backend. Small
- * products and transposes stay on the stock kernel, where onnxruntime's per-call overhead costs
- * more than it saves.
+ * products and transposes stay on the stock kernel, where a native call costs more than it saves.
  *
  * This uses onnxruntime-node's synchronous native binding (`dist/binding`, not its public async
  * API: tfjs kernels are synchronous), so package.json pins onnxruntime-node's exact version.
  */
 import { createRequire } from 'node:module';
+import { isMainThread } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import { FLEXIBLE_MATMUL_FLAG } from '../model/matmul-form.js';
+import { type Blas, blasThreadsFor, openBlas } from './blas.js';
 import { HEAP_KERNEL_NAMES, heapKernel } from './heap-kernels.js';
 import { fusedMatMulModel, transposeModel } from './onnx-models.js';
 
 /** Products with fewer multiply-adds than this run on the stock kernel (onnxruntime costs some 30-50 us a call). */
 export const NATIVE_MIN_MACS = 65536;
 
+/** The same for OpenBLAS, whose calls cost a few microseconds. */
+export const BLAS_MIN_MACS = 2048;
+
 /** Transposes of fewer elements than this run on the stock kernel. */
 export const NATIVE_MIN_TRANSPOSE = 16384;
 
 /** The environment switch: `MFT_NATIVE_KERNELS=0` keeps the stock wasm kernels. */
 export const NATIVE_ENV = 'MFT_NATIVE_KERNELS';
+
+/** What runs the matrix products: `auto` is OpenBLAS when it opens, else onnxruntime. */
+export type GemmChoice = 'auto' | 'openblas' | 'onnxruntime';
+
+/** The environment switch for the product library (`MFT_GEMM=onnxruntime` skips OpenBLAS). */
+export const GEMM_ENV = 'MFT_GEMM';
 
 interface OrtTensor {
   readonly dims: readonly number[];
@@ -51,11 +62,13 @@ interface WasmBackend {
 export interface NativeKernelStatus {
   /** Whether the native kernels are registered on the wasm backend. */
   active: boolean;
+  /** The library running the matrix products (null: the stock kernels). */
+  gemm: 'openblas' | 'onnxruntime' | null;
   /** What runs the matrix products, or why the native kernels are off. */
   detail: string;
 }
 
-let status: NativeKernelStatus | undefined;
+let status: (NativeKernelStatus & { choice: GemmChoice }) | undefined;
 
 interface Ort {
   Tensor: OrtTensorCtor;
@@ -118,10 +131,68 @@ function productShape(
 type KernelArgs = Parameters<tf.KernelFunc>[0];
 
 /**
+ * Element offsets of each product of a batched `a x b` (numpy broadcasting of the batch dims):
+ * (a, b, out) triples, one per output batch, counted in matrices.
+ */
+function batchOffsets(
+  batchA: readonly number[],
+  batchB: readonly number[],
+  batch: readonly number[],
+): Float64Array {
+  const rank = batch.length;
+  const pad = (s: readonly number[]) => [...Array(rank - s.length).fill(1), ...s] as number[];
+  const [pa, pb] = [pad(batchA), pad(batchB)];
+  const total = tf.util.sizeFromShape(batch as number[]);
+  const out = new Float64Array(3 * total);
+  for (let t = 0; t < total; t++) {
+    let rest = t;
+    let ia = 0;
+    let ib = 0;
+    let strideA = 1;
+    let strideB = 1;
+    for (let d = rank - 1; d >= 0; d--) {
+      const i = rest % (batch[d] as number);
+      rest = Math.floor(rest / (batch[d] as number));
+      if (pa[d] !== 1) ia += i * strideA;
+      if (pb[d] !== 1) ib += i * strideB;
+      strideA *= pa[d] as number;
+      strideB *= pb[d] as number;
+    }
+    out.set([ia, ib, t], 3 * t);
+  }
+  return out;
+}
+
+/** `a x b` on OpenBLAS, into `out`, all on the wasm heap. */
+function blasProduct(
+  blas: Blas,
+  backend: WasmBackend,
+  a: tf.TensorInfo,
+  b: tf.TensorInfo,
+  out: tf.TensorInfo,
+  transA: boolean,
+  transB: boolean,
+): void {
+  const ra = a.shape.length;
+  const m = out.shape[out.shape.length - 2] as number;
+  const n = out.shape[out.shape.length - 1] as number;
+  const k = (transA ? a.shape[ra - 2] : a.shape[ra - 1]) as number;
+  const offsets = batchOffsets(a.shape.slice(0, -2), b.shape.slice(0, -2), out.shape.slice(0, -2));
+  const base = (t: tf.TensorInfo) => backend.dataIdMap.get(t.dataId).memoryOffset / 4;
+  const [oa, ob, oc] = [base(a), base(b), base(out)];
+  for (let i = 0; i < offsets.length; i += 3) {
+    offsets[i] = oa + (offsets[i] as number) * m * k;
+    offsets[i + 1] = ob + (offsets[i + 1] as number) * k * n;
+    offsets[i + 2] = oc + (offsets[i + 2] as number) * m * n;
+  }
+  blas.sgemm(new Float32Array(backend.wasm.HEAPU8.buffer), offsets, m, n, k, transA, transB);
+}
+
+/**
  * The native product of `a` and `b`, or undefined when the stock kernel should run (not float32,
  * empty, too small, or a rank the stock kernel handles differently).
  */
-function nativeProduct(ort: Ort, minMacs: number, args: KernelArgs): tf.TensorInfo | undefined {
+function nativeProduct(engine: Engine, minMacs: number, args: KernelArgs): tf.TensorInfo | undefined {
   const a = args.inputs.a as tf.TensorInfo;
   const b = args.inputs.b as tf.TensorInfo;
   const transA = Boolean(args.attrs?.transposeA);
@@ -133,6 +204,11 @@ function nativeProduct(ort: Ort, minMacs: number, args: KernelArgs): tf.TensorIn
   const backend = args.backend as unknown as WasmBackend;
   const out = backend.makeOutput(shape, 'float32');
   // Views after makeOutput: allocating may have grown (and replaced) the heap.
+  if (engine.blas) {
+    blasProduct(engine.blas, backend, a, b, out, transA, transB);
+    return out;
+  }
+  const ort = engine.ort as Ort; // registered only with one of the two
   const view = (t: tf.TensorInfo) => heapTensor(ort, backend, t);
   ort
     .session(a.shape.length, b.shape.length, transA, transB)
@@ -165,16 +241,49 @@ function nativeTranspose(ort: Ort, minSize: number, args: KernelArgs): tf.Tensor
   return out;
 }
 
-let ort: Ort | undefined;
+/** The native libraries the kernels call: products on `blas` when it is set, else on `ort`. */
+interface Engine {
+  blas: Blas | undefined;
+  ort: Ort | undefined;
+}
+
+let engine: Engine = { blas: undefined, ort: undefined };
 let stock: tf.KernelConfig[] = [];
 let minMacs = NATIVE_MIN_MACS;
 let minTranspose = NATIVE_MIN_TRANSPOSE;
+/** Each library is opened once per thread; a failure is kept as its one-line reason. */
+let ortLoad: Ort | string | undefined;
+let blasLoad: Blas | string | undefined;
+
+const reasonOf = (err: unknown) => (err as Error)?.message?.split('\n')[0] ?? String(err);
+
+function tryOrt(): Ort | string {
+  if (ortLoad === undefined) {
+    try {
+      ortLoad = loadOrt();
+    } catch (err) {
+      ortLoad = reasonOf(err);
+    }
+  }
+  return ortLoad;
+}
+
+function tryBlas(): Blas | string {
+  if (blasLoad === undefined) {
+    try {
+      blasLoad = openBlas();
+    } catch (err) {
+      blasLoad = reasonOf(err);
+    }
+  }
+  return blasLoad;
+}
 
 /** Whether `_FusedMatMul`'s arguments are a plain product: a bias or activation stays on the stock kernel. */
 const plainFused = (args: KernelArgs) =>
   args.inputs.bias == null && (args.attrs?.activation ?? 'linear') === 'linear';
 
-function register(configs: tf.KernelConfig[]): void {
+function replace(configs: tf.KernelConfig[]): void {
   for (const c of configs) {
     tf.unregisterKernel(c.kernelName, c.backendName);
     tf.registerKernel(c);
@@ -192,64 +301,92 @@ tf.env().registerFlag(FLEXIBLE_MATMUL_FLAG, () => '');
 const HEAP_NOTE = `${HEAP_KERNEL_NAMES.join(', ')} read the wasm heap in place`;
 
 /**
- * Register the native kernels on the wasm backend. Off by `MFT_NATIVE_KERNELS=0`; a missing or
- * broken onnxruntime-node leaves the stock matrix kernels and one warning line (the heap kernels
- * need no library and stay). `minMacs` and `minTranspose` (tests: 0, so that everything runs
- * natively) are the sizes below which the stock kernels run.
+ * Register the native kernels on the wasm backend. Off by `MFT_NATIVE_KERNELS=0`. Products run on
+ * OpenBLAS when `gemm` (default `MFT_GEMM`, else auto) allows and it opens, else on onnxruntime;
+ * a missing or broken onnxruntime-node leaves the stock kernels it would replace and one warning
+ * line (the heap kernels need no library and stay). `minMacs` and `minTranspose` (tests: 0, so
+ * that everything runs natively) are the sizes below which the stock kernels run.
  */
-export function useNativeKernels(opts: { minMacs?: number; minTranspose?: number } = {}): NativeKernelStatus {
-  minMacs = opts.minMacs ?? NATIVE_MIN_MACS;
+export function useNativeKernels(
+  opts: { minMacs?: number; minTranspose?: number; gemm?: GemmChoice } = {},
+): NativeKernelStatus {
+  const choice = opts.gemm ?? gemmChoiceFromEnv();
+  if (status && status.choice !== choice) useStockKernels();
+  if (!status) status = { ...register(choice), choice };
+  minMacs = opts.minMacs ?? (engine.blas ? BLAS_MIN_MACS : NATIVE_MIN_MACS);
   minTranspose = opts.minTranspose ?? NATIVE_MIN_TRANSPOSE;
-  if (status) return status;
-  if (process.env[NATIVE_ENV] === '0') {
-    status = { active: false, detail: `stock wasm kernels (${NATIVE_ENV}=0)` };
-    return status;
-  }
+  const { choice: _, ...shown } = status;
+  return shown;
+}
+
+function gemmChoiceFromEnv(): GemmChoice {
+  const v = process.env[GEMM_ENV];
+  return v === 'openblas' || v === 'onnxruntime' ? v : 'auto';
+}
+
+const warn = (what: string) => process.stderr.write(`mft: warning: ${what}\n`);
+
+function register(choice: GemmChoice): NativeKernelStatus {
+  if (process.env[NATIVE_ENV] === '0')
+    return { active: false, gemm: null, detail: `stock wasm kernels (${NATIVE_ENV}=0)` };
   const names = ['BatchMatMul', '_FusedMatMul', 'Transpose', ...HEAP_KERNEL_NAMES];
   const found = names.map((n) => tf.getKernel(n, 'wasm'));
   if (found.some((k) => k === undefined))
-    return { active: false, detail: 'stock kernels (the wasm backend is not loaded)' };
+    return { active: false, gemm: null, detail: 'stock kernels (the wasm backend is not loaded)' };
   const [batch, fused, transpose, ...heap] = found as tf.KernelConfig[];
   stock = found as tf.KernelConfig[];
-  register(heap.map(heapKernel));
-  try {
-    ort = loadOrt();
-  } catch (err) {
-    const reason = (err as Error)?.message?.split('\n')[0] ?? String(err);
-    status = {
-      active: false,
-      detail: `stock wasm matrix kernels: onnxruntime-node failed to load (${reason}); ${HEAP_NOTE}`,
-    };
-    process.stderr.write(
-      `mft: warning: native matrix kernels off, onnxruntime-node failed to load (${reason})\n`,
-    );
-    return status;
-  }
-  const native = ort;
-  register([
-    wrap(batch as tf.KernelConfig, (args) => nativeProduct(native, minMacs, args)),
+  replace(heap.map(heapKernel));
+  const ortOrReason = tryOrt();
+  const ort = typeof ortOrReason === 'string' ? undefined : ortOrReason;
+  if (!ort) warn(`onnxruntime-node failed to load (${ortOrReason}); its native kernels are off`);
+  const blasOrReason = choice === 'onnxruntime' ? 'not asked for' : tryBlas();
+  const blas = typeof blasOrReason === 'string' ? undefined : blasOrReason;
+  if (!blas && choice === 'openblas') warn(`${GEMM_ENV}=openblas, but ${blasOrReason}`);
+  engine = { blas, ort };
+  if (!blas && !ort)
+    return { active: false, gemm: null, detail: `stock wasm matrix kernels (${ortOrReason}); ${HEAP_NOTE}` };
+  replace([
+    wrap(batch as tf.KernelConfig, (args) => nativeProduct(engine, minMacs, args)),
     wrap(fused as tf.KernelConfig, (args) =>
-      plainFused(args) ? nativeProduct(native, minMacs, args) : undefined,
+      plainFused(args) ? nativeProduct(engine, minMacs, args) : undefined,
     ),
-    wrap(transpose as tf.KernelConfig, (args) => nativeTranspose(native, minTranspose, args)),
+    ...(ort ? [wrap(transpose as tf.KernelConfig, (args) => nativeTranspose(ort, minTranspose, args))] : []),
   ]);
   tf.env().set(FLEXIBLE_MATMUL_FLAG, 'wasm');
-  status = {
+  if (blas && isMainThread) blas.threads(blasThreadsFor(1));
+  const products = blas
+    ? `BatchMatMul, _FusedMatMul on OpenBLAS (${blas.library}${blas.core ? `, ${blas.core} kernel` : ''}, ${blas.threads() || 'its own'} threads on the main thread, cores / workers in training workers; stock wasm kernels below ${BLAS_MIN_MACS} multiply-adds)`
+    : `BatchMatMul, _FusedMatMul on onnxruntime-node ${ort?.version} (MLAS, 1 thread; stock wasm kernels below ${NATIVE_MIN_MACS} multiply-adds)`;
+  const transposes = ort
+    ? `Transpose on onnxruntime-node ${ort.version} from ${NATIVE_MIN_TRANSPOSE} elements`
+    : 'stock Transpose';
+  const noBlas = blas || choice === 'onnxruntime' ? '' : ` (OpenBLAS not used: ${blasOrReason})`;
+  return {
     active: true,
-    detail: `BatchMatMul, _FusedMatMul, Transpose on onnxruntime-node ${ort.version} (MLAS, 1 thread), stock wasm kernels below ${NATIVE_MIN_MACS} multiply-adds / ${NATIVE_MIN_TRANSPOSE} elements; ${HEAP_NOTE}`,
+    gemm: blas ? 'openblas' : 'onnxruntime',
+    detail: `${products}${noBlas}; ${transposes}; ${HEAP_NOTE}`,
   };
-  return status;
+}
+
+/**
+ * Share the cores between `workers` training workers: OpenBLAS's threads become cores / workers
+ * (workers share the main thread's library). Called with 1 when the workers stop.
+ */
+export function shareNativeThreads(workers: number): void {
+  if (engine.blas && isMainThread) engine.blas.threads(blasThreadsFor(workers));
 }
 
 /** Put the stock wasm kernels back (tests compare the two). */
 export function useStockKernels(): void {
   tf.env().set(FLEXIBLE_MATMUL_FLAG, '');
-  register(stock);
+  replace(stock);
   stock = [];
   status = undefined;
 }
 
 /** What useNativeKernels did, without doing it. */
 export function nativeKernelStatus(): NativeKernelStatus | undefined {
-  return status;
+  if (!status) return undefined;
+  const { choice: _, ...shown } = status;
+  return shown;
 }

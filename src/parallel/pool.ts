@@ -4,6 +4,7 @@
  * worker (exit 2), so a broken worker never leaves the run waiting.
  */
 import { Worker } from 'node:worker_threads';
+import { shareNativeThreads } from '../backend/index.js';
 import { MftError } from '../util/index.js';
 import type { LoraMirror } from './lora-mirror.js';
 import type { WorkerReply, WorkerRequest, WorkerSetup } from './protocol.js';
@@ -75,6 +76,8 @@ export class WorkerPool {
       await pool.close();
       throw e;
     }
+    // The workers share the process's BLAS: each gets its share of the cores, not all of them.
+    shareNativeThreads(n);
     return pool;
   }
 
@@ -102,6 +105,7 @@ export class WorkerPool {
   async close(): Promise<void> {
     this.closing = true;
     await Promise.all(this.workers.map((w) => w.terminate()));
+    shareNativeThreads(1);
   }
 
   private onMessage(k: number, m: WorkerReply): void {

@@ -1,9 +1,11 @@
 /**
- * The native (onnxruntime MLAS) matrix kernels against a float64 product computed here in plain
- * JavaScript, and against the stock wasm kernel, on every shape class the model uses.
+ * The native matrix kernels, on OpenBLAS and on onnxruntime's MLAS, against a float64 product
+ * computed here in plain JavaScript, and against the stock wasm kernel, on every shape class the
+ * model uses.
  */
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { openBlas } from '../../src/backend/blas.js';
 import { initBackend, useNativeKernels, useStockKernels } from '../../src/backend/index.js';
 import { lcgValues } from '../helpers/lcg-values.js';
 
@@ -77,11 +79,27 @@ const CASES: Case[] = [
 
 const NATIVE = process.env.MFT_NATIVE_KERNELS !== '0';
 
+/** OpenBLAS opens where libopenblas is installed and the binding built (CI installs both). */
+const HAS_BLAS = (() => {
+  try {
+    openBlas();
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+type Gemm = 'openblas' | 'onnxruntime';
+const LIBRARIES: { gemm: Gemm; available: boolean; detail: RegExp }[] = [
+  { gemm: 'openblas', available: NATIVE && HAS_BLAS, detail: /on OpenBLAS \(/ },
+  { gemm: 'onnxruntime', available: NATIVE, detail: /on onnxruntime-node \d+\.\d+\.\d+/ },
+];
+
 /** Whether the stock kernel takes the case: it flattens batch dims, so only plain batches. */
 const plainBatch = (c: Case) =>
   c.a.length === c.b.length && (c.a.length === 2 || (c.a.length === 3 && c.a[0] === c.b[0]));
 
-describe('native wasm matrix kernels', () => {
+describe.each(LIBRARIES)('native wasm matrix kernels on $gemm', ({ gemm, available, detail }) => {
   const tensors = CASES.map(
     (c, i) =>
       [
@@ -107,17 +125,18 @@ describe('native wasm matrix kernels', () => {
     for (const [a, b] of tensors) tf.dispose([a, b]);
   });
 
-  test.skipIf(!NATIVE)('loads onnxruntime-node and registers BatchMatMul and _FusedMatMul', () => {
-    const status = useNativeKernels({ minMacs: 0 });
+  test.skipIf(!available)('loads the library and registers BatchMatMul and _FusedMatMul on it', () => {
+    const status = useNativeKernels({ minMacs: 0, gemm });
     expect(status.active).toBe(true);
-    expect(status.detail).toMatch(/onnxruntime-node \d+\.\d+\.\d+/);
+    expect(status.gemm).toBe(gemm);
+    expect(status.detail).toMatch(detail);
   });
 
-  // With MFT_NATIVE_KERNELS=0 the stock kernel runs, on the cases it takes.
+  // With MFT_NATIVE_KERNELS=0 (or without the library) the stock kernel runs, on the cases it takes.
   test.each(
-    CASES.map((c, i) => [c.name, i] as const).filter(([, i]) => NATIVE || plainBatch(CASES[i] as Case)),
+    CASES.map((c, i) => [c.name, i] as const).filter(([, i]) => available || plainBatch(CASES[i] as Case)),
   )('%s: native = float64 reference (and stock)', (_name, i) => {
-    useNativeKernels({ minMacs: i === 4 ? 1 : 0 });
+    if (available) useNativeKernels({ minMacs: i === 4 ? 1 : 0, gemm });
     const c = CASES[i] as Case;
     const [a, b] = tensors[i] as readonly [tf.Tensor, tf.Tensor];
     const ref = reference(a, b, Boolean(c.ta), Boolean(c.tb));
@@ -137,7 +156,7 @@ describe('native wasm matrix kernels', () => {
   });
 
   test('fused matMul: plain product natively; bias and relu on the stock epilogue', () => {
-    useNativeKernels({ minMacs: 0 });
+    if (available) useNativeKernels({ minMacs: 0, gemm });
     const [a, b] = tensors[0] as readonly [tf.Tensor2D, tf.Tensor2D];
     const bias = tf.tensor1d(lcgValues(41, 99));
     const plain = tf.fused.matMul({ a, b });
@@ -152,7 +171,7 @@ describe('native wasm matrix kernels', () => {
   });
 
   test('no tensors leak through the native kernel', () => {
-    useNativeKernels({ minMacs: 0 });
+    if (available) useNativeKernels({ minMacs: 0, gemm });
     const before = tf.memory().numTensors;
     for (let r = 0; r < 20; r++) run(5).dispose();
     expect(tf.memory().numTensors).toBe(before);

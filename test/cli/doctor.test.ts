@@ -1,12 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { runCli } from './run-cli.js';
-
-/** Dawn (native code) prints its Vulkan limit notes to stderr when it creates an adapter. */
-const withoutDawnNotes = (stderr: string) =>
-  stderr
-    .split('\n')
-    .filter((l) => !/^Warning: .* artificially reduced/.test(l))
-    .join('\n');
+import { runCli, withoutDawnNotes } from './run-cli.js';
 
 describe('mft doctor', () => {
   test('reports node, cores and every backend, and picks wasm here', () => {

@@ -23,3 +23,10 @@ export function runCli(
   });
   return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
+
+/** Dawn (native code) prints its Vulkan limit notes to stderr when it creates an adapter. */
+export const withoutDawnNotes = (stderr: string) =>
+  stderr
+    .split('\n')
+    .filter((l) => !/^Warning: .* artificially reduced/.test(l))
+    .join('\n');

@@ -1,0 +1,93 @@
+/**
+ * The system BLAS (OpenBLAS) through mft's small N-API binding (native/blas, built by `npm ci` when a
+ * C compiler is there). The library is opened at run time, so a machine without it, or without the
+ * built binding, keeps onnxruntime's kernels; `MFT_BLAS_LIBRARY` names another CBLAS library.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
+
+/** The environment variable naming the CBLAS shared library to open (else OpenBLAS's usual names). */
+export const BLAS_LIBRARY_ENV = 'MFT_BLAS_LIBRARY';
+
+/** Where OpenBLAS usually is: Debian/Ubuntu (libopenblas0), Fedora, Homebrew. */
+const OPENBLAS_NAMES = [
+  'libopenblas.so.0',
+  'libopenblas.so',
+  'libopenblas.dylib',
+  '/opt/homebrew/opt/openblas/lib/libopenblas.dylib',
+  '/usr/local/opt/openblas/lib/libopenblas.dylib',
+];
+
+interface Binding {
+  open(path: string): string;
+  threads(n?: number): number;
+  sgemm(
+    heap: Float32Array,
+    offsets: Float64Array,
+    m: number,
+    n: number,
+    k: number,
+    transA: boolean,
+    transB: boolean,
+  ): void;
+}
+
+export interface Blas {
+  /** The library opened, as named (`libopenblas.so.0`). */
+  library: string;
+  /** OpenBLAS's kernel for this CPU (`SkylakeX`), or '' for another library. */
+  core: string;
+  /**
+   * For each (a, b, c) triple of element offsets into `heap`: c = op(a) op(b), row-major, where
+   * op(a) is m x k and op(b) is k x n.
+   */
+  sgemm: Binding['sgemm'];
+  /** Set the library's thread count (OpenBLAS; others keep theirs) and return it (0: unknown). */
+  threads(n?: number): number;
+}
+
+/** The built binding (the package root is two levels above this module, in src/ and in dist/). */
+function loadBinding(): Binding {
+  const path = fileURLToPath(new URL('../../native/blas/build/Release/mft_blas.node', import.meta.url));
+  if (!existsSync(path)) throw new Error('the native BLAS binding is not built (npm run build:native)');
+  return createRequire(import.meta.url)(path) as Binding;
+}
+
+let opened: Blas | undefined;
+
+/**
+ * Open the BLAS (once per process; worker threads share it). Throws with the reason when the
+ * binding or the library is missing.
+ */
+export function openBlas(): Blas {
+  if (opened) return opened;
+  const binding = loadBinding();
+  const named = process.env[BLAS_LIBRARY_ENV];
+  const reasons: string[] = [];
+  for (const library of named ? [named] : OPENBLAS_NAMES) {
+    try {
+      const core = binding.open(library);
+      opened = { library, core, sgemm: binding.sgemm, threads: binding.threads };
+      return opened;
+    } catch (err) {
+      reasons.push((err as Error).message.split('\n')[0] ?? String(err));
+    }
+  }
+  throw new Error(
+    named
+      ? `${BLAS_LIBRARY_ENV}=${named} did not open: ${reasons[0]}`
+      : 'no OpenBLAS library found (apt-get install libopenblas0-pthread, or set MFT_BLAS_LIBRARY)',
+  );
+}
+
+/**
+ * The library's threads for a process running `workers` training workers: the cores shared among
+ * them (all cores for the main thread alone). `OPENBLAS_NUM_THREADS`, when set, wins.
+ */
+export function blasThreadsFor(workers: number, cores = availableParallelism()): number {
+  const fixed = Number(process.env.OPENBLAS_NUM_THREADS);
+  if (Number.isInteger(fixed) && fixed > 0) return fixed;
+  return Math.max(1, Math.floor(cores / Math.max(1, workers)));
+}
