@@ -3,8 +3,14 @@
  * Float32Array views, used as the wasm backend's BatchMatMul kernel. The library is opened at run
  * time (dlopen), so building this needs no BLAS headers and a machine without the library simply
  * keeps the other kernels. Batches come as a list of element offsets, so broadcasting stays in JS.
+ *
+ * OpenBLAS itself runs single-threaded: its own threads cost more to wake than the small products
+ * of a LoRA step take, and its thread count is one setting for the whole process. Instead a product
+ * of at least SPLIT_MIN_MACS multiply-adds is cut into `split` parts (batches, else rows, else
+ * columns of C), each on a thread of its own calling the library; smaller ones run on the caller.
  */
 #include <dlfcn.h>
+#include <pthread.h>
 #include <node_api.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -22,6 +28,10 @@ static sgemm_fn sgemm;
 static set_threads_fn set_threads;
 static get_threads_fn get_threads;
 static corename_fn corename;
+/* Threads one large product is cut across (shared by every worker thread of the process). */
+static int split = 1;
+enum { MAX_SPLIT = 64 };
+static const double SPLIT_MIN_MACS = 1 << 22;
 
 static napi_value fail(napi_env env, const char *message) {
   napi_throw_error(env, NULL, message);
@@ -72,18 +82,69 @@ static napi_value open_library(napi_env env, napi_callback_info info) {
   set_threads = (set_threads_fn)dlsym(handle, "openblas_set_num_threads");
   get_threads = (get_threads_fn)dlsym(handle, "openblas_get_num_threads");
   corename = (corename_fn)dlsym(handle, "openblas_get_corename");
+  if (set_threads) set_threads(1);
   return core_name(env);
 }
 
-/* threads(n?): set the library's thread count when n is given (OpenBLAS only); returns it, or 0 if unknown. */
+/*
+ * threads(n?): set how many threads a large product is cut across (OpenBLAS only: another library
+ * keeps its own threading); returns it, or 0 when the library threads itself.
+ */
 static napi_value threads(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc >= 1 && set_threads) set_threads(int_arg(env, argv[0]));
+  if (argc >= 1 && set_threads) {
+    int n = int_arg(env, argv[0]);
+    split = n < 1 ? 1 : n > MAX_SPLIT ? MAX_SPLIT : n;
+  }
   napi_value out;
-  napi_create_int32(env, get_threads ? get_threads() : 0, &out);
+  napi_create_int32(env, set_threads ? split : 0, &out);
   return out;
+}
+
+/* One part of a product: batches [b0, b1) whole, or of every batch rows / columns [i0, i1) of C. */
+struct part {
+  const float *heap;
+  const double *offsets;
+  size_t b0, b1;
+  int m, n, k, trans_a, trans_b;
+  int by_rows, by_cols, i0, i1;
+};
+
+static void *run_part(void *arg) {
+  const struct part *p = arg;
+  const int lda = p->trans_a ? p->m : p->k, ldb = p->trans_b ? p->k : p->n;
+  for (size_t t = p->b0; t < p->b1; t++) {
+    const float *a = p->heap + (size_t)p->offsets[3 * t];
+    const float *b = p->heap + (size_t)p->offsets[3 * t + 1];
+    float *c = (float *)p->heap + (size_t)p->offsets[3 * t + 2];
+    int m = p->m, n = p->n;
+    if (p->by_rows) { /* rows i0..i1 of op(A) and of C */
+      a += p->trans_a ? (size_t)p->i0 : (size_t)p->i0 * p->k;
+      c += (size_t)p->i0 * p->n;
+      m = p->i1 - p->i0;
+    } else if (p->by_cols) { /* columns i0..i1 of op(B) and of C */
+      b += p->trans_b ? (size_t)p->i0 * p->k : (size_t)p->i0;
+      c += p->i0;
+      n = p->i1 - p->i0;
+    }
+    sgemm(ROW_MAJOR, p->trans_a ? TRANS : NO_TRANS, p->trans_b ? TRANS : NO_TRANS, m, n, p->k, 1.0f, a,
+          lda, b, ldb, 0.0f, c, p->n);
+  }
+  return NULL;
+}
+
+/* Run the product as `parts` parts: 0 on this thread, the others on threads of their own. */
+static void run_split(struct part *parts, int count) {
+  pthread_t ids[MAX_SPLIT];
+  int started[MAX_SPLIT] = {0};
+  for (int i = 1; i < count; i++) started[i] = pthread_create(&ids[i], NULL, run_part, &parts[i]) == 0;
+  run_part(&parts[0]);
+  for (int i = 1; i < count; i++) {
+    if (started[i]) pthread_join(ids[i], NULL);
+    else run_part(&parts[i]); /* no thread to be had: do it here */
+  }
 }
 
 /*
@@ -115,10 +176,34 @@ static napi_value gemm(napi_env env, napi_callback_info info) {
         offsets[t] + a_size > heap_len || offsets[t + 1] + b_size > heap_len ||
         offsets[t + 2] + c_size > heap_len)
       return fail(env, "sgemm: an operand lies outside the heap");
-  for (size_t t = 0; t < offsets_len; t += 3)
-    sgemm(ROW_MAJOR, trans_a ? TRANS : NO_TRANS, trans_b ? TRANS : NO_TRANS, m, n, k, 1.0f,
-          heap + (size_t)offsets[t], trans_a ? m : k, heap + (size_t)offsets[t + 1], trans_b ? k : n,
-          0.0f, (float *)heap + (size_t)offsets[t + 2], n);
+  const size_t batches = offsets_len / 3;
+  struct part whole = {heap, offsets, 0, batches, m, n, k, trans_a, trans_b, 0, 0, 0, 0};
+  int count = split;
+  if ((double)batches * a_size * n < SPLIT_MIN_MACS) count = 1;
+  /* Cut batches when there are enough; else rows, else columns, in parts of at least 16. */
+  const int by_batch = batches >= (size_t)count;
+  const int by_rows = !by_batch && m >= n;
+  const int extent = by_batch ? (int)batches : by_rows ? m : n;
+  if (!by_batch && extent / 16 < count) count = extent / 16 > 0 ? extent / 16 : 1;
+  if (count <= 1) {
+    run_part(&whole);
+    return NULL;
+  }
+  struct part parts[MAX_SPLIT];
+  for (int i = 0; i < count; i++) {
+    const int lo = (int)((long long)extent * i / count), hi = (int)((long long)extent * (i + 1) / count);
+    parts[i] = whole;
+    if (by_batch) {
+      parts[i].b0 = (size_t)lo;
+      parts[i].b1 = (size_t)hi;
+    } else {
+      parts[i].by_rows = by_rows;
+      parts[i].by_cols = !by_rows;
+      parts[i].i0 = lo;
+      parts[i].i1 = hi;
+    }
+  }
+  run_split(parts, count);
   return NULL;
 }
 

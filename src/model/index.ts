@@ -30,6 +30,7 @@ export {
   type BatchLayerLora,
   type DropoutRows,
   dropout,
+  dropoutMask,
   type LayerLora,
   type LoraParams,
   linear,

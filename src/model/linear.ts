@@ -7,7 +7,6 @@
  * `scale` is alpha / r (or alpha / sqrt(r) with rsLoRA), decided by whoever builds the LoraParams.
  */
 import * as tf from '@tensorflow/tfjs';
-import seedrandom from 'seedrandom';
 import type { LinearName } from './linear-names.js';
 import { flexibleMatMul } from './matmul-form.js';
 
@@ -169,13 +168,11 @@ export function matMul(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
 
 /**
  * Inverted dropout: zero each element with probability `rate`, scale the rest by 1 / (1 - rate).
- * The mask is the one `tf.randomUniform(x.shape, 0, 1, 'float32', seed)` draws (tfjs's alea stream
- * from seedrandom, each value rounded to float32, kept where it is >= rate), so a recomputation
- * with the same seed (the layer-wise backward pass recomputes every layer) draws the same mask. It
- * is built here as one tensor of 0 and 1 / (1 - rate): one multiply instead of a compare, a cast
- * and two multiplies on the backend. With `rows`, `x` (2-D) is rows `[start, start + n)` of a
- * larger input and gets exactly those rows of that input's mask (the stream fills it row-major, so
- * they are the values after the first `start` rows).
+ * Element i of the mask is a hash of (seed, i) (`dropoutMask`), so a recomputation with the same
+ * seed (the layer-wise backward pass recomputes every layer) draws the same mask, and any rows of
+ * it cost only those rows. It is built here as one tensor of 0 and 1 / (1 - rate): one multiply
+ * instead of a compare, a cast and two multiplies on the backend. With `rows`, `x` (2-D) is rows
+ * `[start, start + n)` of a larger input and gets exactly those rows of that input's mask.
  */
 export function dropout<T extends tf.Tensor>(x: T, rate: number, seed: number, rows?: DropoutRows): T {
   if (rate <= 0) return x;
@@ -183,17 +180,38 @@ export function dropout<T extends tf.Tensor>(x: T, rate: number, seed: number, r
   return tf.tidy(() => tf.mul(x, tf.tensor(dropoutMask(x.size, rate, seed, skip), x.shape)) as T);
 }
 
+/** MurmurHash3's finalizer: a bijection of 32-bit words whose every output bit depends on every input bit. */
+function fmix32(h: number): number {
+  let x = h;
+  x ^= x >>> 16;
+  x = Math.imul(x, 0x85ebca6b);
+  x ^= x >>> 13;
+  x = Math.imul(x, 0xc2b2ae35);
+  x ^= x >>> 16;
+  return x >>> 0;
+}
+
 /**
- * `n` values of the dropout mask: 1 / (1 - rate) where kept, else 0 (float32 arithmetic, as tfjs's
- * ops), after the first `skip` values of the stream.
+ * Values `[skip, skip + n)` of the dropout mask of `seed`: 1 / (1 - rate) where kept, else 0.
+ * Counter-based, like Philox in PyTorch and JAX: element i is kept when
+ *   fmix32(fmix32(lo(i) + k1) ^ (k2 + hi(i))) >= floor(rate * 2^32),
+ *   k1 = fmix32(seed ^ 0x9e3779b9), k2 = fmix32(seed + 0x7f4a7c15), i = hi * 2^32 + lo,
+ * so a worker computing some rows draws just those (a sequential stream would have to be replayed
+ * up to its first row) and the mask does not depend on how rows are split.
  */
 export function dropoutMask(n: number, rate: number, seed: number, skip = 0): Float32Array {
-  const random = seedrandom.alea(String(seed));
-  for (let i = 0; i < skip; i++) random();
-  const threshold = Math.fround(rate);
+  const k1 = fmix32((seed ^ 0x9e3779b9) >>> 0);
+  const k2 = fmix32((seed + 0x7f4a7c15) >>> 0);
+  const threshold = Math.min(2 ** 32 - 1, Math.floor(rate * 2 ** 32));
   const keep = Math.fround(1 / (1 - rate));
   const mask = new Float32Array(n);
-  for (let i = 0; i < n; i++) if (Math.fround(random()) >= threshold) mask[i] = keep;
+  let lo = skip >>> 0;
+  let hiKey = (k2 + Math.floor(skip / 2 ** 32)) >>> 0;
+  for (let i = 0; i < n; i++) {
+    if (fmix32(fmix32((lo + k1) >>> 0) ^ hiKey) >= threshold) mask[i] = keep;
+    lo = (lo + 1) >>> 0;
+    if (lo === 0) hiKey = (hiKey + 1) >>> 0;
+  }
   return mask;
 }
 

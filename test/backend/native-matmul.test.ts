@@ -177,3 +177,46 @@ describe.each(LIBRARIES)('native wasm matrix kernels on $gemm', ({ gemm, availab
     expect(tf.memory().numTensors).toBe(before);
   });
 });
+
+describe('OpenBLAS products cut across threads', () => {
+  beforeAll(async () => {
+    await initBackend('wasm');
+  });
+  afterAll(() => {
+    useNativeKernels();
+  });
+
+  // From 2^22 multiply-adds the binding cuts a product across threads: by batch, rows or columns.
+  const SPLIT_CASES: Case[] = [
+    { name: 'rows', a: [300, 129], b: [129, 113] },
+    { name: 'rows, a transposed', a: [129, 300], b: [129, 113], ta: true },
+    { name: 'columns, b transposed', a: [40, 257], b: [411, 257], tb: true },
+    { name: 'columns', a: [40, 257], b: [257, 411] },
+    { name: 'batches', a: [4, 101, 128], b: [4, 128, 110] },
+  ];
+  test.skipIf(!(NATIVE && HAS_BLAS)).each(SPLIT_CASES.map((c) => [c.name, c] as const))(
+    'a product cut in 3 parts by %s = float64 reference',
+    (_name, c) => {
+      useNativeKernels({ minMacs: 0, gemm: 'openblas' });
+      const blas = openBlas();
+      const threads = blas.threads();
+      blas.threads(3);
+      try {
+        const a = tf.tensor(lcgValues(tf.util.sizeFromShape(c.a), 7), c.a);
+        const b = tf.tensor(lcgValues(tf.util.sizeFromShape(c.b), 8), c.b);
+        const ref = reference(a, b, Boolean(c.ta), Boolean(c.tb));
+        const out = tf.matMul(a, b, c.ta, c.tb);
+        expect(out.shape).toEqual(ref.shape);
+        const got = out.dataSync();
+        const k = c.ta ? (c.a.at(-2) as number) : (c.a.at(-1) as number);
+        let err = 0;
+        for (let j = 0; j < got.length; j++)
+          err = Math.max(err, Math.abs((got[j] as number) - (ref.data[j] as number)));
+        expect(err).toBeLessThan(1e-6 * k * 4);
+        tf.dispose([a, b, out]);
+      } finally {
+        blas.threads(threads);
+      }
+    },
+  );
+});

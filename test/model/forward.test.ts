@@ -13,6 +13,7 @@ import {
   decoderLayer,
   disposeLayerTensors,
   dropout,
+  dropoutMask,
   embedTokens,
   forward,
   headLossSum,
@@ -397,25 +398,61 @@ describe('linear and dropout', () => {
     x.dispose();
   });
 
-  test("dropout draws tf.randomUniform's mask: the same values as compare, cast and scale on the backend", () => {
-    for (const [shape, rate, seed] of [
-      [[37, 129], 0.1, 7],
-      [[3, 5, 11], 0.25, 123456789],
-      [[1001], 0.5, 0],
+  test('dropout draws the counter-based mask: fmix32(fmix32(lo + k1) ^ (k2 + hi)) >= rate * 2^32', () => {
+    // An independent computation of the documented hash, in BigInt arithmetic.
+    const M = 2n ** 32n;
+    const fmix = (h: bigint) => {
+      let x = h % M;
+      x ^= x >> 16n;
+      x = (x * 0x85ebca6bn) % M;
+      x ^= x >> 13n;
+      x = (x * 0xc2b2ae35n) % M;
+      x ^= x >> 16n;
+      return x;
+    };
+    for (const [shape, rate, seed, skip] of [
+      [[37, 129], 0.1, 7, 0],
+      [[3, 5, 11], 0.25, 123456789, 0],
+      [[1001], 0.5, 0, 2 ** 32 - 500], // the low word wraps inside the mask
+      [[64], 0.3, 4294967295, 3 * 2 ** 32 + 17],
     ] as const) {
+      const n = tf.util.sizeFromShape([...shape]);
+      const got = dropoutMask(n, rate, seed, skip);
+      const s = BigInt(seed);
+      const k1 = fmix(s ^ 0x9e3779b9n);
+      const k2 = fmix(s + 0x7f4a7c15n);
+      const threshold = BigInt(Math.floor(rate * 2 ** 32));
+      const keep = Math.fround(1 / (1 - rate));
+      for (let i = 0; i < n; i++) {
+        const index = BigInt(skip) + BigInt(i);
+        const h = fmix(fmix((index % M) + k1) ^ ((k2 + index / M) % M));
+        expect(got[i], `element ${i} of seed ${seed}`).toBe(h >= threshold ? keep : 0);
+      }
       const x = tf.tensor(
-        Float32Array.from({ length: tf.util.sizeFromShape([...shape]) }, (_, i) => i - 40),
+        Float32Array.from({ length: n }, (_, i) => i - 40),
         [...shape],
       );
-      const got = dropout(x, rate, seed).dataSync();
-      const expected = tf
-        .tidy(() => {
-          const u = tf.randomUniform([...shape], 0, 1, 'float32', seed);
-          return tf.mul(x, tf.mul(tf.cast(tf.greaterEqual(u, rate), 'float32'), 1 / (1 - rate)));
-        })
-        .dataSync();
-      expect(got).toEqual(expected);
+      if (skip === 0) {
+        const y = dropout(x, rate, seed).dataSync();
+        expect(Array.from(y)).toEqual(Array.from(x.dataSync(), (v, i) => Math.fround(v * (got[i] as number))));
+      }
       x.dispose();
     }
+  });
+
+  test('dropout masks of different seeds and of neighbouring elements are independent', () => {
+    const n = 200_000;
+    const rate = 0.5;
+    const a = dropoutMask(n, rate, 1);
+    const b = dropoutMask(n, rate, 2);
+    let agree = 0;
+    let neighbours = 0;
+    for (let i = 0; i < n; i++) {
+      if ((a[i] === 0) === (b[i] === 0)) agree++;
+      if (i > 0 && (a[i] === 0) === (a[i - 1] === 0)) neighbours++;
+    }
+    // 0.5 each for independent fair coins; 5 standard deviations is 0.0056 at this n
+    expect(Math.abs(agree / n - 0.5)).toBeLessThan(0.0056);
+    expect(Math.abs(neighbours / (n - 1) - 0.5)).toBeLessThan(0.0056);
   });
 });
