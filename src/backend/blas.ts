@@ -32,6 +32,13 @@ interface Binding {
     transA: boolean,
     transB: boolean,
   ): void;
+  transpose(
+    heap: Float32Array,
+    inOffset: number,
+    outOffset: number,
+    dims: Int32Array,
+    perm: Int32Array,
+  ): void;
 }
 
 export interface Blas {
@@ -44,7 +51,15 @@ export interface Blas {
    * op(a) is m x k and op(b) is k x n.
    */
   sgemm: Binding['sgemm'];
-  /** Set the library's thread count (OpenBLAS; others keep theirs) and return it (0: unknown). */
+  /**
+   * out = in with its axes permuted, both element offsets into `heap`; `dims` and `perm` as
+   * `mergedTranspose` gives them (rank 2 to 8).
+   */
+  transpose: Binding['transpose'];
+  /**
+   * Set how many threads one large product or transpose is cut across, and return it (OpenBLAS,
+   * which the binding keeps single-threaded; 0 for another library, which threads itself).
+   */
   threads(n?: number): number;
 }
 
@@ -69,7 +84,13 @@ export function openBlas(): Blas {
   for (const library of named ? [named] : OPENBLAS_NAMES) {
     try {
       const core = binding.open(library);
-      opened = { library, core, sgemm: binding.sgemm, threads: binding.threads };
+      opened = {
+        library,
+        core,
+        sgemm: binding.sgemm,
+        transpose: binding.transpose,
+        threads: binding.threads,
+      };
       return opened;
     } catch (err) {
       reasons.push((err as Error).message.split('\n')[0] ?? String(err));
@@ -83,11 +104,34 @@ export function openBlas(): Blas {
 }
 
 /**
- * The library's threads for a process running `workers` training workers: the cores shared among
- * them (all cores for the main thread alone). `OPENBLAS_NUM_THREADS`, when set, wins.
+ * The threads a product is cut across in a process running `workers` training workers: the cores
+ * shared among them (all cores for the main thread alone). `OPENBLAS_NUM_THREADS`, when set, wins.
  */
 export function blasThreadsFor(workers: number, cores = availableParallelism()): number {
   const fixed = Number(process.env.OPENBLAS_NUM_THREADS);
   if (Number.isInteger(fixed) && fixed > 0) return fixed;
   return Math.max(1, Math.floor(cores / Math.max(1, workers)));
+}
+
+/**
+ * A transpose in its fewest axes: size-1 axes dropped, and input axes that stay neighbours in the
+ * output merged into one (they are copied as one). Rank 0 or 1 means the data is copied as it is.
+ * @example mergedTranspose([4, 256, 8, 64], [0, 2, 1, 3]) // { dims: [4, 256, 8, 64], perm: [0, 2, 1, 3] }
+ * @example mergedTranspose([2, 3, 4], [1, 2, 0]) // { dims: [2, 12], perm: [1, 0] }
+ */
+export function mergedTranspose(
+  shape: readonly number[],
+  perm: readonly number[],
+): { dims: number[]; perm: number[] } {
+  const kept = shape.flatMap((d, i) => (d === 1 ? [] : [i])); // input axes of size > 1
+  const order = perm.filter((a) => shape[a] !== 1).map((a) => kept.indexOf(a)); // output order, as ranks
+  const groups: number[][] = []; // runs of consecutive input axes, in output order
+  for (const a of order) {
+    const g = groups.at(-1);
+    if (g && (g.at(-1) as number) + 1 === a) g.push(a);
+    else groups.push([a]);
+  }
+  const byInput = [...groups].sort((x, y) => (x[0] as number) - (y[0] as number));
+  const dims = byInput.map((g) => g.reduce((n, a) => n * (shape[kept[a] as number] as number), 1));
+  return { dims, perm: groups.map((g) => byInput.indexOf(g)) };
 }

@@ -15,7 +15,7 @@ import { createRequire } from 'node:module';
 import { isMainThread } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import { FLEXIBLE_MATMUL_FLAG } from '../model/matmul-form.js';
-import { type Blas, blasThreadsFor, openBlas } from './blas.js';
+import { type Blas, blasThreadsFor, mergedTranspose, openBlas } from './blas.js';
 import { HEAP_KERNEL_NAMES, heapKernel } from './heap-kernels.js';
 import { fusedMatMulModel, transposeModel } from './onnx-models.js';
 
@@ -224,17 +224,25 @@ function heapTensor(ort: Ort, backend: WasmBackend, t: tf.TensorInfo): OrtTensor
 }
 
 /** The native transpose of `x`, or undefined when the stock kernel should run (not float32, small, a no-op). */
-function nativeTranspose(ort: Ort, minSize: number, args: KernelArgs): tf.TensorInfo | undefined {
+function nativeTranspose(engine: Engine, minSize: number, args: KernelArgs): tf.TensorInfo | undefined {
   const x = args.inputs.x as tf.TensorInfo;
   const perm = (args.attrs as unknown as { perm: number[] }).perm;
   if (x.dtype !== 'float32' || tf.util.sizeFromShape(x.shape) < minSize) return undefined;
-  if (perm.every((p, i) => p === i)) return undefined;
+  const merged = mergedTranspose(x.shape, perm);
+  if (merged.dims.length < 2) return undefined; // a copy: the stock kernel does it
   const backend = args.backend as unknown as WasmBackend;
   const out = backend.makeOutput(
     perm.map((p) => x.shape[p] as number),
     'float32',
   );
   // Views after makeOutput: allocating may have grown (and replaced) the heap.
+  if (engine.blas) {
+    const at = (t: tf.TensorInfo) => backend.dataIdMap.get(t.dataId).memoryOffset / 4;
+    const heap = new Float32Array(backend.wasm.HEAPU8.buffer);
+    engine.blas.transpose(heap, at(x), at(out), Int32Array.from(merged.dims), Int32Array.from(merged.perm));
+    return out;
+  }
+  const ort = engine.ort as Ort; // registered only with one of the two
   ort
     .transposeSession(perm)
     .run({ X: heapTensor(ort, backend, x) }, { Y: heapTensor(ort, backend, out) }, {});
@@ -350,16 +358,16 @@ function register(choice: GemmChoice): NativeKernelStatus {
     wrap(fused as tf.KernelConfig, (args) =>
       plainFused(args) ? nativeProduct(engine, minMacs, args) : undefined,
     ),
-    ...(ort ? [wrap(transpose as tf.KernelConfig, (args) => nativeTranspose(ort, minTranspose, args))] : []),
+    wrap(transpose as tf.KernelConfig, (args) => nativeTranspose(engine, minTranspose, args)),
   ]);
   tf.env().set(FLEXIBLE_MATMUL_FLAG, 'wasm');
   if (blas && isMainThread) blas.threads(blasThreadsFor(1));
   const products = blas
     ? `BatchMatMul, _FusedMatMul on OpenBLAS (${blas.library}${blas.core ? `, ${blas.core} kernel` : ''}, ${blas.threads() || 'its own'} threads on the main thread, cores / workers in training workers; stock wasm kernels below ${BLAS_MIN_MACS} multiply-adds)`
     : `BatchMatMul, _FusedMatMul on onnxruntime-node ${ort?.version} (MLAS, 1 thread; stock wasm kernels below ${NATIVE_MIN_MACS} multiply-adds)`;
-  const transposes = ort
-    ? `Transpose on onnxruntime-node ${ort.version} from ${NATIVE_MIN_TRANSPOSE} elements`
-    : 'stock Transpose';
+  const transposes = blas
+    ? `Transpose on mft's binding from ${NATIVE_MIN_TRANSPOSE} elements`
+    : `Transpose on onnxruntime-node ${ort?.version} from ${NATIVE_MIN_TRANSPOSE} elements`;
   const noBlas = blas || choice === 'onnxruntime' ? '' : ` (OpenBLAS not used: ${blasOrReason})`;
   return {
     active: true,

@@ -434,7 +434,9 @@ describe('linear and dropout', () => {
       );
       if (skip === 0) {
         const y = dropout(x, rate, seed).dataSync();
-        expect(Array.from(y)).toEqual(Array.from(x.dataSync(), (v, i) => Math.fround(v * (got[i] as number))));
+        expect(Array.from(y)).toEqual(
+          Array.from(x.dataSync(), (v, i) => Math.fround(v * (got[i] as number))),
+        );
       }
       x.dispose();
     }
