@@ -6,14 +6,15 @@
  *
  * OpenBLAS itself runs single-threaded: its own threads cost more to wake than the small products
  * of a LoRA step take, and its thread count is one setting for the whole process. Instead a product
- * of at least SPLIT_MIN_MACS multiply-adds is cut into `split` parts (batches, else rows, else
- * columns of C), each on a thread of its own calling the library; smaller ones run on the caller.
+ * is cut into up to `split` parts of at least SPLIT_MIN_MACS multiply-adds (batches, else rows, else
+ * columns of C), each on a helper thread calling the library; smaller ones run on the caller.
  */
 #include <dlfcn.h>
 #include <pthread.h>
 #include <node_api.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 enum { ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112 };
@@ -31,7 +32,7 @@ static corename_fn corename;
 /* Threads one large product is cut across (shared by every worker thread of the process). */
 static int split = 1;
 enum { MAX_SPLIT = 64 };
-static const double SPLIT_MIN_MACS = 1 << 22;
+static const double SPLIT_MIN_MACS = 1 << 23; /* per part: below, concurrent calls gain little (measured) */
 
 static napi_value fail(napi_env env, const char *message) {
   napi_throw_error(env, NULL, message);
@@ -135,15 +136,111 @@ static void *run_part(void *arg) {
   return NULL;
 }
 
-/* Run the product as `parts` parts: 0 on this thread, the others on threads of their own. */
-static void run_split(struct part *parts, int count) {
+/*
+ * Helper threads kept for the calling thread (a training worker, or the main thread), so that a
+ * split costs a wake-up, not a thread start: a fresh thread also gets fresh OpenBLAS buffers, whose
+ * first touch costs more than a small product. The pool ends with the thread that owns it.
+ */
+typedef void *(*task_fn)(void *);
+struct pool {
+  int size, active, generation, pending, stop;
   pthread_t ids[MAX_SPLIT];
-  int started[MAX_SPLIT] = {0};
-  for (int i = 1; i < count; i++) started[i] = pthread_create(&ids[i], NULL, run_part, &parts[i]) == 0;
-  run_part(&parts[0]);
-  for (int i = 1; i < count; i++) {
-    if (started[i]) pthread_join(ids[i], NULL);
-    else run_part(&parts[i]); /* no thread to be had: do it here */
+  pthread_mutex_t mu;
+  pthread_cond_t go, done;
+  task_fn fn;
+  void *args[MAX_SPLIT];
+};
+struct helper_arg {
+  struct pool *pool;
+  int index;
+};
+
+static void *helper(void *arg) {
+  struct helper_arg *h = arg;
+  struct pool *p = h->pool;
+  const int index = h->index;
+  free(h);
+  int seen = 0;
+  pthread_mutex_lock(&p->mu);
+  for (;;) {
+    while (p->generation == seen && !p->stop) pthread_cond_wait(&p->go, &p->mu);
+    if (p->stop) break;
+    seen = p->generation;
+    if (index >= p->active) continue;
+    task_fn fn = p->fn;
+    void *a = p->args[index + 1];
+    pthread_mutex_unlock(&p->mu);
+    fn(a);
+    pthread_mutex_lock(&p->mu);
+    if (--p->pending == 0) pthread_cond_signal(&p->done);
+  }
+  pthread_mutex_unlock(&p->mu);
+  return NULL;
+}
+
+static pthread_key_t pool_key;
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+
+static void end_pool(void *arg) {
+  struct pool *p = arg;
+  pthread_mutex_lock(&p->mu);
+  p->stop = 1;
+  pthread_cond_broadcast(&p->go);
+  pthread_mutex_unlock(&p->mu);
+  for (int i = 0; i < p->size; i++) pthread_join(p->ids[i], NULL);
+  pthread_mutex_destroy(&p->mu);
+  pthread_cond_destroy(&p->go);
+  pthread_cond_destroy(&p->done);
+  free(p);
+}
+
+static void make_pool_key(void) { pthread_key_create(&pool_key, end_pool); }
+
+/* The calling thread's pool with at least `helpers` threads (fewer if threads cannot be had). */
+static struct pool *pool_of_caller(int helpers) {
+  pthread_once(&pool_once, make_pool_key);
+  struct pool *p = pthread_getspecific(pool_key);
+  if (!p) {
+    p = calloc(1, sizeof *p);
+    if (!p) return NULL;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->go, NULL);
+    pthread_cond_init(&p->done, NULL);
+    pthread_setspecific(pool_key, p);
+  }
+  while (p->size < helpers) {
+    struct helper_arg *h = malloc(sizeof *h);
+    if (!h) break;
+    *h = (struct helper_arg){p, p->size};
+    if (pthread_create(&p->ids[p->size], NULL, helper, h) != 0) {
+      free(h);
+      break;
+    }
+    p->size++;
+  }
+  return p;
+}
+
+/* Run fn(args[i]) for i < count: 0 on this thread, the others on the caller's helper threads. */
+static void run_split(task_fn fn, void **args, int count) {
+  struct pool *p = count > 1 ? pool_of_caller(count - 1) : NULL;
+  const int helpers = p ? (p->size < count - 1 ? p->size : count - 1) : 0;
+  if (helpers > 0) {
+    pthread_mutex_lock(&p->mu);
+    p->fn = fn;
+    for (int i = 1; i <= helpers; i++) p->args[i] = args[i];
+    p->active = helpers;
+    p->pending = helpers;
+    p->generation++;
+    pthread_cond_broadcast(&p->go);
+    pthread_mutex_unlock(&p->mu);
+  }
+  fn(args[0]);
+  for (int i = helpers + 1; i < count; i++) fn(args[i]); /* no helper to be had: do it here */
+  if (helpers > 0) {
+    pthread_mutex_lock(&p->mu);
+    while (p->pending > 0) pthread_cond_wait(&p->done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
   }
 }
 
@@ -178,8 +275,9 @@ static napi_value gemm(napi_env env, napi_callback_info info) {
       return fail(env, "sgemm: an operand lies outside the heap");
   const size_t batches = offsets_len / 3;
   struct part whole = {heap, offsets, 0, batches, m, n, k, trans_a, trans_b, 0, 0, 0, 0};
-  int count = split;
-  if ((double)batches * a_size * n < SPLIT_MIN_MACS) count = 1;
+  const double parts_worth = (double)batches * a_size * n / SPLIT_MIN_MACS;
+  int count = parts_worth < split ? (int)parts_worth : split;
+  if (count < 1) count = 1;
   /* Cut batches when there are enough; else rows, else columns, in parts of at least 16. */
   const int by_batch = batches >= (size_t)count;
   const int by_rows = !by_batch && m >= n;
@@ -203,7 +301,9 @@ static napi_value gemm(napi_env env, napi_callback_info info) {
       parts[i].i1 = hi;
     }
   }
-  run_split(parts, count);
+  void *args[MAX_SPLIT];
+  for (int i = 0; i < count; i++) args[i] = &parts[i];
+  run_split(run_part, args, count);
   return NULL;
 }
 
@@ -300,19 +400,14 @@ static napi_value transpose(napi_env env, napi_callback_info info) {
   int count = size >= (1 << 16) ? split : 1;
   if (count > items) count = (int)items;
   struct transpose_job parts[MAX_SPLIT];
-  pthread_t ids[MAX_SPLIT];
-  int started[MAX_SPLIT] = {0};
+  void *args[MAX_SPLIT];
   for (int i = 0; i < count; i++) {
     parts[i] = job;
     parts[i].lo = items * i / count;
     parts[i].hi = items * (i + 1) / count;
+    args[i] = &parts[i];
   }
-  for (int i = 1; i < count; i++) started[i] = pthread_create(&ids[i], NULL, run_transpose, &parts[i]) == 0;
-  run_transpose(&parts[0]);
-  for (int i = 1; i < count; i++) {
-    if (started[i]) pthread_join(ids[i], NULL);
-    else run_transpose(&parts[i]);
-  }
+  run_split(run_transpose, args, count);
   return NULL;
 }
 
