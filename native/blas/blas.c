@@ -9,6 +9,7 @@
  * is cut into up to `split` parts of at least SPLIT_MIN_MACS multiply-adds (batches, else rows, else
  * columns of C), each on a helper thread calling the library; smaller ones run on the caller.
  */
+#define _POSIX_C_SOURCE 200809L
 #include <dlfcn.h>
 #include <pthread.h>
 #include <node_api.h>
@@ -69,7 +70,19 @@ static napi_value open_library(napi_env env, napi_callback_info info) {
     return fail(env, "open(path) needs a library path");
   /* One library per process: workers share it, and a second open() (another worker) reuses it. */
   if (library) return core_name(env);
+  /*
+   * OpenBLAS starts a thread per core when it loads, and those threads keep concurrent calls from
+   * running in parallel even after openblas_set_num_threads(1) (measured: two threads' small
+   * products took as long as one thread doing both). Loaded with OPENBLAS_NUM_THREADS=1 it starts
+   * none; the caller's value is put back for mft's own reading of it.
+   */
+  const char *had = getenv("OPENBLAS_NUM_THREADS");
+  char saved[64] = "";
+  if (had) snprintf(saved, sizeof saved, "%s", had);
+  setenv("OPENBLAS_NUM_THREADS", "1", 1);
   void *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  if (had) setenv("OPENBLAS_NUM_THREADS", saved, 1);
+  else unsetenv("OPENBLAS_NUM_THREADS");
   if (!handle) return fail(env, dlerror());
   sgemm_fn found = (sgemm_fn)dlsym(handle, "cblas_sgemm");
   if (!found) {
