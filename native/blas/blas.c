@@ -424,11 +424,72 @@ static napi_value transpose(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * Softmax's gradient over the last axis in one pass, the formula of tfjs's Softmax_grad:
+ *   t = dy * y;  dx = t - sum(t) * y   (per row of `cols` values; the sum in double)
+ * where the composite costs four kernels and three tensors the size of the scores.
+ */
+struct softmax_grad_job {
+  const float *y, *dy;
+  float *out;
+  long long cols, lo, hi; /* rows [lo, hi) */
+};
+
+static void *run_softmax_grad(void *arg) {
+  const struct softmax_grad_job *j = arg;
+  for (long long r = j->lo; r < j->hi; r++) {
+    const float *y = j->y + r * j->cols, *dy = j->dy + r * j->cols;
+    float *out = j->out + r * j->cols;
+    double sum = 0;
+    for (long long c = 0; c < j->cols; c++) sum += (double)(dy[c] * y[c]);
+    const float s = (float)sum;
+    for (long long c = 0; c < j->cols; c++) out[c] = dy[c] * y[c] - s * y[c];
+  }
+  return NULL;
+}
+
+/* softmaxGrad(heap, yOffset, dyOffset, outOffset, rows, cols) */
+static napi_value softmax_grad(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 6) return fail(env, "softmaxGrad(heap, yOffset, dyOffset, outOffset, rows, cols)");
+  napi_typedarray_type type;
+  size_t heap_len;
+  void *heap_data;
+  if (napi_get_typedarray_info(env, argv[0], &type, &heap_len, &heap_data, NULL, NULL) != napi_ok ||
+      type != napi_float32_array)
+    return fail(env, "heap must be a Float32Array");
+  double at[3] = {0, 0, 0}, rows = 0, cols = 0;
+  for (int i = 0; i < 3; i++) napi_get_value_double(env, argv[1 + i], &at[i]);
+  napi_get_value_double(env, argv[4], &rows);
+  napi_get_value_double(env, argv[5], &cols);
+  const double size = rows * cols;
+  for (int i = 0; i < 3; i++)
+    if (rows < 0 || cols < 1 || at[i] < 0 || at[i] + size > heap_len)
+      return fail(env, "softmaxGrad: an operand lies outside the heap");
+  float *heap = heap_data;
+  struct softmax_grad_job job = {heap + (size_t)at[0], heap + (size_t)at[1], heap + (size_t)at[2],
+                                 (long long)cols, 0, (long long)rows};
+  int count = size >= (1 << 16) ? split : 1;
+  if (count > rows) count = rows < 1 ? 1 : (int)rows;
+  struct softmax_grad_job parts[MAX_SPLIT];
+  void *args[MAX_SPLIT];
+  for (int i = 0; i < count; i++) {
+    parts[i] = job;
+    parts[i].lo = job.hi * i / count;
+    parts[i].hi = job.hi * (i + 1) / count;
+    args[i] = &parts[i];
+  }
+  run_split(run_softmax_grad, args, count);
+  return NULL;
+}
+
 NAPI_MODULE_INIT() {
   const struct {
     const char *name;
     napi_callback fn;
-  } functions[] = {{"open", open_library}, {"threads", threads}, {"sgemm", gemm}, {"transpose", transpose}};
+  } functions[] = {{"open", open_library}, {"threads", threads}, {"sgemm", gemm}, {"transpose", transpose}, {"softmaxGrad", softmax_grad}};
   for (size_t i = 0; i < sizeof functions / sizeof functions[0]; i++) {
     napi_value fn;
     napi_create_function(env, functions[i].name, NAPI_AUTO_LENGTH, functions[i].fn, NULL, &fn);

@@ -39,6 +39,14 @@ interface Binding {
     dims: Int32Array,
     perm: Int32Array,
   ): void;
+  softmaxGrad(
+    heap: Float32Array,
+    yOffset: number,
+    dyOffset: number,
+    outOffset: number,
+    rows: number,
+    cols: number,
+  ): void;
 }
 
 export interface Blas {
@@ -56,6 +64,8 @@ export interface Blas {
    * `mergedTranspose` gives them (rank 2 to 8).
    */
   transpose: Binding['transpose'];
+  /** Softmax's gradient over rows of `cols` values: `dy * y - sum(dy * y) * y`, element offsets into `heap`. */
+  softmaxGrad: Binding['softmaxGrad'];
   /**
    * Set how many threads one large product or transpose is cut across, and return it (OpenBLAS,
    * which the binding keeps single-threaded; 0 for another library, which threads itself).
@@ -89,6 +99,7 @@ export function openBlas(): Blas {
         core,
         sgemm: binding.sgemm,
         transpose: binding.transpose,
+        softmaxGrad: binding.softmaxGrad,
         threads: binding.threads,
       };
       return opened;

@@ -18,6 +18,7 @@ import { FLEXIBLE_MATMUL_FLAG } from '../model/matmul-form.js';
 import { type Blas, blasThreadsFor, mergedTranspose, openBlas } from './blas.js';
 import { HEAP_KERNEL_NAMES, heapKernel } from './heap-kernels.js';
 import { fusedMatMulModel, transposeModel } from './onnx-models.js';
+import { SOFTMAX_GRAD } from './softmax-grad.js';
 
 /** Products with fewer multiply-adds than this run on the stock kernel (onnxruntime costs some 30-50 us a call). */
 export const NATIVE_MIN_MACS = 65536;
@@ -249,6 +250,20 @@ function nativeTranspose(engine: Engine, minSize: number, args: KernelArgs): tf.
   return out;
 }
 
+/** Softmax's gradient over the last axis (softmax-grad.ts), on the binding. */
+function nativeSoftmaxGrad(blas: Blas, args: KernelArgs): tf.TensorInfo {
+  const y = args.inputs.y as tf.TensorInfo;
+  const dy = args.inputs.dy as tf.TensorInfo;
+  const backend = args.backend as unknown as WasmBackend;
+  const out = backend.makeOutput(y.shape, 'float32');
+  const at = (t: tf.TensorInfo) => backend.dataIdMap.get(t.dataId).memoryOffset / 4;
+  const cols = y.shape[y.shape.length - 1] as number;
+  const rows = tf.util.sizeFromShape(y.shape) / cols;
+  // The heap view after makeOutput: allocating may have grown (and replaced) the heap.
+  blas.softmaxGrad(new Float32Array(backend.wasm.HEAPU8.buffer), at(y), at(dy), at(out), rows, cols);
+  return out;
+}
+
 /** The native libraries the kernels call: products on `blas` when it is set, else on `ort`. */
 interface Engine {
   blas: Blas | undefined;
@@ -360,13 +375,20 @@ function register(choice: GemmChoice): NativeKernelStatus {
     ),
     wrap(transpose as tf.KernelConfig, (args) => nativeTranspose(engine, minTranspose, args)),
   ]);
+  if (blas) {
+    tf.registerKernel({
+      kernelName: SOFTMAX_GRAD,
+      backendName: 'wasm',
+      kernelFunc: (args) => nativeSoftmaxGrad(blas, args as unknown as KernelArgs),
+    });
+  }
   tf.env().set(FLEXIBLE_MATMUL_FLAG, 'wasm');
   if (blas && isMainThread) blas.threads(blasThreadsFor(1));
   const products = blas
     ? `BatchMatMul, _FusedMatMul on OpenBLAS (${blas.library}${blas.core ? `, ${blas.core} kernel` : ''}, ${blas.threads() || 'its own'} threads on the main thread, cores / workers in training workers; stock wasm kernels below ${BLAS_MIN_MACS} multiply-adds)`
     : `BatchMatMul, _FusedMatMul on onnxruntime-node ${ort?.version} (MLAS, 1 thread; stock wasm kernels below ${NATIVE_MIN_MACS} multiply-adds)`;
   const transposes = blas
-    ? `Transpose on mft's binding from ${NATIVE_MIN_TRANSPOSE} elements`
+    ? `Transpose from ${NATIVE_MIN_TRANSPOSE} elements and softmax's gradient on mft's binding`
     : `Transpose on onnxruntime-node ${ort?.version} from ${NATIVE_MIN_TRANSPOSE} elements`;
   const noBlas = blas || choice === 'onnxruntime' ? '' : ` (OpenBLAS not used: ${blasOrReason})`;
   return {
@@ -387,6 +409,7 @@ export function shareNativeThreads(workers: number): void {
 /** Put the stock wasm kernels back (tests compare the two). */
 export function useStockKernels(): void {
   tf.env().set(FLEXIBLE_MATMUL_FLAG, '');
+  if (tf.getKernel(SOFTMAX_GRAD, 'wasm')) tf.unregisterKernel(SOFTMAX_GRAD, 'wasm');
   replace(stock);
   stock = [];
   status = undefined;

@@ -1,0 +1,79 @@
+/**
+ * Softmax's gradient: the fused kernel (wasm, on mft's binding) and tfjs's four-kernel composite
+ * (every other backend, and wasm without the binding) against the float64 formula computed here.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { openBlas } from '../../src/backend/blas.js';
+import { initBackend, useNativeKernels, useStockKernels } from '../../src/backend/index.js';
+import { SOFTMAX_GRAD } from '../../src/backend/softmax-grad.js';
+import { lcgValues } from '../helpers/lcg-values.js';
+
+const HAS_BINDING = (() => {
+  try {
+    openBlas();
+    return process.env.MFT_NATIVE_KERNELS !== '0';
+  } catch {
+    return false;
+  }
+})();
+
+/** d/dx of sum(softmax(x) * w) over the last axis, in float64: y * (w - sum(w * y)). */
+function reference(x: Float32Array, w: Float32Array, cols: number): Float64Array {
+  const out = new Float64Array(x.length);
+  for (let r = 0; r < x.length / cols; r++) {
+    const row = Array.from(x.subarray(r * cols, (r + 1) * cols));
+    const max = Math.max(...row);
+    const e = row.map((v) => Math.exp(v - max));
+    const z = e.reduce((a, b) => a + b, 0);
+    const y = e.map((v) => v / z);
+    let s = 0;
+    for (let c = 0; c < cols; c++) s += (w[r * cols + c] as number) * (y[c] as number);
+    for (let c = 0; c < cols; c++) out[r * cols + c] = (y[c] as number) * ((w[r * cols + c] as number) - s);
+  }
+  return out;
+}
+
+const SHAPES = [[7], [3, 1], [5, 33], [2, 3, 4, 129], [4, 8, 64, 64]]; // the last: cut across threads
+
+describe('softmax gradient', () => {
+  beforeAll(async () => {
+    await initBackend('wasm');
+  });
+  afterAll(() => {
+    useNativeKernels();
+  });
+
+  const gradOf = (shape: number[], i: number) => {
+    const n = tf.util.sizeFromShape(shape);
+    const x = Float32Array.from(lcgValues(n, 2 * i + 1), (v) => 4 * v);
+    const w = lcgValues(n, 2 * i + 2);
+    const wt = tf.tensor(w, shape);
+    const g = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.softmax(t), wt)))(tf.tensor(x, shape));
+    const got = g.dataSync() as Float32Array;
+    tf.dispose([wt, g]);
+    return { got, want: reference(x, w, shape.at(-1) as number) };
+  };
+
+  test.skipIf(!HAS_BINDING).each(SHAPES.map((s, i) => [s, i] as const))(
+    'fused kernel on %j = float64 formula',
+    (shape, i) => {
+      useNativeKernels();
+      expect(tf.getKernel(SOFTMAX_GRAD, 'wasm')).toBeDefined();
+      const { got, want } = gradOf(shape, i);
+      for (let j = 0; j < got.length; j++)
+        expect(Math.abs((got[j] as number) - (want[j] as number))).toBeLessThan(1e-6);
+    },
+  );
+
+  test.each(SHAPES.map((s, i) => [s, i] as const))(
+    'four-kernel composite on %j = float64 formula',
+    (shape, i) => {
+      useStockKernels();
+      expect(tf.getKernel(SOFTMAX_GRAD, 'wasm')).toBeUndefined();
+      const { got, want } = gradOf(shape, i);
+      for (let j = 0; j < got.length; j++)
+        expect(Math.abs((got[j] as number) - (want[j] as number))).toBeLessThan(1e-6);
+    },
+  );
+});
