@@ -4,7 +4,7 @@
  * it, on onnxruntime-node's MLAS GEMM (one thread); `Transpose` runs on onnxruntime's transpose (the
  * stock 2-D transpose runs at well under 1 GB/s: a 2048 x 172 one took longer than the product it
  * fed). They read the inputs from and write the output into the wasm heap, so no tensor is copied.
- * With them come the heap kernels of heap-kernels.ts (Slice, SplitV, Identity, Cast), which need no
+ * With them come the heap kernels of heap-kernels.ts (Slice, GatherV2, SplitV, Identity, Cast), which need no
  * native library. The model code is unchanged: these are kernels registered for the backend. Small
  * products and transposes stay on the stock kernel, where a native call costs more than it saves.
  *

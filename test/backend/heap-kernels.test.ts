@@ -1,5 +1,5 @@
 /**
- * The wasm heap kernels (Slice, SplitV, Identity, Cast) and the native Transpose against the stock
+ * The wasm heap kernels (Slice, GatherV2, SplitV, Identity, Cast) and the native Transpose against the stock
  * wasm kernels and against index arithmetic done here, on odd shapes of every rank the model uses.
  * All of them move values without arithmetic, so they must agree bit for bit.
  */
@@ -78,6 +78,33 @@ const TRANSPOSES: { shape: number[]; perm: number[] }[] = [
   { shape: [3, 70, 33, 11], perm: [2, 0, 3, 1] },
 ];
 
+const GATHERS: { shape: number[]; indices: number[]; indexShape: number[]; dtype: 'float32' | 'int32' }[] = [
+  // embedding rows
+  {
+    shape: [512, 64],
+    indices: Array.from({ length: 1008 }, (_, i) => (i * 37) % 512),
+    indexShape: [1008],
+    dtype: 'float32',
+  },
+  { shape: [7], indices: [6, 0, 3, 3, 1, 2], indexShape: [3, 2], dtype: 'float32' },
+  { shape: [5, 3, 4], indices: [4, 0, 2, 2], indexShape: [2, 2], dtype: 'int32' },
+];
+
+/** Rows `indices` of x (axis 0), by index arithmetic. */
+function referenceGather(x: Float32Array, shape: number[], indices: number[]): Float32Array {
+  const width = x.length / (shape[0] as number);
+  const out = new Float32Array(indices.length * width);
+  indices.forEach((r, i) => {
+    for (let j = 0; j < width; j++) out[i * width + j] = x[r * width + j] as number;
+  });
+  return out;
+}
+
+const gatherInput = (c: (typeof GATHERS)[number], i: number) => {
+  const values = lcgValues(tf.util.sizeFromShape(c.shape), 200 + i);
+  return c.dtype === 'int32' ? Float32Array.from(values, (v) => Math.round(v * 100)) : values;
+};
+
 describe('wasm heap kernels and native transpose', () => {
   const stockOut: Float32Array[][] = [];
   const runAll = (): Float32Array[][] => [
@@ -102,6 +129,15 @@ describe('wasm heap kernels and native transpose', () => {
       tf.dispose([x, y]);
       return out;
     }),
+    ...GATHERS.map((c, i) => {
+      const x = tf.tensor(gatherInput(c, i), c.shape, c.dtype);
+      const idx = tf.tensor(c.indices, c.indexShape, 'int32');
+      const y = tf.gather(x, idx);
+      expect(y.shape).toEqual([...c.indexShape, ...c.shape.slice(1)]);
+      const out = [Float32Array.from(y.dataSync())];
+      tf.dispose([x, idx, y]);
+      return out;
+    }),
   ];
 
   beforeAll(async () => {
@@ -120,10 +156,10 @@ describe('wasm heap kernels and native transpose', () => {
     expect(status.detail).toMatch(
       /Transpose (from \d+ elements and softmax's gradient on mft's binding|on onnxruntime-node)/,
     );
-    expect(status.detail).toMatch(/Slice, SplitV, Identity, Cast read the wasm heap in place/);
+    expect(status.detail).toMatch(/Slice, GatherV2, SplitV, Identity, Cast read the wasm heap in place/);
   });
 
-  test('slice, split and transpose agree with the stock kernels and the index arithmetic bit for bit', () => {
+  test('slice, split, transpose and gather agree with the stock kernels and the index arithmetic bit for bit', () => {
     const got = runAll();
     expect(got).toEqual(stockOut);
     SLICES.forEach((c, i) => {
@@ -133,6 +169,10 @@ describe('wasm heap kernels and native transpose', () => {
     TRANSPOSES.forEach((c, i) => {
       const x = lcgValues(tf.util.sizeFromShape(c.shape), 100 + i);
       expect(got[SLICES.length + SPLITS.length + i]?.[0]).toEqual(referenceTranspose(x, c.shape, c.perm));
+    });
+    GATHERS.forEach((c, i) => {
+      const at = SLICES.length + SPLITS.length + TRANSPOSES.length + i;
+      expect(got[at]?.[0]).toEqual(referenceGather(gatherInput(c, i), c.shape, c.indices));
     });
   });
 
