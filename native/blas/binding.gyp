@@ -3,7 +3,7 @@
     {
       "target_name": "mft_blas",
       "sources": ["blas.c"],
-      "cflags": ["-O2", "-std=c11", "-pthread"],
+      "cflags": ["-O3", "-std=c11", "-pthread", "-fno-trapping-math"],
       "ldflags": ["-pthread"],
       "defines": ["NAPI_VERSION=8"],
       "conditions": [["OS=='linux'", {"libraries": ["-ldl"]}]]

@@ -39,6 +39,7 @@ interface Binding {
     dims: Int32Array,
     perm: Int32Array,
   ): void;
+  exp(heap: Float32Array, inOffset: number, outOffset: number, n: number): void;
   softmaxGrad(
     heap: Float32Array,
     yOffset: number,
@@ -66,6 +67,8 @@ export interface Blas {
   transpose: Binding['transpose'];
   /** Softmax's gradient over rows of `cols` values: `dy * y - sum(dy * y) * y`, element offsets into `heap`. */
   softmaxGrad: Binding['softmaxGrad'];
+  /** `n` values of `exp`, element offsets into `heap` (about 1 ulp; 0 below -87.33, the normal floats' end). */
+  exp: Binding['exp'];
   /**
    * Set how many threads one large product or transpose is cut across, and return it (OpenBLAS,
    * which the binding keeps single-threaded; 0 for another library, which threads itself).
@@ -100,6 +103,7 @@ export function openBlas(): Blas {
         sgemm: binding.sgemm,
         transpose: binding.transpose,
         softmaxGrad: binding.softmaxGrad,
+        exp: binding.exp,
         threads: binding.threads,
       };
       return opened;

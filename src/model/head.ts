@@ -7,12 +7,14 @@
  * custom gradient), `forward`'s loss and logits, evaluation's statistics (`lossStats`) and
  * generation's next-token logits (`lastLogits`). The logits are computed over chunks of rows, so at
  * most `chunkRows x vocab` exist at once, and per block of vocabulary columns: plain (untransposed)
- * 2-D matMuls with a narrow output are the fast ones on wasm.
+ * 2-D matMuls with a narrow output are the fast ones on wasm's stock kernels. Where the kernels
+ * take every form at full speed (matmul-form.ts), each product is one matMul on lm_head as it is.
  */
 import * as tf from '@tensorflow/tfjs';
 import { IGNORE_INDEX } from './batch.js';
 import { checkLabels, lossRows, pickedLossSum } from './cross-entropy.js';
 import type { LoadedModel } from './loaded-model.js';
+import { flexibleMatMul } from './matmul-form.js';
 import { rmsNorm } from './rms-norm.js';
 import type { WeightProvider } from './weight-provider.js';
 
@@ -104,22 +106,23 @@ function fusedLossSum(
     const h = args[0] as tf.Tensor2D;
     const save = args[1] as tf.GradSaveFunc;
     // z is computed per block of vocabulary columns, p W per block of hidden columns.
-    const weightTs = lmHead.weightTs ?? vocabBlocksT(weight); // [hidden, n]
-    const weightCols = taped
-      ? blocks(Hd, HIDDEN_BLOCK).map(([at, n]) => tf.slice(weight, [0, at], [V, n]))
-      : []; // [V, n]
+    const flexible = flexibleMatMul();
+    const weightTs = flexible ? [] : (lmHead.weightTs ?? vocabBlocksT(weight)); // [hidden, n]
+    const weightCols =
+      taped && !flexible ? blocks(Hd, HIDDEN_BLOCK).map(([at, n]) => tf.slice(weight, [0, at], [V, n])) : []; // [V, n]
     let total: tf.Scalar = tf.scalar(0);
     const parts: tf.Tensor2D[] = [];
     for (let s = 0; s < M; s += chunk) {
       const e = Math.min(M, s + chunk);
       const [part, dPart] = tf.tidy((): tf.Tensor[] => {
         const hc = tf.gather(h, tf.tensor1d(rows.subarray(s, e), 'int32')) as tf.Tensor2D; // [c, hidden]
-        const z = blockLogits(hc, weightTs); // [c, V]
+        const z: tf.Tensor2D = flexible ? tf.matMul(hc, weight, false, true) : blockLogits(hc, weightTs); // [c, V]
         const sum = tf.add(total, pickedLossSum(z, targets.subarray(s, e))) as tf.Scalar;
         if (!taped) return [sum];
         const picked = tf.gather(weight, tf.tensor1d(targets.subarray(s, e), 'int32')); // [c, hidden]
         const p = tf.softmax(z); // [c, V]
-        return [sum, tf.sub(concatColumns(weightCols.map((wc) => tf.matMul(p, wc))), picked)]; // [c, hidden]
+        const pW = flexible ? tf.matMul(p, weight) : concatColumns(weightCols.map((wc) => tf.matMul(p, wc)));
+        return [sum, tf.sub(pW, picked)]; // [c, hidden]
       });
       total = part as tf.Scalar;
       if (dPart) parts.push(dPart as tf.Tensor2D);
@@ -191,6 +194,10 @@ export class OutputHead {
 
   /** Logits of rows of the last layer's output: `[c, hidden]` -> `[c, V]`. */
   logits(h: tf.Tensor2D): tf.Tensor2D {
+    if (flexibleMatMul() && !this.weightTs) {
+      const weight = this.lmHeadWeight();
+      return tf.tidy(() => tf.matMul(rmsNorm(h, this.norm, this.eps), weight, false, true));
+    }
     if (!this.weightTs) {
       // One copy of lm_head at a time: the blocks replace the plain weight (a large vocabulary's
       // lm_head is gigabytes in fp32).

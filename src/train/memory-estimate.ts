@@ -11,11 +11,11 @@
  *     that computes (the trainer streams them, one layer at a time; every layer at once on one tape);
  *     the activations; the lm_head in fp32 and a chunk of logits while the loss runs.
  *
- * The activation terms are fitted to tf.profile peaks of `lossAndGrads` on wasm (tinystories-260k
- * and random Llama shapes of hidden 256-512, mlp 256-1376, batch x seq 8 x 32 .. 8 x 256): a
- * checkpointed layer's backward holds about 13.3 floats per attention score (batch x heads x seq^2)
- * and 180 x hidden + 46 x intermediate + 3.5 x lora_r per LoRA target floats per token; one tape
- * holds about 0.9 x layers of that. test/train/memory-estimate.test.ts checks the estimate against a
+ * The activation terms are fitted to tf.profile peaks of `lossAndGrads` on wasm, with and without
+ * the native kernels (tinystories-260k and random Llama shapes of hidden 32-512, mlp 64-1376,
+ * batch x seq 4 x 32 .. 8 x 256 and 4 x 512): a checkpointed layer's backward holds about 11.2
+ * floats per attention score (batch x heads x seq^2) and 95 x hidden + 24 x intermediate + 3.5 x
+ * lora_r per LoRA target floats per token; one tape holds about 0.9 x layers of that. test/train/memory-estimate.test.ts checks the estimate against a
  * measured peak.
  */
 import {
@@ -96,7 +96,7 @@ export function estimateTrainingMemory(
 
   const scores = B * spec.num_attention_heads * T * T;
   const loraPerLayer = tokens * 3.5 * s.lora_r * s.targets.length;
-  const perLayer = 13.3 * scores + tokens * (180 * H + 46 * I) + loraPerLayer;
+  const perLayer = 11.2 * scores + tokens * (95 * H + 24 * I) + loraPerLayer;
   const kept = L * tokens * H; // each layer's input, kept for the checkpointed backward
   const layers = s.gradient_checkpointing ? 1 : 0.9 * L; // layers whose activations are alive at once
   const activations = F * ((s.gradient_checkpointing ? kept : 0) + layers * perLayer);
