@@ -13,19 +13,19 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend, nativeKernelStatus, shareNativeThreads } from '../src/backend/index.js';
+import { LINEAR_NAMES } from '../src/model/index.js';
+import { estimateTrainingMemory, WASM_HEAP_BYTES } from '../src/train/index.js';
 import { writeFileAtomic } from '../src/util/index.js';
 import type { JobOutcome, WorkerTask } from './jobs.js';
 import { formatJson } from './lib/json.js';
 import { machine, versions } from './lib/machine.js';
 import { sig } from './lib/measure.js';
-import type { LlamaShape } from './lib/random-llama.js';
+import { type LlamaShape, randomLlamaSpec } from './lib/random-llama.js';
 import { BENCH_MODEL } from './plan.js';
 import type { TrainStepJob, TrainStepResult } from './sections/train-step.js';
 
 interface PeerShape {
   name: 'main' | 'bench';
-  /** The bench shape needs gradient checkpointing in mft: without it the wasm heap passes 4 GiB. */
-  checkpointing: boolean;
   model: LlamaShape;
   batchSize: number;
   seqLen: number;
@@ -35,7 +35,6 @@ interface PeerShape {
 const SHAPES: PeerShape[] = [
   {
     name: 'main',
-    checkpointing: false,
     model: {
       vocab_size: 512,
       hidden_size: 64,
@@ -51,7 +50,6 @@ const SHAPES: PeerShape[] = [
   },
   {
     name: 'bench',
-    checkpointing: true,
     model: { ...BENCH_MODEL, max_position_embeddings: 256 },
     batchSize: 4,
     seqLen: 256,
@@ -109,6 +107,22 @@ function runTorch(
   return JSON.parse(line.slice('RESULT '.length)) as TorchResult;
 }
 
+/**
+ * Whether mft needs gradient checkpointing for this shape on `workers` workers, as `mft train`'s
+ * memory check decides it: when one worker's rows on one tape would not fit in the wasm heap
+ * (4 GiB) by the training memory estimate.
+ */
+function needsCheckpointing(shape: PeerShape, workers: number): boolean {
+  const oneTape = estimateTrainingMemory(randomLlamaSpec(shape.model), 0, {
+    micro_batch_size: Math.ceil(shape.batchSize / workers),
+    sequence_len: shape.seqLen,
+    lora_r: shape.r,
+    targets: LINEAR_NAMES,
+    gradient_checkpointing: false,
+  });
+  return oneTape.tensors > WASM_HEAP_BYTES;
+}
+
 /** One mft step measurement in a process of its own (bench/worker.ts), for its own peak RSS. */
 function runMft(shape: PeerShape, workers: number, warmup: number, runs: number): TrainStepResult {
   const job: TrainStepJob = {
@@ -116,7 +130,7 @@ function runMft(shape: PeerShape, workers: number, warmup: number, runs: number)
     kind: 'train-step',
     model: shape.model,
     storage: 'fp32',
-    checkpointing: shape.checkpointing,
+    checkpointing: needsCheckpointing(shape, workers),
     batchSize: shape.batchSize,
     seqLen: shape.seqLen,
     r: shape.r,
@@ -234,8 +248,9 @@ export async function runPeer(argv: string[]): Promise<number> {
       for (const w of workerCounts) mft.get(w)?.push(runMft(shape, w, 1, quick ? 1 : 3));
       if (python) for (const t of threads) torch.get(t)?.push(runTorch(python, shape, t, 3, quick ? 3 : 11));
     }
+    // The model's FLOPs, without checkpointing's recompute: the same work for every column.
     const first = mft.get(workerCounts[0]!)![0]!;
-    const flopsPerToken = first.flops.total / (shape.batchSize * shape.seqLen);
+    const flopsPerToken = (first.flops.total - first.flops.recompute) / (shape.batchSize * shape.seqLen);
     const peers = threads.map((t) => {
       const rs = torch.get(t) ?? [];
       const tok = rs.length ? median(rs.map((x) => x.tokPerS)) : Number.NaN;
@@ -254,6 +269,7 @@ export async function runPeer(argv: string[]): Promise<number> {
       const tok = median(rs.map((m) => m.tokensPerS));
       return {
         workers: w,
+        checkpointing: needsCheckpointing(shape, w),
         tokensPerS: sig(tok),
         mfu: sig((tok * flopsPerToken) / 1e9 / peak),
         peakRssMiB: sig(Math.max(...rs.map((m) => m.peakRssMiB))),
@@ -264,7 +280,6 @@ export async function runPeer(argv: string[]): Promise<number> {
     const mftBest = mfts.reduce((p, q) => (q.tokensPerS > p.tokensPerS ? q : p));
     rows.push({
       shape: shape.name,
-      checkpointing: shape.checkpointing,
       batchSize: shape.batchSize,
       seqLen: shape.seqLen,
       r: shape.r,
@@ -286,7 +301,7 @@ export async function runPeer(argv: string[]): Promise<number> {
       const pct = (x: number) => `${(100 * x).toFixed(0)}%`;
       return r.mft.map(
         (m) =>
-          `| ${r.shape} ${r.batchSize} x ${r.seqLen}, r ${r.r} | ${m.workers} | ${m.tokensPerS} | ${pct(m.mfu)} | ${m.peakRssMiB} | ${p ? p[0]?.tokensPerS : 'skipped'} | ${p ? p[1]?.tokensPerS : 'skipped'} | ${best ? pct(best.mfu) : '-'} | ${best?.peakRssMiB ?? '-'} | ${m.ratio ?? '-'} |`,
+          `| ${r.shape} ${r.batchSize} x ${r.seqLen}, r ${r.r} | ${m.workers}${m.checkpointing ? ' (checkpointing)' : ''} | ${m.tokensPerS} | ${pct(m.mfu)} | ${m.peakRssMiB} | ${p ? p[0]?.tokensPerS : 'skipped'} | ${p ? p[1]?.tokensPerS : 'skipped'} | ${best ? pct(best.mfu) : '-'} | ${best?.peakRssMiB ?? '-'} | ${m.ratio ?? '-'} |`,
       );
     }),
   ];
@@ -295,7 +310,7 @@ export async function runPeer(argv: string[]): Promise<number> {
     lines.push(`PyTorch BLAS: ${peerBlas.map((p) => `${p.threads} thread(s): ${p.blas}`).join('; ')}`);
   process.stdout.write(`${lines.join('\n')}\n`);
   const report = {
-    schema: 'mft-bench-peer/3',
+    schema: 'mft-bench-peer/4',
     date: new Date().toISOString(),
     machine: machine(),
     versions: versions(),
@@ -304,7 +319,7 @@ export async function runPeer(argv: string[]): Promise<number> {
     gemmPeakAllCoresMeasured: gemm.measuredAllCores,
     mftKernels: kernels,
     mfuDefinition:
-      "training FLOPs (bench/lib/flops.ts) per second / the machine's all-core GEMM peak (every column may use every core: mft's one worker runs OpenBLAS on all of them)",
+      "training FLOPs (bench/lib/flops.ts, without checkpointing's recompute: the same work for every column) per second / the machine's all-core GEMM peak (every column may use every core: mft's one worker runs OpenBLAS on all of them)",
     rounds,
     loadAverage: load,
     peer: withTorch ? 'torch' : 'skipped',

@@ -68,18 +68,23 @@ function weightShapes(spec: ModelSpec): Map<string, number[]> {
   return shapes;
 }
 
-/**
- * A Llama model with random weights in the given storage.
- * @example const model = randomLlama(SHAPE, 'nf4', 1);
- */
-export function randomLlama(shape: LlamaShape, storage: Storage, seed: number): LoadedModel {
+/** The config of `randomLlama`'s model. */
+export function randomLlamaSpec(shape: LlamaShape): ModelSpec {
   // no bos / eos ids: generation then always runs to maxNewTokens
-  const spec = parseModelSpec({
+  return parseModelSpec({
     architectures: ['LlamaForCausalLM'],
     torch_dtype: 'float32',
     tie_word_embeddings: false,
     ...shape,
   });
+}
+
+/**
+ * A Llama model with random weights in the given storage.
+ * @example const model = randomLlama(SHAPE, 'nf4', 1);
+ */
+export function randomLlama(shape: LlamaShape, storage: Storage, seed: number): LoadedModel {
+  const spec = randomLlamaSpec(shape);
   const shapes = weightShapes(spec);
   const names = [...shapes.keys()];
   const read = (name: string): TensorData => {
