@@ -560,11 +560,84 @@ static napi_value exp_kernel(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * Inverted dropout in place of its mask (src/model/dropout.ts, which defines it): element i of
+ * the counter-based mask is kept when fmix32(fmix32(lo(i) + k1) ^ (k2 + hi(i))) >= rate * 2^32,
+ * and out = x * keep or x * 0, the values the mask tensor and a multiply give.
+ */
+static uint32_t fmix32(uint32_t x) {
+  x ^= x >> 16;
+  x *= 0x85ebca6bu;
+  x ^= x >> 13;
+  x *= 0xc2b2ae35u;
+  return x ^ (x >> 16);
+}
+
+struct dropout_job {
+  const float *in;
+  float *out;
+  uint32_t k1, k2, threshold;
+  float keep;
+  double skip; /* mask index of element 0 */
+  long long lo, hi;
+};
+
+static void *run_dropout(void *arg) {
+  const struct dropout_job *j = arg;
+  const double first = j->skip + (double)j->lo;
+  uint32_t low = (uint32_t)fmod(first, 4294967296.0);
+  uint32_t high_key = j->k2 + (uint32_t)floor(first / 4294967296.0);
+  for (long long i = j->lo; i < j->hi; i++) {
+    const float m = fmix32(fmix32(low + j->k1) ^ high_key) >= j->threshold ? j->keep : 0.0f;
+    j->out[i] = j->in[i] * m;
+    if (++low == 0) high_key++;
+  }
+  return NULL;
+}
+
+/* dropout(heap, inOffset, outOffset, n, rate, seed, skip) */
+static napi_value dropout(napi_env env, napi_callback_info info) {
+  size_t argc = 7;
+  napi_value argv[7];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 7) return fail(env, "dropout(heap, inOffset, outOffset, n, rate, seed, skip)");
+  napi_typedarray_type type;
+  size_t heap_len;
+  void *heap_data;
+  if (napi_get_typedarray_info(env, argv[0], &type, &heap_len, &heap_data, NULL, NULL) != napi_ok ||
+      type != napi_float32_array)
+    return fail(env, "heap must be a Float32Array");
+  double v[6] = {0, 0, 0, 0, 0, 0};
+  for (int i = 0; i < 6; i++) napi_get_value_double(env, argv[1 + i], &v[i]);
+  const double in_at = v[0], out_at = v[1], n = v[2], rate = v[3], seed = v[4], skip = v[5];
+  if (n < 0 || in_at < 0 || out_at < 0 || in_at + n > heap_len || out_at + n > heap_len)
+    return fail(env, "dropout: an operand lies outside the heap");
+  if (!(rate > 0 && rate < 1) || seed < 0 || seed > 4294967295.0 || skip < 0)
+    return fail(env, "dropout: rate in (0, 1), seed a 32-bit word, skip >= 0");
+  const uint32_t s = (uint32_t)seed;
+  const double t = floor(rate * 4294967296.0);
+  float *heap = heap_data;
+  struct dropout_job job = {heap + (size_t)in_at, heap + (size_t)out_at, fmix32(s ^ 0x9e3779b9u),
+                            fmix32(s + 0x7f4a7c15u), t > 4294967295.0 ? 4294967295u : (uint32_t)t,
+                            (float)(1.0 / (1.0 - rate)), skip, 0, (long long)n};
+  int count = n >= (1 << 16) ? split : 1;
+  struct dropout_job parts[MAX_SPLIT];
+  void *args[MAX_SPLIT];
+  for (int i = 0; i < count; i++) {
+    parts[i] = job;
+    parts[i].lo = (long long)(n * i / count);
+    parts[i].hi = (long long)(n * (i + 1) / count);
+    args[i] = &parts[i];
+  }
+  run_split(run_dropout, args, count);
+  return NULL;
+}
+
 NAPI_MODULE_INIT() {
   const struct {
     const char *name;
     napi_callback fn;
-  } functions[] = {{"open", open_library}, {"threads", threads}, {"sgemm", gemm}, {"transpose", transpose}, {"softmaxGrad", softmax_grad}, {"exp", exp_kernel}};
+  } functions[] = {{"open", open_library}, {"threads", threads}, {"sgemm", gemm}, {"transpose", transpose}, {"softmaxGrad", softmax_grad}, {"exp", exp_kernel}, {"dropout", dropout}};
   for (size_t i = 0; i < sizeof functions / sizeof functions[0]; i++) {
     napi_value fn;
     napi_create_function(env, functions[i].name, NAPI_AUTO_LENGTH, functions[i].fn, NULL, &fn);

@@ -40,6 +40,15 @@ interface Binding {
     perm: Int32Array,
   ): void;
   exp(heap: Float32Array, inOffset: number, outOffset: number, n: number): void;
+  dropout(
+    heap: Float32Array,
+    inOffset: number,
+    outOffset: number,
+    n: number,
+    rate: number,
+    seed: number,
+    skip: number,
+  ): void;
   softmaxGrad(
     heap: Float32Array,
     yOffset: number,
@@ -69,6 +78,8 @@ export interface Blas {
   softmaxGrad: Binding['softmaxGrad'];
   /** `n` values of `exp`, element offsets into `heap` (about 1 ulp; 0 below -87.33, the normal floats' end). */
   exp: Binding['exp'];
+  /** `n` values of x times values `[skip, skip + n)` of the dropout mask of `seed` (src/model/dropout.ts). */
+  dropout: Binding['dropout'];
   /**
    * Set how many threads one large product or transpose is cut across, and return it (OpenBLAS,
    * which the binding keeps single-threaded; 0 for another library, which threads itself).
@@ -104,6 +115,7 @@ export function openBlas(): Blas {
         transpose: binding.transpose,
         softmaxGrad: binding.softmaxGrad,
         exp: binding.exp,
+        dropout: binding.dropout,
         threads: binding.threads,
       };
       return opened;

@@ -14,6 +14,7 @@
 import { createRequire } from 'node:module';
 import { isMainThread } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
+import { DROPOUT_KERNEL } from '../model/dropout.js';
 import { FLEXIBLE_MATMUL_FLAG } from '../model/matmul-form.js';
 import { type Blas, blasThreadsFor, mergedTranspose, openBlas } from './blas.js';
 import { HEAP_KERNEL_NAMES, heapKernel } from './heap-kernels.js';
@@ -265,6 +266,18 @@ function nativeExp(blas: Blas, args: KernelArgs): tf.TensorInfo | undefined {
   return out;
 }
 
+/** Dropout (src/model/dropout.ts) on the binding: x times its mask, drawn in place. */
+function nativeDropout(blas: Blas, args: KernelArgs): tf.TensorInfo {
+  const x = args.inputs.x as tf.TensorInfo;
+  const { rate, seed, skip } = args.attrs as unknown as { rate: number; seed: number; skip: number };
+  const backend = args.backend as unknown as WasmBackend;
+  const out = backend.makeOutput(x.shape, 'float32');
+  const at = (t: tf.TensorInfo) => backend.dataIdMap.get(t.dataId).memoryOffset / 4;
+  const n = tf.util.sizeFromShape(x.shape);
+  blas.dropout(new Float32Array(backend.wasm.HEAPU8.buffer), at(x), at(out), n, rate, seed, skip);
+  return out;
+}
+
 /** Softmax's gradient over the last axis (softmax-grad.ts), on the binding. */
 function nativeSoftmaxGrad(blas: Blas, args: KernelArgs): tf.TensorInfo {
   const y = args.inputs.y as tf.TensorInfo;
@@ -397,6 +410,11 @@ function register(choice: GemmChoice): NativeKernelStatus {
       backendName: 'wasm',
       kernelFunc: (args) => nativeSoftmaxGrad(blas, args as unknown as KernelArgs),
     });
+    tf.registerKernel({
+      kernelName: DROPOUT_KERNEL,
+      backendName: 'wasm',
+      kernelFunc: (args) => nativeDropout(blas, args as unknown as KernelArgs),
+    });
   }
   tf.env().set(FLEXIBLE_MATMUL_FLAG, 'wasm');
   if (blas && isMainThread) blas.threads(blasThreadsFor(1));
@@ -404,7 +422,7 @@ function register(choice: GemmChoice): NativeKernelStatus {
     ? `BatchMatMul, _FusedMatMul on OpenBLAS (${blas.library}${blas.core ? `, ${blas.core} kernel` : ''}, ${blas.threads() || 'its own'} threads on the main thread, cores / workers in training workers; stock wasm kernels below ${BLAS_MIN_MACS} multiply-adds)`
     : `BatchMatMul, _FusedMatMul on onnxruntime-node ${ort?.version} (MLAS, 1 thread; stock wasm kernels below ${NATIVE_MIN_MACS} multiply-adds)`;
   const transposes = blas
-    ? `Transpose from ${NATIVE_MIN_TRANSPOSE} elements, Exp from ${NATIVE_MIN_EXP} and softmax's gradient on mft's binding`
+    ? `Transpose from ${NATIVE_MIN_TRANSPOSE} elements, Exp from ${NATIVE_MIN_EXP}, dropout and softmax's gradient on mft's binding`
     : `Transpose on onnxruntime-node ${ort?.version} from ${NATIVE_MIN_TRANSPOSE} elements`;
   const noBlas = blas || choice === 'onnxruntime' ? '' : ` (OpenBLAS not used: ${blasOrReason})`;
   return {
@@ -425,7 +443,8 @@ export function shareNativeThreads(workers: number): void {
 /** Put the stock wasm kernels back (tests compare the two). */
 export function useStockKernels(): void {
   tf.env().set(FLEXIBLE_MATMUL_FLAG, '');
-  if (tf.getKernel(SOFTMAX_GRAD, 'wasm')) tf.unregisterKernel(SOFTMAX_GRAD, 'wasm');
+  for (const name of [SOFTMAX_GRAD, DROPOUT_KERNEL])
+    if (tf.getKernel(name, 'wasm')) tf.unregisterKernel(name, 'wasm');
   replace(stock);
   stock = [];
   status = undefined;

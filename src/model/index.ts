@@ -9,6 +9,7 @@ export { type Batch, IGNORE_INDEX } from './batch.js';
 export { checkVocabulary } from './check-vocabulary.js';
 export { crossEntropySum } from './cross-entropy.js';
 export { decoderLayer, type LayerTensors } from './decoder-layer.js';
+export { DROPOUT_KERNEL, type DropoutRows, dropout, dropoutMask } from './dropout.js';
 export {
   embedTokens,
   type ForwardOptions,
@@ -28,9 +29,6 @@ export {
 export { KvCache } from './kv-cache.js';
 export {
   type BatchLayerLora,
-  type DropoutRows,
-  dropout,
-  dropoutMask,
   type LayerLora,
   type LoraParams,
   linear,

@@ -7,8 +7,11 @@
  * `scale` is alpha / r (or alpha / sqrt(r) with rsLoRA), decided by whoever builds the LoraParams.
  */
 import * as tf from '@tensorflow/tfjs';
+import { type DropoutRows, dropout } from './dropout.js';
 import type { LinearName } from './linear-names.js';
 import { flexibleMatMul } from './matmul-form.js';
+
+export type { DropoutRows } from './dropout.js';
 
 /** One LoRA adapter on one projection, in PEFT's shapes. */
 export interface LoraParams {
@@ -22,15 +25,6 @@ export interface LoraParams {
   dropout?: { rate: number; seed: number; rows?: DropoutRows };
 }
 
-/**
- * Where the rows of `x` sit in the batch whose mask `seed` draws (a worker computing rows
- * `[start, start + n)` of a micro-batch draws that micro-batch's mask rows, so the masks do not
- * depend on how the rows are split). Units: rows of the flattened `[N, in]` input.
- */
-export interface DropoutRows {
-  readonly start: number;
-  readonly total: number;
-}
 /** The adapters of one layer, by projection. */
 export type LayerLora = Partial<Record<LinearName, LoraParams>>;
 /** The adapters of the model, one entry per layer. */
@@ -157,18 +151,18 @@ export function frozenMatMul(x: tf.Tensor2D, wT: tf.Tensor2D): tf.Tensor2D {
 function loraMatMul(x: tf.Tensor2D, wT: tf.Tensor2D, lora: LoraParams): tf.Tensor2D {
   const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [xi, A, B] = args as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D];
-    const d = lora.dropout;
-    const mask = d && d.rate > 0 ? dropoutMaskTensor(xi, d.rate, d.seed, d.rows) : null;
-    const xd: tf.Tensor2D = mask ? tf.mul(xi, mask) : xi; // [N, in]
+    const d = lora.dropout && lora.dropout.rate > 0 ? lora.dropout : undefined;
+    // The mask is drawn again for the backward (counter-based: the same values), never kept.
+    const xd: tf.Tensor2D = d ? dropout(xi, d.rate, d.seed, d.rows) : xi; // [N, in]
     const down: tf.Tensor2D = tf.mul(matMulBT(xd, A), lora.scale); // [N, r]
     const value = tf.add(tf.matMul(xi, wT), matMulBT(down, B)) as tf.Tensor2D; // [N, out]
-    (args[3] as tf.GradSaveFunc)(mask ? [xd, down, A, B, wT, mask] : [xd, down, A, B, wT]);
+    (args[3] as tf.GradSaveFunc)([xd, down, A, B, wT]);
     const gradFunc = (dy: tf.Tensor2D, saved: tf.Tensor[]) => {
-      const [xs, ds, As, Bs, ws, ms] = saved as tf.Tensor2D[];
+      const [xs, ds, As, Bs, ws] = saved as tf.Tensor2D[];
       return tf.tidy(() => {
         const g: tf.Tensor2D = tf.mul(tf.matMul(dy, Bs as tf.Tensor2D), lora.scale); // [N, r]
         const back = tf.matMul(g, As as tf.Tensor2D); // [N, in]
-        const dx = tf.add(matMulBT(dy, ws as tf.Tensor2D), ms ? tf.mul(back, ms) : back) as tf.Tensor2D;
+        const dx = tf.add(matMulBT(dy, ws as tf.Tensor2D), d ? dropout(back, d.rate, d.seed, d.rows) : back);
         return [dx, matMulAT(g, xs as tf.Tensor2D), matMulAT(dy, ds as tf.Tensor2D)];
       });
     };
@@ -196,69 +190,4 @@ export function matMul(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
     };
   });
   return op(a, b) as tf.Tensor2D;
-}
-
-/**
- * Inverted dropout: zero each element with probability `rate`, scale the rest by 1 / (1 - rate).
- * Element i of the mask is a hash of (seed, i) (`dropoutMask`), so a recomputation with the same
- * seed (the layer-wise backward pass recomputes every layer) draws the same mask, and any rows of
- * it cost only those rows. It is built here as one tensor of 0 and 1 / (1 - rate): one multiply
- * instead of a compare, a cast and two multiplies on the backend. With `rows`, `x` (2-D) is rows
- * `[start, start + n)` of a larger input and gets exactly those rows of that input's mask.
- */
-export function dropout<T extends tf.Tensor>(x: T, rate: number, seed: number, rows?: DropoutRows): T {
-  if (rate <= 0) return x;
-  return tf.tidy(() => tf.mul(x, dropoutMaskTensor(x, rate, seed, rows)) as T);
-}
-
-/** The mask `dropout` multiplies `x` by, as a tensor of x's shape. */
-function dropoutMaskTensor<T extends tf.Tensor>(x: T, rate: number, seed: number, rows?: DropoutRows): T {
-  const skip = rows ? rowsOffset(x, rows) : 0;
-  return tf.tensor(dropoutMask(x.size, rate, seed, skip), x.shape) as T;
-}
-
-/** MurmurHash3's finalizer: a bijection of 32-bit words whose every output bit depends on every input bit. */
-function fmix32(h: number): number {
-  let x = h;
-  x ^= x >>> 16;
-  x = Math.imul(x, 0x85ebca6b);
-  x ^= x >>> 13;
-  x = Math.imul(x, 0xc2b2ae35);
-  x ^= x >>> 16;
-  return x >>> 0;
-}
-
-/**
- * Values `[skip, skip + n)` of the dropout mask of `seed`: 1 / (1 - rate) where kept, else 0.
- * Counter-based, like Philox in PyTorch and JAX: element i is kept when
- *   fmix32(fmix32(lo(i) + k1) ^ (k2 + hi(i))) >= floor(rate * 2^32),
- *   k1 = fmix32(seed ^ 0x9e3779b9), k2 = fmix32(seed + 0x7f4a7c15), i = hi * 2^32 + lo,
- * so a worker computing some rows draws just those (a sequential stream would have to be replayed
- * up to its first row) and the mask does not depend on how rows are split.
- */
-export function dropoutMask(n: number, rate: number, seed: number, skip = 0): Float32Array {
-  const k1 = fmix32((seed ^ 0x9e3779b9) >>> 0);
-  const k2 = fmix32((seed + 0x7f4a7c15) >>> 0);
-  const threshold = Math.min(2 ** 32 - 1, Math.floor(rate * 2 ** 32));
-  const keep = Math.fround(1 / (1 - rate));
-  const mask = new Float32Array(n);
-  let lo = skip >>> 0;
-  let hiKey = (k2 + Math.floor(skip / 2 ** 32)) >>> 0;
-  for (let i = 0; i < n; i++) {
-    if (fmix32(fmix32((lo + k1) >>> 0) ^ hiKey) >= threshold) mask[i] = keep;
-    lo = (lo + 1) >>> 0;
-    if (lo === 0) hiKey = (hiKey + 1) >>> 0;
-  }
-  return mask;
-}
-
-/** Values of the whole input's mask before rows `[start, start + n)` of a 2-D `x`. */
-function rowsOffset(x: tf.Tensor, rows: DropoutRows): number {
-  const n = x.shape[0] as number;
-  if (x.rank !== 2 || rows.start < 0 || rows.start + n > rows.total) {
-    throw new Error(
-      `Argument 'rows' passed to 'dropout' must place the ${n} rows of a 2-D input within ${rows.total}, got start ${rows.start}`,
-    );
-  }
-  return rows.start * (x.shape[1] as number);
 }
