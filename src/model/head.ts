@@ -13,7 +13,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { IGNORE_INDEX } from './batch.js';
 import { checkLabels, lossRows, pickedLossSum } from './cross-entropy.js';
-import type { LoadedModel } from './loaded-model.js';
+import { type LoadedModel, uploadValues } from './loaded-model.js';
 import { flexibleMatMul } from './matmul-form.js';
 import { rmsNorm } from './rms-norm.js';
 import type { WeightProvider } from './weight-provider.js';
@@ -177,7 +177,7 @@ export class OutputHead {
     this.eps = model.spec.rms_norm_eps;
     // kept: the head outlives any tidy it is made in, until dispose()
     const kept = weights?.head?.();
-    this.norm = tf.keep(kept?.norm ?? tf.tensor1d(model.norm.toFloat32()));
+    this.norm = tf.keep(kept?.norm ?? tf.tensor1d(uploadValues(model.norm)));
     if (kept) this.weight = tf.keep(kept.lm_head);
   }
 
@@ -188,7 +188,7 @@ export class OutputHead {
   /** lm_head as one tensor (kept: it outlives any tidy the call runs in, until dispose()). */
   private lmHeadWeight(): tf.Tensor2D {
     const { hidden_size: H, vocab_size: V } = this.model.spec;
-    this.weight ??= tf.keep(tf.tensor2d(this.model.lm_head.toFloat32(), [V, H]));
+    this.weight ??= tf.keep(tf.tensor2d(uploadValues(this.model.lm_head), [V, H]));
     return this.weight;
   }
 

@@ -4,6 +4,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { FrozenTensor } from '../weights/frozen-tensor.js';
+import { StoredTensor } from '../weights/stored-tensor.js';
 import type { LayerTensors } from './decoder-layer.js';
 import type { ModelSpec } from './spec.js';
 
@@ -44,6 +45,15 @@ export interface LoadedModel {
 }
 
 /**
+ * The fp32 values of `t` to make a tensor from: fp32 storage as it is (a tensor copies it, or on
+ * the cpu backend reads it in place; tensors are never written), else a widened / dequantized copy.
+ * Saves a copy of every fp32 weight each time a layer computes.
+ */
+export function uploadValues(t: FrozenTensor): Float32Array {
+  return t instanceof StoredTensor && t.storage === 'f32' ? (t.data as Float32Array) : t.toFloat32();
+}
+
+/**
  * The fp32 tfjs tensors of layer `i` (dequantized / widened now, linear weights transposed to
  * `W^T [in, out]`). The caller disposes them
  * (`disposeLayerTensors`, or a surrounding `tf.tidy`).
@@ -55,9 +65,9 @@ export function layerTensors(model: LoadedModel, i: number): LayerTensors {
   const l = model.layers[i];
   if (!l)
     throw new Error(`Argument 'i' passed to 'layerTensors' must be in [0, ${model.layers.length}), got ${i}`);
-  const t1 = (t: FrozenTensor) => tf.tensor1d(t.toFloat32());
+  const t1 = (t: FrozenTensor) => tf.tensor1d(uploadValues(t));
   const t2 = (t: FrozenTensor) =>
-    tf.tidy(() => tf.transpose(tf.tensor2d(t.toFloat32(), t.shape as [number, number])));
+    tf.tidy(() => tf.transpose(tf.tensor2d(uploadValues(t), t.shape as [number, number])));
   const w: LayerTensors = {
     input_layernorm: t1(l.input_layernorm),
     post_attention_layernorm: t1(l.post_attention_layernorm),
