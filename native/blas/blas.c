@@ -498,34 +498,103 @@ struct exp_job {
   long long lo, hi;
 };
 
+static inline float exp1(float x) {
+  const float lo = -87.33654f, hi = 88.72283f;
+  float c = x < lo ? lo : x;
+  c = c > hi ? hi : c;
+  const float t = c * 1.44269504088896341f + 0.5f;
+  int n = (int)t;
+  n -= (float)n > t; /* floor */
+  const float fn = (float)n;
+  const float r = c - fn * 0.693359375f + fn * 2.12194440e-4f;
+  float y = 1.9875691500e-4f;
+  y = y * r + 1.3981999507e-3f;
+  y = y * r + 8.3334519073e-3f;
+  y = y * r + 4.1665795894e-2f;
+  y = y * r + 1.6666665459e-1f;
+  y = y * r + 5.0000001201e-1f;
+  y = y * r * r + r + 1.0f;
+  /* 2^n as 2^(n/2) 2^(n - n/2): n reaches 128 and -126, past one float exponent */
+  const int n1 = n >> 1;
+  union {
+    int32_t i;
+    float f;
+  } s1 = {.i = (n1 + 127) << 23}, s2 = {.i = (n - n1 + 127) << 23};
+  y = y * s1.f * s2.f;
+  return x < lo ? 0.0f : x > hi ? (float)INFINITY : y;
+}
+
 static void *run_exp(void *arg) {
   const struct exp_job *j = arg;
-  const float lo = -87.33654f, hi = 88.72283f;
-  for (long long i = j->lo; i < j->hi; i++) {
-    const float x = j->in[i];
-    float c = x < lo ? lo : x;
-    c = c > hi ? hi : c;
-    const float t = c * 1.44269504088896341f + 0.5f;
-    int n = (int)t;
-    n -= (float)n > t; /* floor */
-    const float fn = (float)n;
-    const float r = c - fn * 0.693359375f + fn * 2.12194440e-4f;
-    float y = 1.9875691500e-4f;
-    y = y * r + 1.3981999507e-3f;
-    y = y * r + 8.3334519073e-3f;
-    y = y * r + 4.1665795894e-2f;
-    y = y * r + 1.6666665459e-1f;
-    y = y * r + 5.0000001201e-1f;
-    y = y * r * r + r + 1.0f;
-    /* 2^n as 2^(n/2) 2^(n - n/2): n reaches 128 and -126, past one float exponent */
-    const int n1 = n >> 1;
-    union {
-      int32_t i;
-      float f;
-    } s1 = {.i = (n1 + 127) << 23}, s2 = {.i = (n - n1 + 127) << 23};
-    y = y * s1.f * s2.f;
-    j->out[i] = x < lo ? 0.0f : x > hi ? (float)INFINITY : y;
+  for (long long i = j->lo; i < j->hi; i++) j->out[i] = exp1(j->in[i]);
+  return NULL;
+}
+
+/*
+ * Softmax over rows [lo, hi) of `cols` values: e = exp(x - max), out = e / sum(e). The max and the
+ * sum run in 8 lanes, which the compiler vectorises (the sum's order differs from a plain loop's
+ * only by float round-off).
+ */
+struct softmax_job {
+  const float *in;
+  float *out;
+  long long cols, lo, hi;
+};
+
+static void *run_softmax(void *arg) {
+  const struct softmax_job *j = arg;
+  const long long cols = j->cols, whole = cols / 8 * 8;
+  for (long long r = j->lo; r < j->hi; r++) {
+    const float *x = j->in + r * cols;
+    float *y = j->out + r * cols;
+    float lane[8];
+    for (int k = 0; k < 8; k++) lane[k] = -INFINITY;
+    for (long long c = 0; c < whole; c += 8)
+      for (int k = 0; k < 8; k++) lane[k] = x[c + k] > lane[k] ? x[c + k] : lane[k];
+    float m = -INFINITY;
+    for (int k = 0; k < 8; k++) m = lane[k] > m ? lane[k] : m;
+    for (long long c = whole; c < cols; c++) m = x[c] > m ? x[c] : m;
+    for (long long c = 0; c < cols; c++) y[c] = exp1(x[c] - m);
+    for (int k = 0; k < 8; k++) lane[k] = 0.0f;
+    for (long long c = 0; c < whole; c += 8)
+      for (int k = 0; k < 8; k++) lane[k] += y[c + k];
+    float sum = 0.0f;
+    for (int k = 0; k < 8; k++) sum += lane[k];
+    for (long long c = whole; c < cols; c++) sum += y[c];
+    const float inv = 1.0f / sum;
+    for (long long c = 0; c < cols; c++) y[c] *= inv;
   }
+  return NULL;
+}
+
+/* softmax(heap, inOffset, outOffset, rows, cols) */
+static napi_value softmax(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 5) return fail(env, "softmax(heap, inOffset, outOffset, rows, cols)");
+  napi_typedarray_type type;
+  size_t heap_len;
+  void *heap_data;
+  if (napi_get_typedarray_info(env, argv[0], &type, &heap_len, &heap_data, NULL, NULL) != napi_ok ||
+      type != napi_float32_array)
+    return fail(env, "heap must be a Float32Array");
+  double v[4] = {0, 0, 0, 0};
+  for (int i = 0; i < 4; i++) napi_get_value_double(env, argv[1 + i], &v[i]);
+  const double in_at = v[0], out_at = v[1], rows = v[2], cols = v[3], size = rows * cols;
+  if (rows < 0 || cols < 1 || in_at < 0 || out_at < 0 || in_at + size > heap_len || out_at + size > heap_len)
+    return fail(env, "softmax: an operand lies outside the heap");
+  float *heap = heap_data;
+  int count = size >= (1 << 16) ? split : 1;
+  if (count > rows) count = rows < 1 ? 1 : (int)rows;
+  struct softmax_job parts[MAX_SPLIT];
+  void *args[MAX_SPLIT];
+  for (int i = 0; i < count; i++) {
+    parts[i] = (struct softmax_job){heap + (size_t)in_at, heap + (size_t)out_at, (long long)cols,
+                                    (long long)(rows * i / count), (long long)(rows * (i + 1) / count)};
+    args[i] = &parts[i];
+  }
+  run_split(run_softmax, args, count);
   return NULL;
 }
 
@@ -637,7 +706,7 @@ NAPI_MODULE_INIT() {
   const struct {
     const char *name;
     napi_callback fn;
-  } functions[] = {{"open", open_library}, {"threads", threads}, {"sgemm", gemm}, {"transpose", transpose}, {"softmaxGrad", softmax_grad}, {"exp", exp_kernel}, {"dropout", dropout}};
+  } functions[] = {{"open", open_library}, {"threads", threads}, {"sgemm", gemm}, {"transpose", transpose}, {"softmaxGrad", softmax_grad}, {"exp", exp_kernel}, {"dropout", dropout}, {"softmax", softmax}};
   for (size_t i = 0; i < sizeof functions / sizeof functions[0]; i++) {
     napi_value fn;
     napi_create_function(env, functions[i].name, NAPI_AUTO_LENGTH, functions[i].fn, NULL, &fn);

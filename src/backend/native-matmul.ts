@@ -251,7 +251,7 @@ function nativeTranspose(engine: Engine, minSize: number, args: KernelArgs): tf.
   return out;
 }
 
-/** Elements from which Exp runs on the binding (vectorised, cut across threads) rather than wasm's scalar loop. */
+/** Elements from which Exp and Softmax run on the binding (vectorised, cut across threads). */
 const NATIVE_MIN_EXP = 4096;
 
 /** `exp(x)` on the binding, or undefined for the stock kernel (not float32, small). */
@@ -263,6 +263,21 @@ function nativeExp(blas: Blas, args: KernelArgs): tf.TensorInfo | undefined {
   const out = backend.makeOutput(x.shape, 'float32');
   const at = (t: tf.TensorInfo) => backend.dataIdMap.get(t.dataId).memoryOffset / 4;
   blas.exp(new Float32Array(backend.wasm.HEAPU8.buffer), at(x), at(out), n);
+  return out;
+}
+
+/** Softmax over the last axis on the binding (its exp, 8-lane max and sum), or undefined for the stock kernel. */
+function nativeSoftmax(blas: Blas, args: KernelArgs): tf.TensorInfo | undefined {
+  const x = args.inputs.logits as tf.TensorInfo;
+  const dim = (args.attrs as unknown as { dim: number }).dim;
+  const n = tf.util.sizeFromShape(x.shape);
+  const last = x.shape.length - 1;
+  if (x.dtype !== 'float32' || n < NATIVE_MIN_EXP || (dim !== -1 && dim !== last)) return undefined;
+  const backend = args.backend as unknown as WasmBackend;
+  const out = backend.makeOutput(x.shape, 'float32');
+  const at = (t: tf.TensorInfo) => backend.dataIdMap.get(t.dataId).memoryOffset / 4;
+  const cols = x.shape[last] as number;
+  blas.softmax(new Float32Array(backend.wasm.HEAPU8.buffer), at(x), at(out), n / cols, cols);
   return out;
 }
 
@@ -380,11 +395,11 @@ const warn = (what: string) => process.stderr.write(`mft: warning: ${what}\n`);
 function register(choice: GemmChoice): NativeKernelStatus {
   if (process.env[NATIVE_ENV] === '0')
     return { active: false, gemm: null, detail: `stock wasm kernels (${NATIVE_ENV}=0)` };
-  const names = ['BatchMatMul', '_FusedMatMul', 'Transpose', 'Exp', ...HEAP_KERNEL_NAMES];
+  const names = ['BatchMatMul', '_FusedMatMul', 'Transpose', 'Exp', 'Softmax', ...HEAP_KERNEL_NAMES];
   const found = names.map((n) => tf.getKernel(n, 'wasm'));
   if (found.some((k) => k === undefined))
     return { active: false, gemm: null, detail: 'stock kernels (the wasm backend is not loaded)' };
-  const [batch, fused, transpose, exp, ...heap] = found as tf.KernelConfig[];
+  const [batch, fused, transpose, exp, softmax, ...heap] = found as tf.KernelConfig[];
   stock = found as tf.KernelConfig[];
   replace(heap.map(heapKernel));
   const ortOrReason = tryOrt();
@@ -404,7 +419,10 @@ function register(choice: GemmChoice): NativeKernelStatus {
     wrap(transpose as tf.KernelConfig, (args) => nativeTranspose(engine, minTranspose, args)),
   ]);
   if (blas) {
-    replace([wrap(exp as tf.KernelConfig, (args) => nativeExp(blas, args))]);
+    replace([
+      wrap(exp as tf.KernelConfig, (args) => nativeExp(blas, args)),
+      wrap(softmax as tf.KernelConfig, (args) => nativeSoftmax(blas, args)),
+    ]);
     tf.registerKernel({
       kernelName: SOFTMAX_GRAD,
       backendName: 'wasm',
@@ -422,7 +440,7 @@ function register(choice: GemmChoice): NativeKernelStatus {
     ? `BatchMatMul, _FusedMatMul on OpenBLAS (${blas.library}${blas.core ? `, ${blas.core} kernel` : ''}, ${blas.threads() || 'its own'} threads on the main thread, cores / workers in training workers; stock wasm kernels below ${BLAS_MIN_MACS} multiply-adds)`
     : `BatchMatMul, _FusedMatMul on onnxruntime-node ${ort?.version} (MLAS, 1 thread; stock wasm kernels below ${NATIVE_MIN_MACS} multiply-adds)`;
   const transposes = blas
-    ? `Transpose from ${NATIVE_MIN_TRANSPOSE} elements, Exp from ${NATIVE_MIN_EXP}, dropout and softmax's gradient on mft's binding`
+    ? `Transpose from ${NATIVE_MIN_TRANSPOSE} elements, Exp and Softmax from ${NATIVE_MIN_EXP}, dropout and softmax's gradient on mft's binding`
     : `Transpose on onnxruntime-node ${ort?.version} from ${NATIVE_MIN_TRANSPOSE} elements`;
   const noBlas = blas || choice === 'onnxruntime' ? '' : ` (OpenBLAS not used: ${blasOrReason})`;
   return {
