@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "mft_blas",
-      "sources": ["blas.c"],
+      "sources": ["blas.c", "pool.c", "transpose.c", "elementwise.c"],
       "cflags": ["-O3", "-std=c11", "-pthread", "-fno-trapping-math"],
       "ldflags": ["-pthread"],
       "defines": ["NAPI_VERSION=8"],

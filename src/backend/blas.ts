@@ -166,3 +166,15 @@ export function mergedTranspose(
   const dims = byInput.map((g) => g.reduce((n, a) => n * (shape[kept[a] as number] as number), 1));
   return { dims, perm: groups.map((g) => byInput.indexOf(g)) };
 }
+
+/** What the binding's kernels read of the wasm backend (`BackendWasm` of tfjs-backend-wasm). */
+export interface WasmHeapBackend {
+  wasm: { HEAPU8: Uint8Array };
+  dataIdMap: { get(dataId: object): { memoryOffset: number } };
+  makeOutput(shape: number[], dtype: 'float32'): { dataId: object; shape: number[]; dtype: 'float32' };
+}
+
+/** Tensor `t`'s position on the wasm heap, in float32 elements. */
+export function heapOffset(backend: Pick<WasmHeapBackend, 'dataIdMap'>, t: { dataId: object }): number {
+  return backend.dataIdMap.get(t.dataId).memoryOffset / 4;
+}

@@ -16,7 +16,14 @@ import { isMainThread } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import { DROPOUT_KERNEL } from '../model/dropout.js';
 import { FLEXIBLE_MATMUL_FLAG } from '../model/matmul-form.js';
-import { type Blas, blasThreadsFor, mergedTranspose, openBlas } from './blas.js';
+import {
+  NATIVE_MIN_EXP,
+  nativeDropout,
+  nativeExp,
+  nativeSoftmax,
+  nativeSoftmaxGrad,
+} from './binding-kernels.js';
+import { type Blas, blasThreadsFor, heapOffset, mergedTranspose, openBlas } from './blas.js';
 import { HEAP_KERNEL_NAMES, heapKernel } from './heap-kernels.js';
 import { fusedMatMulModel, transposeModel } from './onnx-models.js';
 import { SOFTMAX_GRAD } from './softmax-grad.js';
@@ -180,8 +187,7 @@ function blasProduct(
   const n = out.shape[out.shape.length - 1] as number;
   const k = (transA ? a.shape[ra - 2] : a.shape[ra - 1]) as number;
   const offsets = batchOffsets(a.shape.slice(0, -2), b.shape.slice(0, -2), out.shape.slice(0, -2));
-  const base = (t: tf.TensorInfo) => backend.dataIdMap.get(t.dataId).memoryOffset / 4;
-  const [oa, ob, oc] = [base(a), base(b), base(out)];
+  const [oa, ob, oc] = [heapOffset(backend, a), heapOffset(backend, b), heapOffset(backend, out)];
   for (let i = 0; i < offsets.length; i += 3) {
     offsets[i] = oa + (offsets[i] as number) * m * k;
     offsets[i + 1] = ob + (offsets[i + 1] as number) * k * n;
@@ -239,7 +245,7 @@ function nativeTranspose(engine: Engine, minSize: number, args: KernelArgs): tf.
   );
   // Views after makeOutput: allocating may have grown (and replaced) the heap.
   if (engine.blas) {
-    const at = (t: tf.TensorInfo) => backend.dataIdMap.get(t.dataId).memoryOffset / 4;
+    const at = (t: tf.TensorInfo) => heapOffset(backend, t);
     const heap = new Float32Array(backend.wasm.HEAPU8.buffer);
     engine.blas.transpose(heap, at(x), at(out), Int32Array.from(merged.dims), Int32Array.from(merged.perm));
     return out;
@@ -248,62 +254,6 @@ function nativeTranspose(engine: Engine, minSize: number, args: KernelArgs): tf.
   ort
     .transposeSession(perm)
     .run({ X: heapTensor(ort, backend, x) }, { Y: heapTensor(ort, backend, out) }, {});
-  return out;
-}
-
-/** Elements from which Exp and Softmax run on the binding (vectorised, cut across threads). */
-const NATIVE_MIN_EXP = 4096;
-
-/** `exp(x)` on the binding, or undefined for the stock kernel (not float32, small). */
-function nativeExp(blas: Blas, args: KernelArgs): tf.TensorInfo | undefined {
-  const x = args.inputs.x as tf.TensorInfo;
-  const n = tf.util.sizeFromShape(x.shape);
-  if (x.dtype !== 'float32' || n < NATIVE_MIN_EXP) return undefined;
-  const backend = args.backend as unknown as WasmBackend;
-  const out = backend.makeOutput(x.shape, 'float32');
-  const at = (t: tf.TensorInfo) => backend.dataIdMap.get(t.dataId).memoryOffset / 4;
-  blas.exp(new Float32Array(backend.wasm.HEAPU8.buffer), at(x), at(out), n);
-  return out;
-}
-
-/** Softmax over the last axis on the binding (its exp, 8-lane max and sum), or undefined for the stock kernel. */
-function nativeSoftmax(blas: Blas, args: KernelArgs): tf.TensorInfo | undefined {
-  const x = args.inputs.logits as tf.TensorInfo;
-  const dim = (args.attrs as unknown as { dim: number }).dim;
-  const n = tf.util.sizeFromShape(x.shape);
-  const last = x.shape.length - 1;
-  if (x.dtype !== 'float32' || n < NATIVE_MIN_EXP || (dim !== -1 && dim !== last)) return undefined;
-  const backend = args.backend as unknown as WasmBackend;
-  const out = backend.makeOutput(x.shape, 'float32');
-  const at = (t: tf.TensorInfo) => backend.dataIdMap.get(t.dataId).memoryOffset / 4;
-  const cols = x.shape[last] as number;
-  blas.softmax(new Float32Array(backend.wasm.HEAPU8.buffer), at(x), at(out), n / cols, cols);
-  return out;
-}
-
-/** Dropout (src/model/dropout.ts) on the binding: x times its mask, drawn in place. */
-function nativeDropout(blas: Blas, args: KernelArgs): tf.TensorInfo {
-  const x = args.inputs.x as tf.TensorInfo;
-  const { rate, seed, skip } = args.attrs as unknown as { rate: number; seed: number; skip: number };
-  const backend = args.backend as unknown as WasmBackend;
-  const out = backend.makeOutput(x.shape, 'float32');
-  const at = (t: tf.TensorInfo) => backend.dataIdMap.get(t.dataId).memoryOffset / 4;
-  const n = tf.util.sizeFromShape(x.shape);
-  blas.dropout(new Float32Array(backend.wasm.HEAPU8.buffer), at(x), at(out), n, rate, seed, skip);
-  return out;
-}
-
-/** Softmax's gradient over the last axis (softmax-grad.ts), on the binding. */
-function nativeSoftmaxGrad(blas: Blas, args: KernelArgs): tf.TensorInfo {
-  const y = args.inputs.y as tf.TensorInfo;
-  const dy = args.inputs.dy as tf.TensorInfo;
-  const backend = args.backend as unknown as WasmBackend;
-  const out = backend.makeOutput(y.shape, 'float32');
-  const at = (t: tf.TensorInfo) => backend.dataIdMap.get(t.dataId).memoryOffset / 4;
-  const cols = y.shape[y.shape.length - 1] as number;
-  const rows = tf.util.sizeFromShape(y.shape) / cols;
-  // The heap view after makeOutput: allocating may have grown (and replaced) the heap.
-  blas.softmaxGrad(new Float32Array(backend.wasm.HEAPU8.buffer), at(y), at(dy), at(out), rows, cols);
   return out;
 }
 
@@ -317,33 +267,25 @@ let engine: Engine = { blas: undefined, ort: undefined };
 let stock: tf.KernelConfig[] = [];
 let minMacs = NATIVE_MIN_MACS;
 let minTranspose = NATIVE_MIN_TRANSPOSE;
-/** Each library is opened once per thread; a failure is kept as its one-line reason. */
-let ortLoad: Ort | string | undefined;
-let blasLoad: Blas | string | undefined;
-
 const reasonOf = (err: unknown) => (err as Error)?.message?.split('\n')[0] ?? String(err);
 
-function tryOrt(): Ort | string {
-  if (ortLoad === undefined) {
-    try {
-      ortLoad = loadOrt();
-    } catch (err) {
-      ortLoad = reasonOf(err);
+/** `load()` once per thread: its value, or the one-line reason it failed. */
+function once<T>(load: () => T): () => T | string {
+  let result: T | string | undefined;
+  return () => {
+    if (result === undefined) {
+      try {
+        result = load();
+      } catch (err) {
+        result = reasonOf(err);
+      }
     }
-  }
-  return ortLoad;
+    return result;
+  };
 }
 
-function tryBlas(): Blas | string {
-  if (blasLoad === undefined) {
-    try {
-      blasLoad = openBlas();
-    } catch (err) {
-      blasLoad = reasonOf(err);
-    }
-  }
-  return blasLoad;
-}
+const tryOrt = once(loadOrt);
+const tryBlas = once(openBlas);
 
 /** Whether `_FusedMatMul`'s arguments are a plain product: a bias or activation stays on the stock kernel. */
 const plainFused = (args: KernelArgs) =>

@@ -5,19 +5,10 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { openBlas } from '../../src/backend/blas.js';
 import { initBackend, useNativeKernels, useStockKernels } from '../../src/backend/index.js';
 import { DROPOUT_KERNEL, dropout } from '../../src/model/index.js';
 import { lcgValues } from '../helpers/lcg-values.js';
-
-const HAS_BINDING = (() => {
-  try {
-    openBlas();
-    return process.env.MFT_NATIVE_KERNELS !== '0';
-  } catch {
-    return false;
-  }
-})();
+import { HAS_BINDING } from '../helpers/native-binding.js';
 
 const CASES = [
   { rows: 37, cols: 129, rate: 0.1, seed: 7, start: 0, total: 37 },

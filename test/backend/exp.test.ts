@@ -1,7 +1,6 @@
 /** Exp and Softmax on mft's binding (wasm, from 4096 elements) against float64 and the stock kernels. */
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { openBlas } from '../../src/backend/blas.js';
 import {
   initBackend,
   nativeKernelStatus,
@@ -9,15 +8,7 @@ import {
   useStockKernels,
 } from '../../src/backend/index.js';
 import { lcgValues } from '../helpers/lcg-values.js';
-
-const HAS_BINDING = (() => {
-  try {
-    openBlas();
-    return process.env.MFT_NATIVE_KERNELS !== '0';
-  } catch {
-    return false;
-  }
-})();
+import { HAS_BINDING } from '../helpers/native-binding.js';
 
 // Every range exp meets in a step (logits minus their max, masked scores at -1e9), its edges
 // (-87.34: below it e^x is under the smallest normal float; 88.72: above it +inf) and odd values.

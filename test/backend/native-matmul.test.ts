@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { openBlas } from '../../src/backend/blas.js';
 import { initBackend, useNativeKernels, useStockKernels } from '../../src/backend/index.js';
 import { lcgValues } from '../helpers/lcg-values.js';
+import { HAS_BINDING } from '../helpers/native-binding.js';
 
 /** `a x b` in float64 with numpy broadcasting of the batch dims, tfjs's transpose flags. */
 function reference(
@@ -63,6 +64,22 @@ interface Case {
   tb?: boolean;
 }
 
+/** `out` has the reference's shape and values to 4e-6 per term summed; returns its values. */
+function expectReference(
+  out: tf.Tensor,
+  ref: { shape: number[]; data: Float64Array },
+  c: Case,
+): Float32Array {
+  expect(out.shape).toEqual(ref.shape);
+  const got = out.dataSync() as Float32Array;
+  const k = c.ta ? (c.a.at(-2) as number) : (c.a.at(-1) as number);
+  let err = 0;
+  for (let j = 0; j < got.length; j++)
+    err = Math.max(err, Math.abs((got[j] as number) - (ref.data[j] as number)));
+  expect(err).toBeLessThan(1e-6 * k * 4);
+  return got;
+}
+
 const CASES: Case[] = [
   { name: '2-D odd sizes', a: [37, 129], b: [129, 41] },
   { name: '2-D a transposed', a: [129, 37], b: [129, 41], ta: true },
@@ -79,19 +96,9 @@ const CASES: Case[] = [
 
 const NATIVE = process.env.MFT_NATIVE_KERNELS !== '0';
 
-/** OpenBLAS opens where libopenblas is installed and the binding built (CI installs both). */
-const HAS_BLAS = (() => {
-  try {
-    openBlas();
-    return true;
-  } catch {
-    return false;
-  }
-})();
-
 type Gemm = 'openblas' | 'onnxruntime';
 const LIBRARIES: { gemm: Gemm; available: boolean; detail: RegExp }[] = [
-  { gemm: 'openblas', available: NATIVE && HAS_BLAS, detail: /on OpenBLAS \(/ },
+  { gemm: 'openblas', available: HAS_BINDING, detail: /on OpenBLAS \(/ },
   { gemm: 'onnxruntime', available: NATIVE, detail: /on onnxruntime-node \d+\.\d+\.\d+/ },
 ];
 
@@ -141,14 +148,9 @@ describe.each(LIBRARIES)('native wasm matrix kernels on $gemm', ({ gemm, availab
     const [a, b] = tensors[i] as readonly [tf.Tensor, tf.Tensor];
     const ref = reference(a, b, Boolean(c.ta), Boolean(c.tb));
     const out = run(i);
-    expect(out.shape).toEqual(ref.shape);
-    const got = out.dataSync();
-    const k = c.ta ? (c.a.at(-2) as number) : (c.a.at(-1) as number);
-    let err = 0;
-    for (let j = 0; j < got.length; j++)
-      err = Math.max(err, Math.abs((got[j] as number) - (ref.data[j] as number)));
-    expect(err).toBeLessThan(1e-6 * k * 4);
+    const got = expectReference(out, ref, c);
     const s = stock[i];
+    const k = c.ta ? (c.a.at(-2) as number) : (c.a.at(-1) as number);
     if (s)
       for (let j = 0; j < got.length; j++)
         expect(Math.abs((got[j] as number) - (s[j] as number))).toBeLessThan(1e-5 * k);
@@ -194,7 +196,7 @@ describe('OpenBLAS products cut across threads', () => {
     { name: 'columns', a: [40, 257], b: [257, 411] },
     { name: 'batches', a: [4, 101, 128], b: [4, 128, 110] },
   ];
-  test.skipIf(!(NATIVE && HAS_BLAS)).each(SPLIT_CASES.map((c) => [c.name, c] as const))(
+  test.skipIf(!HAS_BINDING).each(SPLIT_CASES.map((c) => [c.name, c] as const))(
     'a product cut in 3 parts by %s = float64 reference',
     (_name, c) => {
       useNativeKernels({ minMacs: 0, gemm: 'openblas' });
@@ -206,13 +208,7 @@ describe('OpenBLAS products cut across threads', () => {
         const b = tf.tensor(lcgValues(tf.util.sizeFromShape(c.b), 8), c.b);
         const ref = reference(a, b, Boolean(c.ta), Boolean(c.tb));
         const out = tf.matMul(a, b, c.ta, c.tb);
-        expect(out.shape).toEqual(ref.shape);
-        const got = out.dataSync();
-        const k = c.ta ? (c.a.at(-2) as number) : (c.a.at(-1) as number);
-        let err = 0;
-        for (let j = 0; j < got.length; j++)
-          err = Math.max(err, Math.abs((got[j] as number) - (ref.data[j] as number)));
-        expect(err).toBeLessThan(1e-6 * k * 4);
+        expectReference(out, ref, c);
         tf.dispose([a, b, out]);
       } finally {
         blas.threads(threads);

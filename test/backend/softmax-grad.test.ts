@@ -4,19 +4,10 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { openBlas } from '../../src/backend/blas.js';
 import { initBackend, useNativeKernels, useStockKernels } from '../../src/backend/index.js';
 import { SOFTMAX_GRAD } from '../../src/backend/softmax-grad.js';
 import { lcgValues } from '../helpers/lcg-values.js';
-
-const HAS_BINDING = (() => {
-  try {
-    openBlas();
-    return process.env.MFT_NATIVE_KERNELS !== '0';
-  } catch {
-    return false;
-  }
-})();
+import { HAS_BINDING } from '../helpers/native-binding.js';
 
 /** d/dx of sum(softmax(x) * w) over the last axis, in float64: y * (w - sum(w * y)). */
 function reference(x: Float32Array, w: Float32Array, cols: number): Float64Array {
@@ -44,7 +35,8 @@ describe('softmax gradient', () => {
     useNativeKernels();
   });
 
-  const gradOf = (shape: number[], i: number) => {
+  /** Softmax's gradient of sum(softmax(x) * w) on the active kernels against the float64 formula. */
+  const expectFormula = (shape: number[], i: number) => {
     const n = tf.util.sizeFromShape(shape);
     const x = Float32Array.from(lcgValues(n, 2 * i + 1), (v) => 4 * v);
     const w = lcgValues(n, 2 * i + 2);
@@ -52,7 +44,9 @@ describe('softmax gradient', () => {
     const g = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.softmax(t), wt)))(tf.tensor(x, shape));
     const got = g.dataSync() as Float32Array;
     tf.dispose([wt, g]);
-    return { got, want: reference(x, w, shape.at(-1) as number) };
+    const want = reference(x, w, shape.at(-1) as number);
+    for (let j = 0; j < got.length; j++)
+      expect(Math.abs((got[j] as number) - (want[j] as number))).toBeLessThan(1e-6);
   };
 
   test.skipIf(!HAS_BINDING).each(SHAPES.map((s, i) => [s, i] as const))(
@@ -60,9 +54,7 @@ describe('softmax gradient', () => {
     (shape, i) => {
       useNativeKernels();
       expect(tf.getKernel(SOFTMAX_GRAD, 'wasm')).toBeDefined();
-      const { got, want } = gradOf(shape, i);
-      for (let j = 0; j < got.length; j++)
-        expect(Math.abs((got[j] as number) - (want[j] as number))).toBeLessThan(1e-6);
+      expectFormula(shape, i);
     },
   );
 
@@ -71,9 +63,7 @@ describe('softmax gradient', () => {
     (shape, i) => {
       useStockKernels();
       expect(tf.getKernel(SOFTMAX_GRAD, 'wasm')).toBeUndefined();
-      const { got, want } = gradOf(shape, i);
-      for (let j = 0; j < got.length; j++)
-        expect(Math.abs((got[j] as number) - (want[j] as number))).toBeLessThan(1e-6);
+      expectFormula(shape, i);
     },
   );
 });

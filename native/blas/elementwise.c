@@ -1,0 +1,196 @@
+/*
+ * One-pass kernels over float32 on the wasm heap: exp, softmax and softmax's gradient over the
+ * last axis, and the LoRA input's dropout. Each is cut across `split` threads by elements or rows.
+ * The loops vectorise because the binding is built with -fno-trapping-math (mft reads no FP flags).
+ */
+#include "native.h"
+
+#include <math.h>
+#include <stdint.h>
+
+/* Whether [at, at + n) lies within a heap of `len` floats. */
+static int within(double at, double n, size_t len) { return at >= 0 && n >= 0 && at + n <= (double)len; }
+
+/*
+ * exp in the form the compiler vectorises (Cephes' expf: e^x = 2^n e^r, |r| <= ln2/2, a degree-6
+ * polynomial for e^r; about 1 ulp). Below -87.33 (e^x under the smallest normal float) it gives 0,
+ * above 88.72 +inf; NaN stays NaN. The stock wasm Exp calls a scalar libm expf.
+ */
+static inline float exp1(float x) {
+  const float lo = -87.33654f, hi = 88.72283f;
+  float c = x < lo ? lo : x;
+  c = c > hi ? hi : c;
+  const float t = c * 1.44269504088896341f + 0.5f;
+  int n = (int)t;
+  n -= (float)n > t; /* floor */
+  const float fn = (float)n;
+  const float r = c - fn * 0.693359375f + fn * 2.12194440e-4f;
+  float y = 1.9875691500e-4f;
+  y = y * r + 1.3981999507e-3f;
+  y = y * r + 8.3334519073e-3f;
+  y = y * r + 4.1665795894e-2f;
+  y = y * r + 1.6666665459e-1f;
+  y = y * r + 5.0000001201e-1f;
+  y = y * r * r + r + 1.0f;
+  /* 2^n as 2^(n/2) 2^(n - n/2): n reaches 128 and -126, past one float exponent */
+  const int n1 = n >> 1;
+  union {
+    int32_t i;
+    float f;
+  } s1 = {.i = (n1 + 127) << 23}, s2 = {.i = (n - n1 + 127) << 23};
+  y = y * s1.f * s2.f;
+  return x < lo ? 0.0f : x > hi ? (float)INFINITY : y;
+}
+
+/* An elementwise job: `in` (and `other`, a second input where there is one) to `out`, rows of `cols`. */
+struct job {
+  const float *in, *other;
+  float *out;
+  long long cols;
+};
+
+static void run_exp(const void *ctx, long long lo, long long hi) {
+  const struct job *j = ctx;
+  for (long long i = lo; i < hi; i++) j->out[i] = exp1(j->in[i]);
+}
+
+/* exp(heap, inOffset, outOffset, n) */
+napi_value exp_kernel(napi_env env, napi_callback_info info) {
+  double v[3];
+  size_t len;
+  float *heap = heap_and_numbers(env, info, "exp(heap, inOffset, outOffset, n)", v, 3, &len);
+  if (!heap) return NULL;
+  if (!within(v[0], v[2], len) || !within(v[1], v[2], len)) return fail(env, "exp: an operand lies outside the heap");
+  const struct job j = {heap + (size_t)v[0], NULL, heap + (size_t)v[1], 1};
+  run_ranges(run_exp, &j, (long long)v[2], v[2]);
+  return NULL;
+}
+
+/*
+ * Softmax of rows: e = exp(x - max), out = e / sum(e). The max and the sum run in 8 lanes, which
+ * the compiler vectorises (the sum's order differs from a plain loop's only by float round-off).
+ */
+static void run_softmax(const void *ctx, long long lo, long long hi) {
+  const struct job *j = ctx;
+  const long long cols = j->cols, whole = cols / 8 * 8;
+  for (long long r = lo; r < hi; r++) {
+    const float *x = j->in + r * cols;
+    float *y = j->out + r * cols;
+    float lane[8];
+    for (int k = 0; k < 8; k++) lane[k] = -INFINITY;
+    for (long long c = 0; c < whole; c += 8)
+      for (int k = 0; k < 8; k++) lane[k] = x[c + k] > lane[k] ? x[c + k] : lane[k];
+    float m = -INFINITY;
+    for (int k = 0; k < 8; k++) m = lane[k] > m ? lane[k] : m;
+    for (long long c = whole; c < cols; c++) m = x[c] > m ? x[c] : m;
+    for (long long c = 0; c < cols; c++) y[c] = exp1(x[c] - m);
+    for (int k = 0; k < 8; k++) lane[k] = 0.0f;
+    for (long long c = 0; c < whole; c += 8)
+      for (int k = 0; k < 8; k++) lane[k] += y[c + k];
+    float sum = 0.0f;
+    for (int k = 0; k < 8; k++) sum += lane[k];
+    for (long long c = whole; c < cols; c++) sum += y[c];
+    const float inv = 1.0f / sum;
+    for (long long c = 0; c < cols; c++) y[c] *= inv;
+  }
+}
+
+/* softmax(heap, inOffset, outOffset, rows, cols) */
+napi_value softmax(napi_env env, napi_callback_info info) {
+  double v[4];
+  size_t len;
+  float *heap = heap_and_numbers(env, info, "softmax(heap, inOffset, outOffset, rows, cols)", v, 4, &len);
+  if (!heap) return NULL;
+  const double size = v[2] * v[3];
+  if (v[3] < 1 || !within(v[0], size, len) || !within(v[1], size, len))
+    return fail(env, "softmax: an operand lies outside the heap");
+  const struct job j = {heap + (size_t)v[0], NULL, heap + (size_t)v[1], (long long)v[3]};
+  run_ranges(run_softmax, &j, (long long)v[2], size);
+  return NULL;
+}
+
+/*
+ * Softmax's gradient in one pass, the formula of tfjs's Softmax_grad (`in` = y, `other` = dy):
+ *   t = dy * y;  dx = t - sum(t) * y   (per row; the sum in double)
+ * where the composite costs four kernels and three tensors the size of the scores.
+ */
+static void run_softmax_grad(const void *ctx, long long lo, long long hi) {
+  const struct job *j = ctx;
+  for (long long r = lo; r < hi; r++) {
+    const float *y = j->in + r * j->cols, *dy = j->other + r * j->cols;
+    float *out = j->out + r * j->cols;
+    double sum = 0;
+    for (long long c = 0; c < j->cols; c++) sum += (double)(dy[c] * y[c]);
+    const float s = (float)sum;
+    for (long long c = 0; c < j->cols; c++) out[c] = dy[c] * y[c] - s * y[c];
+  }
+}
+
+/* softmaxGrad(heap, yOffset, dyOffset, outOffset, rows, cols) */
+napi_value softmax_grad(napi_env env, napi_callback_info info) {
+  double v[5];
+  size_t len;
+  float *heap =
+      heap_and_numbers(env, info, "softmaxGrad(heap, yOffset, dyOffset, outOffset, rows, cols)", v, 5, &len);
+  if (!heap) return NULL;
+  const double size = v[3] * v[4];
+  if (v[4] < 1 || !within(v[0], size, len) || !within(v[1], size, len) || !within(v[2], size, len))
+    return fail(env, "softmaxGrad: an operand lies outside the heap");
+  const struct job j = {heap + (size_t)v[0], heap + (size_t)v[1], heap + (size_t)v[2], (long long)v[4]};
+  run_ranges(run_softmax_grad, &j, (long long)v[3], size);
+  return NULL;
+}
+
+/*
+ * Inverted dropout in place of its mask (src/model/dropout.ts defines it): element i of the
+ * counter-based mask is kept when fmix32(fmix32(lo(i) + k1) ^ (k2 + hi(i))) >= rate * 2^32, and
+ * out = x * keep or x * 0, the values the mask tensor and a multiply give.
+ */
+static uint32_t fmix32(uint32_t x) {
+  x ^= x >> 16;
+  x *= 0x85ebca6bu;
+  x ^= x >> 13;
+  x *= 0xc2b2ae35u;
+  return x ^ (x >> 16);
+}
+
+struct dropout_job {
+  struct job io;
+  uint32_t k1, k2, threshold;
+  float keep;
+  double skip; /* mask index of element 0 */
+};
+
+static void run_dropout(const void *ctx, long long lo, long long hi) {
+  const struct dropout_job *j = ctx;
+  const double first = j->skip + (double)lo;
+  uint32_t low = (uint32_t)fmod(first, 4294967296.0);
+  uint32_t high_key = j->k2 + (uint32_t)floor(first / 4294967296.0);
+  for (long long i = lo; i < hi; i++) {
+    const float m = fmix32(fmix32(low + j->k1) ^ high_key) >= j->threshold ? j->keep : 0.0f;
+    j->io.out[i] = j->io.in[i] * m;
+    if (++low == 0) high_key++;
+  }
+}
+
+/* dropout(heap, inOffset, outOffset, n, rate, seed, skip) */
+napi_value dropout(napi_env env, napi_callback_info info) {
+  double v[6];
+  size_t len;
+  float *heap = heap_and_numbers(env, info, "dropout(heap, inOffset, outOffset, n, rate, seed, skip)", v, 6, &len);
+  if (!heap) return NULL;
+  const double n = v[2], rate = v[3], seed = v[4], skip = v[5];
+  if (!within(v[0], n, len) || !within(v[1], n, len)) return fail(env, "dropout: an operand lies outside the heap");
+  if (!(rate > 0 && rate < 1) || seed < 0 || seed > 4294967295.0 || skip < 0)
+    return fail(env, "dropout: rate in (0, 1), seed a 32-bit word, skip >= 0");
+  const uint32_t s = (uint32_t)seed;
+  const double t = floor(rate * 4294967296.0);
+  const struct dropout_job j = {{heap + (size_t)v[0], NULL, heap + (size_t)v[1], 1},
+                                fmix32(s ^ 0x9e3779b9u),
+                                fmix32(s + 0x7f4a7c15u),
+                                t > 4294967295.0 ? 4294967295u : (uint32_t)t,
+                                (float)(1.0 / (1.0 - rate)),
+                                skip};
+  run_ranges(run_dropout, &j, (long long)n, n);
+  return NULL;
+}

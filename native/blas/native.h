@@ -1,0 +1,40 @@
+/*
+ * What the binding's files share: argument helpers, the thread count a large piece of work is cut
+ * across, and the helper threads that run the parts (pool.c).
+ */
+#ifndef MFT_NATIVE_H
+#define MFT_NATIVE_H
+#define _POSIX_C_SOURCE 200809L
+#include <node_api.h>
+#include <stddef.h>
+
+enum { MAX_SPLIT = 64 };
+/* Threads one large piece of work is cut across (shared by every worker thread of the process). */
+extern int split;
+
+/* Throw `message` as a JS Error; returns NULL for the caller to return. */
+napi_value fail(napi_env env, const char *message);
+
+/*
+ * The arguments (heap, n1, ..., n_count) of a kernel on the wasm heap: the heap's floats (and its
+ * length in `heap_len`), the numbers in `numbers`; NULL after throwing when they are not that.
+ */
+float *heap_and_numbers(napi_env env, napi_callback_info info, const char *usage, double *numbers,
+                        size_t count, size_t *heap_len);
+
+/* Run fn(args[i]) for i < count: 0 on this thread, the others on the caller's helper threads. */
+typedef void *(*task_fn)(void *);
+void run_split(task_fn fn, void **args, int count);
+
+/* fn(ctx, lo, hi) over [0, total) in up to `split` parts once the work reaches `elements` >= 2^16. */
+typedef void (*range_fn)(const void *ctx, long long lo, long long hi);
+void run_ranges(range_fn fn, const void *ctx, long long total, double elements);
+
+/* The kernels besides sgemm, registered by blas.c. */
+napi_value transpose(napi_env env, napi_callback_info info);
+napi_value softmax_grad(napi_env env, napi_callback_info info);
+napi_value exp_kernel(napi_env env, napi_callback_info info);
+napi_value softmax(napi_env env, napi_callback_info info);
+napi_value dropout(napi_env env, napi_callback_info info);
+
+#endif
