@@ -1,6 +1,6 @@
 /*
- * One-pass kernels over float32 on the wasm heap: exp, softmax and softmax's gradient over the
- * last axis, and the LoRA input's dropout. Each is cut across `split` threads by elements or rows.
+ * One-pass kernels over float32 on the wasm heap: exp, softmax's gradient over the last axis, and
+ * the LoRA input's dropout. Each is cut across `split` threads by elements or rows.
  * The loops vectorise because the binding is built with -fno-trapping-math (mft reads no FP flags).
  */
 #include "native.h"
@@ -63,49 +63,6 @@ napi_value exp_kernel(napi_env env, napi_callback_info info) {
   if (!within(v[0], v[2], len) || !within(v[1], v[2], len)) return fail(env, "exp: an operand lies outside the heap");
   const struct job j = {heap + (size_t)v[0], NULL, heap + (size_t)v[1], 1};
   run_ranges(run_exp, &j, (long long)v[2], v[2]);
-  return NULL;
-}
-
-/*
- * Softmax of rows: e = exp(x - max), out = e / sum(e). The max and the sum run in 8 lanes, which
- * the compiler vectorises (the sum's order differs from a plain loop's only by float round-off).
- */
-static void run_softmax(const void *ctx, long long lo, long long hi) {
-  const struct job *j = ctx;
-  const long long cols = j->cols, whole = cols / 8 * 8;
-  for (long long r = lo; r < hi; r++) {
-    const float *x = j->in + r * cols;
-    float *y = j->out + r * cols;
-    float lane[8];
-    for (int k = 0; k < 8; k++) lane[k] = -INFINITY;
-    for (long long c = 0; c < whole; c += 8)
-      for (int k = 0; k < 8; k++) lane[k] = x[c + k] > lane[k] ? x[c + k] : lane[k];
-    float m = -INFINITY;
-    for (int k = 0; k < 8; k++) m = lane[k] > m ? lane[k] : m;
-    for (long long c = whole; c < cols; c++) m = x[c] > m ? x[c] : m;
-    for (long long c = 0; c < cols; c++) y[c] = exp1(x[c] - m);
-    for (int k = 0; k < 8; k++) lane[k] = 0.0f;
-    for (long long c = 0; c < whole; c += 8)
-      for (int k = 0; k < 8; k++) lane[k] += y[c + k];
-    float sum = 0.0f;
-    for (int k = 0; k < 8; k++) sum += lane[k];
-    for (long long c = whole; c < cols; c++) sum += y[c];
-    const float inv = 1.0f / sum;
-    for (long long c = 0; c < cols; c++) y[c] *= inv;
-  }
-}
-
-/* softmax(heap, inOffset, outOffset, rows, cols) */
-napi_value softmax(napi_env env, napi_callback_info info) {
-  double v[4];
-  size_t len;
-  float *heap = heap_and_numbers(env, info, "softmax(heap, inOffset, outOffset, rows, cols)", v, 4, &len);
-  if (!heap) return NULL;
-  const double size = v[2] * v[3];
-  if (v[3] < 1 || !within(v[0], size, len) || !within(v[1], size, len))
-    return fail(env, "softmax: an operand lies outside the heap");
-  const struct job j = {heap + (size_t)v[0], NULL, heap + (size_t)v[1], (long long)v[3]};
-  run_ranges(run_softmax, &j, (long long)v[2], size);
   return NULL;
 }
 

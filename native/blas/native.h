@@ -34,7 +34,6 @@ void run_ranges(range_fn fn, const void *ctx, long long total, double elements);
 napi_value transpose(napi_env env, napi_callback_info info);
 napi_value softmax_grad(napi_env env, napi_callback_info info);
 napi_value exp_kernel(napi_env env, napi_callback_info info);
-napi_value softmax(napi_env env, napi_callback_info info);
 napi_value dropout(napi_env env, napi_callback_info info);
 
 #endif

@@ -1,6 +1,6 @@
 /**
  * The wasm kernels of mft's native binding besides products and transposes (native-matmul.ts):
- * Exp, Softmax, the LoRA input's dropout (src/model/dropout.ts) and softmax's gradient
+ * Exp, the LoRA input's dropout (src/model/dropout.ts) and softmax's gradient
  * (softmax-grad.ts), each one pass over the wasm heap, vectorised and cut across threads.
  */
 import type * as tf from '@tensorflow/tfjs';
@@ -8,7 +8,7 @@ import { type Blas, heapOffset, type WasmHeapBackend } from './blas.js';
 
 type KernelArgs = Parameters<tf.KernelFunc>[0];
 
-/** Elements from which Exp and Softmax run on the binding rather than wasm's scalar loops. */
+/** Elements from which Exp runs on the binding rather than wasm's scalar loop. */
 export const NATIVE_MIN_EXP = 4096;
 
 const size = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
@@ -30,19 +30,6 @@ export function nativeExp(blas: Blas, args: KernelArgs): tf.TensorInfo | undefin
   if (x.dtype !== 'float32' || size(x.shape) < NATIVE_MIN_EXP) return undefined;
   const { out, heap, at } = heapCall(args, x.shape);
   blas.exp(heap, at(x), at(out), size(x.shape));
-  return out;
-}
-
-/** Softmax over the last axis (its exp, 8-lane max and sum), or undefined for the stock kernel. */
-export function nativeSoftmax(blas: Blas, args: KernelArgs): tf.TensorInfo | undefined {
-  const x = args.inputs.logits as tf.TensorInfo;
-  const dim = (args.attrs as unknown as { dim: number }).dim;
-  const last = x.shape.length - 1;
-  if (x.dtype !== 'float32' || size(x.shape) < NATIVE_MIN_EXP || (dim !== -1 && dim !== last))
-    return undefined;
-  const { out, heap, at } = heapCall(args, x.shape);
-  const cols = x.shape[last] as number;
-  blas.softmax(heap, at(x), at(out), size(x.shape) / cols, cols);
   return out;
 }
 

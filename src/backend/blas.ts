@@ -40,7 +40,6 @@ interface Binding {
     perm: Int32Array,
   ): void;
   exp(heap: Float32Array, inOffset: number, outOffset: number, n: number): void;
-  softmax(heap: Float32Array, inOffset: number, outOffset: number, rows: number, cols: number): void;
   dropout(
     heap: Float32Array,
     inOffset: number,
@@ -79,8 +78,6 @@ export interface Blas {
   softmaxGrad: Binding['softmaxGrad'];
   /** `n` values of `exp`, element offsets into `heap` (about 1 ulp; 0 below -87.33, the normal floats' end). */
   exp: Binding['exp'];
-  /** Softmax over rows of `cols` values, element offsets into `heap`. */
-  softmax: Binding['softmax'];
   /** `n` values of x times values `[skip, skip + n)` of the dropout mask of `seed` (src/model/dropout.ts). */
   dropout: Binding['dropout'];
   /**
@@ -118,7 +115,6 @@ export function openBlas(): Blas {
         transpose: binding.transpose,
         softmaxGrad: binding.softmaxGrad,
         exp: binding.exp,
-        softmax: binding.softmax,
         dropout: binding.dropout,
         threads: binding.threads,
       };

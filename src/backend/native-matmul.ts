@@ -16,13 +16,7 @@ import { isMainThread } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import { DROPOUT_KERNEL } from '../model/dropout.js';
 import { FLEXIBLE_MATMUL_FLAG } from '../model/matmul-form.js';
-import {
-  NATIVE_MIN_EXP,
-  nativeDropout,
-  nativeExp,
-  nativeSoftmax,
-  nativeSoftmaxGrad,
-} from './binding-kernels.js';
+import { NATIVE_MIN_EXP, nativeDropout, nativeExp, nativeSoftmaxGrad } from './binding-kernels.js';
 import { type Blas, blasThreadsFor, heapOffset, mergedTranspose, openBlas } from './blas.js';
 import { HEAP_KERNEL_NAMES, heapKernel } from './heap-kernels.js';
 import { fusedMatMulModel, transposeModel } from './onnx-models.js';
@@ -337,11 +331,11 @@ const warn = (what: string) => process.stderr.write(`mft: warning: ${what}\n`);
 function register(choice: GemmChoice): NativeKernelStatus {
   if (process.env[NATIVE_ENV] === '0')
     return { active: false, gemm: null, detail: `stock wasm kernels (${NATIVE_ENV}=0)` };
-  const names = ['BatchMatMul', '_FusedMatMul', 'Transpose', 'Exp', 'Softmax', ...HEAP_KERNEL_NAMES];
+  const names = ['BatchMatMul', '_FusedMatMul', 'Transpose', 'Exp', ...HEAP_KERNEL_NAMES];
   const found = names.map((n) => tf.getKernel(n, 'wasm'));
   if (found.some((k) => k === undefined))
     return { active: false, gemm: null, detail: 'stock kernels (the wasm backend is not loaded)' };
-  const [batch, fused, transpose, exp, softmax, ...heap] = found as tf.KernelConfig[];
+  const [batch, fused, transpose, exp, ...heap] = found as tf.KernelConfig[];
   stock = found as tf.KernelConfig[];
   replace(heap.map(heapKernel));
   const ortOrReason = tryOrt();
@@ -361,10 +355,7 @@ function register(choice: GemmChoice): NativeKernelStatus {
     wrap(transpose as tf.KernelConfig, (args) => nativeTranspose(engine, minTranspose, args)),
   ]);
   if (blas) {
-    replace([
-      wrap(exp as tf.KernelConfig, (args) => nativeExp(blas, args)),
-      wrap(softmax as tf.KernelConfig, (args) => nativeSoftmax(blas, args)),
-    ]);
+    replace([wrap(exp as tf.KernelConfig, (args) => nativeExp(blas, args))]);
     tf.registerKernel({
       kernelName: SOFTMAX_GRAD,
       backendName: 'wasm',
@@ -382,7 +373,7 @@ function register(choice: GemmChoice): NativeKernelStatus {
     ? `BatchMatMul, _FusedMatMul on OpenBLAS (${blas.library}${blas.core ? `, ${blas.core} kernel` : ''}, ${blas.threads() || 'its own'} threads on the main thread, cores / workers in training workers; stock wasm kernels below ${BLAS_MIN_MACS} multiply-adds)`
     : `BatchMatMul, _FusedMatMul on onnxruntime-node ${ort?.version} (MLAS, 1 thread; stock wasm kernels below ${NATIVE_MIN_MACS} multiply-adds)`;
   const transposes = blas
-    ? `Transpose from ${NATIVE_MIN_TRANSPOSE} elements, Exp and Softmax from ${NATIVE_MIN_EXP}, dropout and softmax's gradient on mft's binding`
+    ? `Transpose from ${NATIVE_MIN_TRANSPOSE} elements, Exp from ${NATIVE_MIN_EXP}, dropout and softmax's gradient on mft's binding`
     : `Transpose on onnxruntime-node ${ort?.version} from ${NATIVE_MIN_TRANSPOSE} elements`;
   const noBlas = blas || choice === 'onnxruntime' ? '' : ` (OpenBLAS not used: ${blasOrReason})`;
   return {

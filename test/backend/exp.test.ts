@@ -1,4 +1,4 @@
-/** Exp and Softmax on mft's binding (wasm, from 4096 elements) against float64 and the stock kernels. */
+/** Exp on mft's binding (wasm, from 4096 elements) against float64 exp and the stock kernel. */
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import {
@@ -20,7 +20,7 @@ const values = Float32Array.from([
   ...Array.from(lcgValues(60_000, 3), (v) => 90 * v), // uniform in [-90, 90)
 ]);
 
-describe.skipIf(!HAS_BINDING)('Exp and Softmax on the binding', () => {
+describe.skipIf(!HAS_BINDING)('Exp on the binding', () => {
   beforeAll(async () => {
     await initBackend('wasm');
     useNativeKernels();
@@ -38,7 +38,7 @@ describe.skipIf(!HAS_BINDING)('Exp and Softmax on the binding', () => {
   };
 
   test('registered, and named in the status', () => {
-    expect(nativeKernelStatus()?.detail).toMatch(/Exp and Softmax from 4096/);
+    expect(nativeKernelStatus()?.detail).toMatch(/Exp from 4096/);
   });
 
   test('within 2 ulp of float64 exp; 0 below -87.33, +inf above 88.72, NaN for NaN', () => {
@@ -62,33 +62,6 @@ describe.skipIf(!HAS_BINDING)('Exp and Softmax on the binding', () => {
       const [a, b] = [got[i] as number, stock[i] as number];
       if (!Number.isFinite(b) || b < 1.2e-38) continue; // the edges, checked above
       expect(Math.abs(a - b) / b).toBeLessThan(2.4e-7);
-    }
-  });
-
-  test('softmax over the last axis = float64 softmax, masked scores and large logits included', () => {
-    for (const [rows, cols] of [
-      [64, 129],
-      [300, 37],
-      [9, 1000],
-    ] as const) {
-      const x = Float32Array.from(lcgValues(rows * cols, rows), (v) => 20 * v);
-      for (let r = 0; r < rows; r++) {
-        x[r * cols + (r % cols)] = 1000 - r; // a large logit
-        if (cols > 3) x[r * cols + ((r + 1) % cols)] = -1e9; // a masked score
-      }
-      const t = tf.tensor2d(x, [rows, cols]);
-      const y = tf.softmax(t);
-      const got = y.dataSync();
-      tf.dispose([t, y]);
-      for (let r = 0; r < rows; r++) {
-        const row = Array.from(x.subarray(r * cols, (r + 1) * cols));
-        const m = Math.max(...row);
-        const z = row.reduce((a, v) => a + Math.exp(v - m), 0);
-        for (let c = 0; c < cols; c++) {
-          const want = Math.exp((row[c] as number) - m) / z;
-          expect(Math.abs((got[r * cols + c] as number) - want)).toBeLessThan(1e-6 * Math.max(want, 1e-3));
-        }
-      }
     }
   });
 });
