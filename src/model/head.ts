@@ -105,7 +105,8 @@ function fusedLossSum(
   const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const h = args[0] as tf.Tensor2D;
     const save = args[1] as tf.GradSaveFunc;
-    // z is computed per block of vocabulary columns, p W per block of hidden columns.
+    // On the stock kernels z is computed per block of vocabulary columns and p W per block of
+    // hidden columns; on flexible ones each is one product.
     const flexible = flexibleMatMul();
     const weightTs = flexible ? [] : (lmHead.weightTs ?? vocabBlocksT(weight)); // [hidden, n]
     const weightCols =

@@ -11,8 +11,6 @@ import { type DropoutRows, dropout } from './dropout.js';
 import type { LinearName } from './linear-names.js';
 import { flexibleMatMul } from './matmul-form.js';
 
-export type { DropoutRows } from './dropout.js';
-
 /** One LoRA adapter on one projection, in PEFT's shapes. */
 export interface LoraParams {
   /** lora_A `[r, in]`. */
