@@ -1,6 +1,6 @@
 /*
- * One-pass kernels over float32 on the wasm heap: exp, softmax's gradient over the last axis, and
- * the LoRA input's dropout. Each is cut across `split` threads by elements or rows.
+ * One-pass kernels over float32 on the wasm heap: exp, logsumexp and softmax's gradient over the
+ * last axis, and the LoRA input's dropout. Each is cut across `split` threads by elements or rows.
  * The loops vectorise because the binding is built with -fno-trapping-math (mft reads no FP flags).
  */
 #include "native.h"
@@ -63,6 +63,49 @@ napi_value exp_kernel(napi_env env, napi_callback_info info) {
   if (!within(v[0], v[2], len) || !within(v[1], v[2], len)) return fail(env, "exp: an operand lies outside the heap");
   const struct job j = {heap + (size_t)v[0], NULL, heap + (size_t)v[1], 1};
   run_ranges(run_exp, &j, (long long)v[2], v[2]);
+  return NULL;
+}
+
+/*
+ * logsumexp of rows: m = max, out = m + log(sum(exp(x - m))), the max and the sum in 8 lanes that
+ * the compiler vectorises (the lanes' sum in double). Rows of only -inf give -inf, like tfjs.
+ */
+static void run_log_sum_exp(const void *ctx, long long lo, long long hi) {
+  const struct job *j = ctx;
+  const long long cols = j->cols, whole = cols / 8 * 8;
+  for (long long r = lo; r < hi; r++) {
+    const float *x = j->in + r * cols;
+    float lane[8];
+    for (int k = 0; k < 8; k++) lane[k] = -INFINITY;
+    for (long long c = 0; c < whole; c += 8)
+      for (int k = 0; k < 8; k++) lane[k] = x[c + k] > lane[k] ? x[c + k] : lane[k];
+    float m = -INFINITY;
+    for (int k = 0; k < 8; k++) m = lane[k] > m ? lane[k] : m;
+    for (long long c = whole; c < cols; c++) m = x[c] > m ? x[c] : m;
+    if (m == -INFINITY || m != m) { /* no finite logit, or a NaN: the max says it all */
+      j->out[r] = m;
+      continue;
+    }
+    for (int k = 0; k < 8; k++) lane[k] = 0.0f;
+    for (long long c = 0; c < whole; c += 8)
+      for (int k = 0; k < 8; k++) lane[k] += exp1(x[c + k] - m);
+    double sum = 0;
+    for (int k = 0; k < 8; k++) sum += lane[k];
+    for (long long c = whole; c < cols; c++) sum += exp1(x[c] - m);
+    j->out[r] = m + (float)log(sum);
+  }
+}
+
+/* logSumExp(heap, inOffset, outOffset, rows, cols): out has `rows` values */
+napi_value log_sum_exp(napi_env env, napi_callback_info info) {
+  double v[4];
+  size_t len;
+  float *heap = heap_and_numbers(env, info, "logSumExp(heap, inOffset, outOffset, rows, cols)", v, 4, &len);
+  if (!heap) return NULL;
+  if (v[3] < 1 || !within(v[0], v[2] * v[3], len) || !within(v[1], v[2], len))
+    return fail(env, "logSumExp: an operand lies outside the heap");
+  const struct job j = {heap + (size_t)v[0], NULL, heap + (size_t)v[1], (long long)v[3]};
+  run_ranges(run_log_sum_exp, &j, (long long)v[2], v[2] * v[3]);
   return NULL;
 }
 

@@ -35,5 +35,6 @@ napi_value transpose(napi_env env, napi_callback_info info);
 napi_value softmax_grad(napi_env env, napi_callback_info info);
 napi_value exp_kernel(napi_env env, napi_callback_info info);
 napi_value dropout(napi_env env, napi_callback_info info);
+napi_value log_sum_exp(napi_env env, napi_callback_info info);
 
 #endif

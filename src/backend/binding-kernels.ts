@@ -1,6 +1,6 @@
 /**
  * The wasm kernels of mft's native binding besides products and transposes (native-matmul.ts):
- * Exp, the LoRA input's dropout (src/model/dropout.ts) and softmax's gradient
+ * Exp, logsumexp of rows (src/model/cross-entropy.ts), the LoRA input's dropout (src/model/dropout.ts) and softmax's gradient
  * (softmax-grad.ts), each one pass over the wasm heap, vectorised and cut across threads.
  */
 import type * as tf from '@tensorflow/tfjs';
@@ -30,6 +30,15 @@ export function nativeExp(blas: Blas, args: KernelArgs): tf.TensorInfo | undefin
   if (x.dtype !== 'float32' || size(x.shape) < NATIVE_MIN_EXP) return undefined;
   const { out, heap, at } = heapCall(args, x.shape);
   blas.exp(heap, at(x), at(out), size(x.shape));
+  return out;
+}
+
+/** logsumexp of each row of `z` `[M, V]`. */
+export function nativeLogSumExp(blas: Blas, args: KernelArgs): tf.TensorInfo {
+  const z = args.inputs.z as tf.TensorInfo;
+  const [rows, cols] = z.shape as [number, number];
+  const { out, heap, at } = heapCall(args, [rows]);
+  blas.logSumExp(heap, at(z), at(out), rows, cols);
   return out;
 }
 

@@ -40,6 +40,7 @@ interface Binding {
     perm: Int32Array,
   ): void;
   exp(heap: Float32Array, inOffset: number, outOffset: number, n: number): void;
+  logSumExp(heap: Float32Array, inOffset: number, outOffset: number, rows: number, cols: number): void;
   dropout(
     heap: Float32Array,
     inOffset: number,
@@ -78,6 +79,8 @@ export interface Blas {
   softmaxGrad: Binding['softmaxGrad'];
   /** `n` values of `exp`, element offsets into `heap` (about 1 ulp; 0 below -87.33, the normal floats' end). */
   exp: Binding['exp'];
+  /** logsumexp of rows of `cols` values into `rows` values, element offsets into `heap`. */
+  logSumExp: Binding['logSumExp'];
   /** `n` values of x times values `[skip, skip + n)` of the dropout mask of `seed` (src/model/dropout.ts). */
   dropout: Binding['dropout'];
   /**
@@ -115,6 +118,7 @@ export function openBlas(): Blas {
         transpose: binding.transpose,
         softmaxGrad: binding.softmaxGrad,
         exp: binding.exp,
+        logSumExp: binding.logSumExp,
         dropout: binding.dropout,
         threads: binding.threads,
       };

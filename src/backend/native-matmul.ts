@@ -14,9 +14,16 @@
 import { createRequire } from 'node:module';
 import { isMainThread } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
+import { LOG_SUM_EXP_KERNEL } from '../model/cross-entropy.js';
 import { DROPOUT_KERNEL } from '../model/dropout.js';
 import { FLEXIBLE_MATMUL_FLAG } from '../model/matmul-form.js';
-import { NATIVE_MIN_EXP, nativeDropout, nativeExp, nativeSoftmaxGrad } from './binding-kernels.js';
+import {
+  NATIVE_MIN_EXP,
+  nativeDropout,
+  nativeExp,
+  nativeLogSumExp,
+  nativeSoftmaxGrad,
+} from './binding-kernels.js';
 import { type Blas, blasThreadsFor, heapOffset, mergedTranspose, openBlas } from './blas.js';
 import { HEAP_KERNEL_NAMES, heapKernel } from './heap-kernels.js';
 import { fusedMatMulModel, transposeModel } from './onnx-models.js';
@@ -366,6 +373,11 @@ function register(choice: GemmChoice): NativeKernelStatus {
       backendName: 'wasm',
       kernelFunc: (args) => nativeDropout(blas, args as unknown as KernelArgs),
     });
+    tf.registerKernel({
+      kernelName: LOG_SUM_EXP_KERNEL,
+      backendName: 'wasm',
+      kernelFunc: (args) => nativeLogSumExp(blas, args as unknown as KernelArgs),
+    });
   }
   tf.env().set(FLEXIBLE_MATMUL_FLAG, 'wasm');
   if (blas && isMainThread) blas.threads(blasThreadsFor(1));
@@ -373,7 +385,7 @@ function register(choice: GemmChoice): NativeKernelStatus {
     ? `BatchMatMul, _FusedMatMul on OpenBLAS (${blas.library}${blas.core ? `, ${blas.core} kernel` : ''}, ${blas.threads() || 'its own'} threads on the main thread, cores / workers in training workers; stock wasm kernels below ${BLAS_MIN_MACS} multiply-adds)`
     : `BatchMatMul, _FusedMatMul on onnxruntime-node ${ort?.version} (MLAS, 1 thread; stock wasm kernels below ${NATIVE_MIN_MACS} multiply-adds)`;
   const transposes = blas
-    ? `Transpose from ${NATIVE_MIN_TRANSPOSE} elements, Exp from ${NATIVE_MIN_EXP}, dropout and softmax's gradient on mft's binding`
+    ? `Transpose from ${NATIVE_MIN_TRANSPOSE} elements, Exp from ${NATIVE_MIN_EXP}, row logsumexp, dropout and softmax's gradient on mft's binding`
     : `Transpose on onnxruntime-node ${ort?.version} from ${NATIVE_MIN_TRANSPOSE} elements`;
   const noBlas = blas || choice === 'onnxruntime' ? '' : ` (OpenBLAS not used: ${blasOrReason})`;
   return {
@@ -394,7 +406,7 @@ export function shareNativeThreads(workers: number): void {
 /** Put the stock wasm kernels back (tests compare the two). */
 export function useStockKernels(): void {
   tf.env().set(FLEXIBLE_MATMUL_FLAG, '');
-  for (const name of [SOFTMAX_GRAD, DROPOUT_KERNEL])
+  for (const name of [SOFTMAX_GRAD, DROPOUT_KERNEL, LOG_SUM_EXP_KERNEL])
     if (tf.getKernel(name, 'wasm')) tf.unregisterKernel(name, 'wasm');
   replace(stock);
   stock = [];

@@ -35,6 +35,31 @@ export function checkLabels(labels: Int32Array, vocab: number, op: string): void
   }
 }
 
+/** The fused row logsumexp kernel's name (mft's own, not a tfjs kernel). Input `z` `[M, V]`; output `[M]`. */
+export const LOG_SUM_EXP_KERNEL = 'MftLogSumExp';
+
+/**
+ * logsumexp over each row of `z` `[M, V]`: one kernel where the backend registers it (a pass for
+ * the max, one for the sum of exponentials), tfjs's `logSumExp` (max, sub, exp, sum, log, add)
+ * elsewhere. The vocabulary-wide rows of the loss make this the largest element-wise work of a step.
+ */
+export function rowLogSumExp(z: tf.Tensor2D): tf.Tensor1D {
+  if (z.dtype === 'float32' && tf.getKernel(LOG_SUM_EXP_KERNEL, tf.getBackend()) !== undefined) {
+    return tf.engine().runKernel(LOG_SUM_EXP_KERNEL, { z }, {}) as tf.Tensor1D;
+  }
+  return tf.logSumExp(z, 1);
+}
+
+// d logsumexp(z) / dz = softmax(z), per row.
+tf.registerGradient({
+  kernelName: LOG_SUM_EXP_KERNEL,
+  inputsToSave: ['z'],
+  gradFunc: (dy, saved) => {
+    const [z] = saved as [tf.Tensor2D];
+    return { z: () => tf.mul(tf.softmax(z), tf.expandDims(dy as tf.Tensor1D, 1)) };
+  },
+});
+
 /** sum_i logsumexp(z_i) - z_i[target_i] for logits `z` `[M, V]` (forward only). */
 export function pickedLossSum(z: tf.Tensor2D, targets: Int32Array): tf.Scalar {
   return tf.tidy(() => {
@@ -42,7 +67,7 @@ export function pickedLossSum(z: tf.Tensor2D, targets: Int32Array): tf.Scalar {
     const flat = new Int32Array(M);
     for (let i = 0; i < M; i++) flat[i] = i * V + (targets[i] as number);
     const picked = tf.gather(tf.reshape(z, [M * V]), tf.tensor1d(flat, 'int32')); // [M]
-    return tf.sum(tf.sub(tf.logSumExp(z, 1), picked));
+    return tf.sum(tf.sub(rowLogSumExp(z), picked));
   });
 }
 

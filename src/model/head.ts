@@ -12,7 +12,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { IGNORE_INDEX } from './batch.js';
-import { checkLabels, lossRows, pickedLossSum } from './cross-entropy.js';
+import { checkLabels, lossRows, pickedLossSum, rowLogSumExp } from './cross-entropy.js';
 import { type LoadedModel, uploadValues } from './loaded-model.js';
 import { flexibleMatMul } from './matmul-form.js';
 import { rmsNorm } from './rms-norm.js';
@@ -276,7 +276,7 @@ export class OutputHead {
           ); // [c, V]
           const flatIds = picked.map((label, k) => k * V + label);
           const zLabel = tf.gather(tf.reshape(z, [c * V]), tf.tensor1d(flatIds, 'int32')); // [c]
-          return [tf.sub(tf.logSumExp(z, 1), zLabel), tf.argMax(z, 1)]; // [c], [c]
+          return [tf.sub(rowLogSumExp(z), zLabel), tf.argMax(z, 1)]; // [c], [c]
         });
         const [nllData, argmaxData] = await Promise.all([nll.data(), argmax.data()]);
         tf.dispose([nll, argmax]);

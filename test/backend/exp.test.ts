@@ -1,4 +1,4 @@
-/** Exp on mft's binding (wasm, from 4096 elements) against float64 exp and the stock kernel. */
+/** Exp and row logsumexp on mft's binding (wasm) against float64 and the stock kernels. */
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import {
@@ -7,6 +7,7 @@ import {
   useNativeKernels,
   useStockKernels,
 } from '../../src/backend/index.js';
+import { LOG_SUM_EXP_KERNEL, rowLogSumExp } from '../../src/model/index.js';
 import { lcgValues } from '../helpers/lcg-values.js';
 import { HAS_BINDING } from '../helpers/native-binding.js';
 
@@ -63,5 +64,37 @@ describe.skipIf(!HAS_BINDING)('Exp on the binding', () => {
       if (!Number.isFinite(b) || b < 1.2e-38) continue; // the edges, checked above
       expect(Math.abs(a - b) / b).toBeLessThan(2.4e-7);
     }
+  });
+
+  test('row logsumexp = float64 logsumexp, masked scores, large logits and -inf rows included; its gradient is softmax', () => {
+    const [rows, cols] = [70, 1003];
+    const x = Float32Array.from(lcgValues(rows * cols, 11), (v) => 20 * v);
+    for (let r = 0; r < rows; r++) {
+      x[r * cols + (r % cols)] = 80 - r; // a large logit
+      x[r * cols + ((r + 1) % cols)] = -1e9; // a masked score
+    }
+    x.fill(Number.NEGATIVE_INFINITY, 5 * cols, 6 * cols); // a row without a finite logit
+    expect(tf.getKernel(LOG_SUM_EXP_KERNEL, 'wasm')).toBeDefined();
+    const z = tf.tensor2d(x, [rows, cols]);
+    const got = rowLogSumExp(z).dataSync();
+    for (let r = 0; r < rows; r++) {
+      const row = Array.from(x.subarray(r * cols, (r + 1) * cols));
+      const m = Math.max(...row);
+      const want =
+        m === Number.NEGATIVE_INFINITY ? m : m + Math.log(row.reduce((a, v) => a + Math.exp(v - m), 0));
+      if (want === Number.NEGATIVE_INFINITY) expect(got[r]).toBe(want);
+      else
+        expect(Math.abs((got[r] as number) - want), `row ${r}`).toBeLessThan(
+          2e-6 * Math.max(1, Math.abs(want)),
+        );
+    }
+    const w = tf.tensor1d(lcgValues(rows, 12));
+    const finite = tf.tensor2d(x.subarray(0, 4 * cols), [4, cols]);
+    const g = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(rowLogSumExp(t as tf.Tensor2D), tf.slice(w, 0, 4))))(
+      finite,
+    );
+    const want = tf.tidy(() => tf.mul(tf.softmax(finite), tf.expandDims(tf.slice(w, 0, 4), 1)));
+    expect(Math.max(...tf.tidy(() => tf.abs(tf.sub(g, want))).dataSync())).toBeLessThan(1e-7);
+    tf.dispose([z, w, finite, g, want]);
   });
 });
