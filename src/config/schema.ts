@@ -40,7 +40,7 @@ const run = {
   num_workers: z
     .union([z.literal('auto'), int({ gte: 1 })], { error: 'expected auto or an integer >= 1' })
     .meta({ type: 'auto or int >= 1' })
-    .default(1)
+    .default('auto')
     .describe(
       "worker threads that share each step's rows (wasm, cpu); auto: one per core, fewer when memory is short",
     ),
