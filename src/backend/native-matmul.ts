@@ -1,9 +1,10 @@
 /**
  * Native kernels for the wasm backend: `BatchMatMul` and `_FusedMatMul` run on the system's OpenBLAS
  * (through native/blas, on as many threads as the cores the process's workers leave it) or, without
- * it, on onnxruntime-node's MLAS GEMM (one thread); `Transpose` runs on onnxruntime's transpose (the
- * stock 2-D transpose runs at well under 1 GB/s: a 2048 x 172 one took longer than the product it
- * fed). They read the inputs from and write the output into the wasm heap, so no tensor is copied.
+ * it, on onnxruntime-node's MLAS GEMM (one thread); `Transpose` runs on the binding, else on
+ * onnxruntime (the stock 2-D transpose runs at well under 1 GB/s: a 2048 x 172 one took longer than
+ * the product it fed); with the binding also Exp and mft's fused kernels (binding-kernels.ts). They
+ * read the inputs from and write the output into the wasm heap, so no tensor is copied.
  * With them come the heap kernels of heap-kernels.ts (Slice, GatherV2, SplitV, Identity, Cast), which need no
  * native library. The model code is unchanged: these are kernels registered for the backend. Small
  * products and transposes stay on the stock kernel, where a native call costs more than it saves.
@@ -328,12 +329,17 @@ export function useNativeKernels(
   return shown;
 }
 
+const warn = (what: string) => process.stderr.write(`mft: warning: ${what}\n`);
+
 function gemmChoiceFromEnv(): GemmChoice {
   const v = process.env[GEMM_ENV];
-  return v === 'openblas' || v === 'onnxruntime' ? v : 'auto';
+  if (v === undefined || v === '' || v === 'auto' || v === 'openblas' || v === 'onnxruntime')
+    return (v || 'auto') as GemmChoice;
+  warn(
+    `${GEMM_ENV}=${v} is not auto, openblas or onnxruntime; using auto (fix: unset it or use one of those)`,
+  );
+  return 'auto';
 }
-
-const warn = (what: string) => process.stderr.write(`mft: warning: ${what}\n`);
 
 function register(choice: GemmChoice): NativeKernelStatus {
   if (process.env[NATIVE_ENV] === '0')
@@ -345,12 +351,13 @@ function register(choice: GemmChoice): NativeKernelStatus {
   const [batch, fused, transpose, exp, ...heap] = found as tf.KernelConfig[];
   stock = found as tf.KernelConfig[];
   replace(heap.map(heapKernel));
-  const ortOrReason = tryOrt();
-  const ort = typeof ortOrReason === 'string' ? undefined : ortOrReason;
-  if (!ort) warn(`onnxruntime-node failed to load (${ortOrReason}); its native kernels are off`);
   const blasOrReason = choice === 'onnxruntime' ? 'not asked for' : tryBlas();
   const blas = typeof blasOrReason === 'string' ? undefined : blasOrReason;
   if (!blas && choice === 'openblas') warn(`${GEMM_ENV}=openblas, but ${blasOrReason}`);
+  // onnxruntime only stands in for the binding: not loaded when OpenBLAS runs everything.
+  const ortOrReason = blas ? 'not needed' : tryOrt();
+  const ort = typeof ortOrReason === 'string' ? undefined : ortOrReason;
+  if (!blas && !ort) warn(`onnxruntime-node failed to load (${ortOrReason}); its native kernels are off`);
   engine = { blas, ort };
   if (!blas && !ort)
     return { active: false, gemm: null, detail: `stock wasm matrix kernels (${ortOrReason}); ${HEAP_NOTE}` };

@@ -44,4 +44,13 @@ describe('a BLAS library that does not open', () => {
       /^mft: warning: MFT_GEMM=openblas, but MFT_BLAS_LIBRARY=\/nonexistent\/libblas.so did not open: /,
     );
   });
+
+  test('MFT_GEMM with another value: one warning line naming it, then auto', () => {
+    const r = runChild({ MFT_GEMM: 'mkl' });
+    expect(r.status.gemm).toBe('onnxruntime');
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(
+      /^mft: warning: MFT_GEMM=mkl is not auto, openblas or onnxruntime; using auto \(fix: /,
+    );
+  });
 });
