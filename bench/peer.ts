@@ -57,6 +57,13 @@ const SHAPES: PeerShape[] = [
   },
 ];
 
+/**
+ * Both sides time the same steps: the median of TIMED_STEPS after WARMUP_STEPS untimed ones (the
+ * first steps of either pay for warming up: JIT, allocator, the BLAS's buffers).
+ */
+const WARMUP_STEPS = 3;
+const TIMED_STEPS = 11;
+
 const HERE = fileURLToPath(new URL('.', import.meta.url));
 const PEER_DIR = join(HERE, 'peer');
 const RESULTS = join(HERE, 'results');
@@ -229,6 +236,7 @@ export async function runPeer(argv: string[]): Promise<number> {
     process.stderr.write('bench: --workers needs a list of positive integers, e.g. 1,2\n');
     return 2;
   }
+  const steps = quick ? 3 : TIMED_STEPS;
   const load: number[][] = [];
   const gemm = await gemmPeak(cores);
   const peak = gemm.allCores;
@@ -245,8 +253,8 @@ export async function runPeer(argv: string[]): Promise<number> {
     for (let round = 0; round < rounds; round++) {
       process.stderr.write(`peer: ${shape.name} round ${round + 1}/${rounds}\n`);
       load.push(loadavg().map((x) => sig(x, 3)));
-      for (const w of workerCounts) mft.get(w)?.push(runMft(shape, w, 1, quick ? 1 : 3));
-      if (python) for (const t of threads) torch.get(t)?.push(runTorch(python, shape, t, 3, quick ? 3 : 11));
+      for (const w of workerCounts) mft.get(w)?.push(runMft(shape, w, WARMUP_STEPS, steps));
+      if (python) for (const t of threads) torch.get(t)?.push(runTorch(python, shape, t, WARMUP_STEPS, steps));
     }
     // The model's FLOPs, without checkpointing's recompute: the same work for every column.
     const first = mft.get(workerCounts[0]!)![0]!;

@@ -7,23 +7,22 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Whether [at, at + n) lies within a heap of `len` floats. */
 static int within(double at, double n, size_t len) { return at >= 0 && n >= 0 && at + n <= (double)len; }
 
 /*
  * exp in the form the compiler vectorises (Cephes' expf: e^x = 2^n e^r, |r| <= ln2/2, a degree-6
- * polynomial for e^r; about 1 ulp). Below -87.33 (e^x under the smallest normal float) it gives 0,
- * above 88.72 +inf; NaN stays NaN. The stock wasm Exp calls a scalar libm expf.
+ * polynomial for e^r; about 1 ulp). Below -87.33 (e^x under the smallest normal float) it gives 0, above
+ * 88.72 +inf; NaN stays NaN. The stock wasm Exp calls a scalar libm expf.
  */
 static inline float exp1(float x) {
   const float lo = -87.33654f, hi = 88.72283f;
-  float c = x < lo ? lo : x;
-  c = c > hi ? hi : c;
-  const float t = c * 1.44269504088896341f + 0.5f;
-  int n = (int)t;
-  n -= (float)n > t; /* floor */
-  const float fn = (float)n;
+  const float c = x < lo ? lo : (x > hi ? hi : x);
+  /* n = round(c / ln2): adding and taking away 1.5 * 2^23 rounds to the nearest integer */
+  const float fn = (c * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  const int32_t n = (int32_t)fn;
   const float r = c - fn * 0.693359375f + fn * 2.12194440e-4f;
   float y = 1.9875691500e-4f;
   y = y * r + 1.3981999507e-3f;
@@ -33,13 +32,14 @@ static inline float exp1(float x) {
   y = y * r + 5.0000001201e-1f;
   y = y * r * r + r + 1.0f;
   /* 2^n as 2^(n/2) 2^(n - n/2): n reaches 128 and -126, past one float exponent */
-  const int n1 = n >> 1;
-  union {
-    int32_t i;
-    float f;
-  } s1 = {.i = (n1 + 127) << 23}, s2 = {.i = (n - n1 + 127) << 23};
-  y = y * s1.f * s2.f;
-  return x < lo ? 0.0f : x > hi ? (float)INFINITY : y;
+  const int32_t n1 = n >> 1, b1 = (n1 + 127) << 23, b2 = (n - n1 + 127) << 23;
+  float s1, s2;
+  memcpy(&s1, &b1, sizeof s1);
+  memcpy(&s2, &b2, sizeof s2);
+  y = y * s1 * s2;
+  /* selects, not branches, so that the loops calling it vectorise */
+  y = x < lo ? 0.0f : y;
+  return x > hi ? (float)INFINITY : y;
 }
 
 /* An elementwise job: `in` (and `other`, a second input where there is one) to `out`, rows of `cols`. */
@@ -49,7 +49,7 @@ struct job {
   long long cols;
 };
 
-static void run_exp(const void *ctx, long long lo, long long hi) {
+MFT_VECTOR_CLONES static void run_exp(const void *ctx, long long lo, long long hi) {
   const struct job *j = ctx;
   for (long long i = lo; i < hi; i++) j->out[i] = exp1(j->in[i]);
 }
@@ -67,30 +67,30 @@ napi_value exp_kernel(napi_env env, napi_callback_info info) {
 }
 
 /*
- * logsumexp of rows: m = max, out = m + log(sum(exp(x - m))), the max and the sum in 8 lanes that
+ * logsumexp of rows: m = max, out = m + log(sum(exp(x - m))), the max and the sum in 16 lanes that
  * the compiler vectorises (the lanes' sum in double). Rows of only -inf give -inf, like tfjs.
  */
-static void run_log_sum_exp(const void *ctx, long long lo, long long hi) {
+MFT_VECTOR_CLONES static void run_log_sum_exp(const void *ctx, long long lo, long long hi) {
   const struct job *j = ctx;
-  const long long cols = j->cols, whole = cols / 8 * 8;
+  const long long cols = j->cols, whole = cols / 16 * 16;
   for (long long r = lo; r < hi; r++) {
     const float *x = j->in + r * cols;
-    float lane[8];
-    for (int k = 0; k < 8; k++) lane[k] = -INFINITY;
-    for (long long c = 0; c < whole; c += 8)
-      for (int k = 0; k < 8; k++) lane[k] = x[c + k] > lane[k] ? x[c + k] : lane[k];
+    float lane[16];
+    for (int k = 0; k < 16; k++) lane[k] = -INFINITY;
+    for (long long c = 0; c < whole; c += 16)
+      for (int k = 0; k < 16; k++) lane[k] = x[c + k] > lane[k] ? x[c + k] : lane[k];
     float m = -INFINITY;
-    for (int k = 0; k < 8; k++) m = lane[k] > m ? lane[k] : m;
+    for (int k = 0; k < 16; k++) m = lane[k] > m ? lane[k] : m;
     for (long long c = whole; c < cols; c++) m = x[c] > m ? x[c] : m;
     if (m == -INFINITY || m != m) { /* no finite logit, or a NaN: the max says it all */
       j->out[r] = m;
       continue;
     }
-    for (int k = 0; k < 8; k++) lane[k] = 0.0f;
-    for (long long c = 0; c < whole; c += 8)
-      for (int k = 0; k < 8; k++) lane[k] += exp1(x[c + k] - m);
+    for (int k = 0; k < 16; k++) lane[k] = 0.0f;
+    for (long long c = 0; c < whole; c += 16)
+      for (int k = 0; k < 16; k++) lane[k] += exp1(x[c + k] - m);
     double sum = 0;
-    for (int k = 0; k < 8; k++) sum += lane[k];
+    for (int k = 0; k < 16; k++) sum += lane[k];
     for (long long c = whole; c < cols; c++) sum += exp1(x[c] - m);
     j->out[r] = m + (float)log(sum);
   }
@@ -111,16 +111,21 @@ napi_value log_sum_exp(napi_env env, napi_callback_info info) {
 
 /*
  * Softmax's gradient in one pass, the formula of tfjs's Softmax_grad (`in` = y, `other` = dy):
- *   t = dy * y;  dx = t - sum(t) * y   (per row; the sum in double)
+ *   t = dy * y;  dx = t - sum(t) * y   (per row; the sum in 16 lanes, the lanes' sum in double)
  * where the composite costs four kernels and three tensors the size of the scores.
  */
-static void run_softmax_grad(const void *ctx, long long lo, long long hi) {
+MFT_VECTOR_CLONES static void run_softmax_grad(const void *ctx, long long lo, long long hi) {
   const struct job *j = ctx;
+  const long long cols = j->cols, whole = cols / 16 * 16;
   for (long long r = lo; r < hi; r++) {
-    const float *y = j->in + r * j->cols, *dy = j->other + r * j->cols;
-    float *out = j->out + r * j->cols;
+    const float *y = j->in + r * cols, *dy = j->other + r * cols;
+    float *out = j->out + r * cols;
+    float lane[16] = {0};
+    for (long long c = 0; c < whole; c += 16)
+      for (int k = 0; k < 16; k++) lane[k] += dy[c + k] * y[c + k];
     double sum = 0;
-    for (long long c = 0; c < j->cols; c++) sum += (double)(dy[c] * y[c]);
+    for (int k = 0; k < 16; k++) sum += lane[k];
+    for (long long c = whole; c < cols; c++) sum += (double)(dy[c] * y[c]);
     const float s = (float)sum;
     for (long long c = 0; c < j->cols; c++) out[c] = dy[c] * y[c] - s * y[c];
   }
@@ -146,7 +151,7 @@ napi_value softmax_grad(napi_env env, napi_callback_info info) {
  * counter-based mask is kept when fmix32(fmix32(lo(i) + k1) ^ (k2 + hi(i))) >= rate * 2^32, and
  * out = x * keep or x * 0, the values the mask tensor and a multiply give.
  */
-static uint32_t fmix32(uint32_t x) {
+static inline uint32_t fmix32(uint32_t x) {
   x ^= x >> 16;
   x *= 0x85ebca6bu;
   x ^= x >> 13;
@@ -161,15 +166,27 @@ struct dropout_job {
   double skip; /* mask index of element 0 */
 };
 
+/* n elements whose mask indices share their high word: low words base - k1 .. base - k1 + n - 1. */
+MFT_VECTOR_CLONES static void dropout_span(const float *in, float *out, long long n, uint32_t base,
+                                           uint32_t high_key, uint32_t threshold, float keep) {
+  for (long long i = 0; i < n; i++) {
+    const uint32_t h = fmix32(fmix32(base + (uint32_t)i) ^ high_key);
+    out[i] = in[i] * (h >= threshold ? keep : 0.0f);
+  }
+}
+
 static void run_dropout(const void *ctx, long long lo, long long hi) {
   const struct dropout_job *j = ctx;
   const double first = j->skip + (double)lo;
   uint32_t low = (uint32_t)fmod(first, 4294967296.0);
   uint32_t high_key = j->k2 + (uint32_t)floor(first / 4294967296.0);
-  for (long long i = lo; i < hi; i++) {
-    const float m = fmix32(fmix32(low + j->k1) ^ high_key) >= j->threshold ? j->keep : 0.0f;
-    j->io.out[i] = j->io.in[i] * m;
-    if (++low == 0) high_key++;
+  /* In spans that do not carry into the high word, so that the loop has no branch and vectorises. */
+  for (long long i = lo; i < hi;) {
+    const long long room = (long long)(4294967296.0 - low), n = hi - i < room ? hi - i : room;
+    dropout_span(j->io.in + i, j->io.out + i, n, low + j->k1, high_key, j->threshold, j->keep);
+    i += n;
+    low += (uint32_t)n;
+    if (low == 0) high_key++;
   }
 }
 
