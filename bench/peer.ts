@@ -254,7 +254,8 @@ export async function runPeer(argv: string[]): Promise<number> {
       process.stderr.write(`peer: ${shape.name} round ${round + 1}/${rounds}\n`);
       load.push(loadavg().map((x) => sig(x, 3)));
       for (const w of workerCounts) mft.get(w)?.push(runMft(shape, w, WARMUP_STEPS, steps));
-      if (python) for (const t of threads) torch.get(t)?.push(runTorch(python, shape, t, WARMUP_STEPS, steps));
+      if (python)
+        for (const t of threads) torch.get(t)?.push(runTorch(python, shape, t, WARMUP_STEPS, steps));
     }
     // The model's FLOPs, without checkpointing's recompute: the same work for every column.
     const first = mft.get(workerCounts[0]!)![0]!;
