@@ -11,15 +11,18 @@
 import * as tf from '@tensorflow/tfjs';
 import { type AttentionContext, attention } from './attention.js';
 import { type BatchLayerLora, type LayerLora, linear } from './linear.js';
+import type { ProjectionLayout } from './matmul-form.js';
 import { rmsNorm } from './rms-norm.js';
 import { applyRope } from './rope.js';
 import type { ModelSpec } from './spec.js';
 
 /**
  * The fp32 tensors of one layer while it computes. Linear weights are TRANSPOSED to `W^T [in, out]`
- * (a plain matMul is the fast one on wasm, see linear.ts); the checkpoint layout stays `[out, in]`.
+ * (a plain matMul is the fast one on stock wasm, see linear.ts) unless `layout` is `out_in`: then
+ * they are `W [out, in]`, the checkpoint layout (the shapes below are those of `in_out`).
  */
 export interface LayerTensors {
+  layout: ProjectionLayout;
   input_layernorm: tf.Tensor1D; // [hidden]
   post_attention_layernorm: tf.Tensor1D; // [hidden]
   q_proj: tf.Tensor2D; // W^T [hidden, n_heads * head_dim]
@@ -34,6 +37,9 @@ export interface LayerTensors {
   v_bias?: tf.Tensor1D;
   o_bias?: tf.Tensor1D;
 }
+
+/** The names of a layer's tensors. */
+export type LayerTensorName = Exclude<keyof LayerTensors, 'layout'>;
 
 /**
  * Run layer `layerIndex` on `x`. Differentiable w.r.t. `x` and the LoRA A/B tensors (every op here
@@ -64,24 +70,24 @@ export function decoderLayer(
 
     // attention block
     const a = rmsNorm(x, w.input_layernorm, spec.rms_norm_eps); // [B, T, hidden]
-    const q = linear(a, w.q_proj, w.q_bias, lora?.q_proj); // [B, T, H * D]
-    const k = linear(a, w.k_proj, w.k_bias, lora?.k_proj); // [B, T, KV * D]
-    const v = linear(a, w.v_proj, w.v_bias, lora?.v_proj); // [B, T, KV * D]
+    const q = linear(a, w.q_proj, w.q_bias, lora?.q_proj, w.layout); // [B, T, H * D]
+    const k = linear(a, w.k_proj, w.k_bias, lora?.k_proj, w.layout); // [B, T, KV * D]
+    const v = linear(a, w.v_proj, w.v_bias, lora?.v_proj, w.layout); // [B, T, KV * D]
     const qh = applyRope(heads(q, H), ctx.cos, ctx.sin); // [B, H, T, D]
     const kh = applyRope(heads(k, KV), ctx.cos, ctx.sin); // [B, KV, T, D]
     const vh = heads(v, KV); // [B, KV, T, D]
     const kv = ctx.keysValues(layerIndex, kh, vh); // [B, KV, S, D] each (S = T, or cache + T)
     const att = attention(qh, kv.k, kv.v, ctx.mask(layerIndex)); // [B, H, T, D]
     const merged = tf.reshape(tf.transpose(att, [0, 2, 1, 3]), [B, T, H * D]); // [B, T, H * D]
-    const o = linear(merged, w.o_proj, w.o_bias, lora?.o_proj); // [B, T, hidden]
+    const o = linear(merged, w.o_proj, w.o_bias, lora?.o_proj, w.layout); // [B, T, hidden]
     const h = tf.add(x, o); // [B, T, hidden]  residual
 
     // MLP block (SwiGLU)
     const m = rmsNorm(h, w.post_attention_layernorm, spec.rms_norm_eps); // [B, T, hidden]
-    const gate = linear(m, w.gate_proj, undefined, lora?.gate_proj); // [B, T, intermediate]
-    const up = linear(m, w.up_proj, undefined, lora?.up_proj); // [B, T, intermediate]
+    const gate = linear(m, w.gate_proj, undefined, lora?.gate_proj, w.layout); // [B, T, intermediate]
+    const up = linear(m, w.up_proj, undefined, lora?.up_proj, w.layout); // [B, T, intermediate]
     const act = tf.mul(tf.mul(gate, tf.sigmoid(gate)), up); // [B, T, intermediate]  silu(gate) * up
-    const down = linear(act, w.down_proj, undefined, lora?.down_proj); // [B, T, hidden]
+    const down = linear(act, w.down_proj, undefined, lora?.down_proj, w.layout); // [B, T, hidden]
     return tf.add(h, down) as tf.Tensor3D; // [B, T, hidden]  residual
   });
 }

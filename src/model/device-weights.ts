@@ -15,7 +15,8 @@ import {
   StoredTensor,
   toWords,
 } from '../weights/index.js';
-import type { LayerTensors } from './decoder-layer.js';
+import type { LayerTensorName, LayerTensors } from './decoder-layer.js';
+import { projectionLayout } from './matmul-form.js';
 import type { LayerWeights } from './loaded-model.js';
 
 /** Block absmaxes on the device: float32, or double-quantized (codes as words + float32 scales). */
@@ -98,24 +99,25 @@ export function disposeDeviceTensor(d: DeviceTensor): void {
 }
 
 /** One decoder layer's weights on the device, by HF name. */
-export type DeviceLayer = Partial<Record<keyof LayerTensors, DeviceTensor>>;
+export type DeviceLayer = Partial<Record<LayerTensorName, DeviceTensor>>;
 
 /** Upload one decoder layer's weights. */
 export function uploadLayer(l: LayerWeights): DeviceLayer {
   const layer: DeviceLayer = {};
-  for (const [name, t] of Object.entries(l) as [keyof LayerTensors, FrozenTensor | undefined][]) {
+  for (const [name, t] of Object.entries(l) as [LayerTensorName, FrozenTensor | undefined][]) {
     if (t) layer[name] = uploadFrozen(t);
   }
   return layer;
 }
 
-/** Layer tensors as `layerTensors` makes them (projections `W^T [in, out]`), widened on the device. */
+/** Layer tensors as `layerTensors` makes them (in its projection layout), widened on the device. */
 export function deviceLayerTensors(layer: DeviceLayer): LayerTensors {
-  const w: Partial<Record<keyof LayerTensors, tf.Tensor>> = {};
-  for (const [name, d] of Object.entries(layer) as [keyof LayerTensors, DeviceTensor | undefined][]) {
-    if (d) w[name] = deviceToFloat32(d, { transpose: d.shape.length === 2 });
+  const layout = projectionLayout();
+  const w: Partial<Record<LayerTensorName, tf.Tensor>> = {};
+  for (const [name, d] of Object.entries(layer) as [LayerTensorName, DeviceTensor | undefined][]) {
+    if (d) w[name] = deviceToFloat32(d, { transpose: d.shape.length === 2 && layout === 'in_out' });
   }
-  return w as LayerTensors;
+  return { ...w, layout } as LayerTensors;
 }
 
 /** Free what `uploadLayer` put on the device. */

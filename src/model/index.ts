@@ -8,7 +8,7 @@ export { type AttentionContext, attention, batchMask, createAttentionContext, MA
 export { type Batch, IGNORE_INDEX } from './batch.js';
 export { checkVocabulary } from './check-vocabulary.js';
 export { crossEntropySum, LOG_SUM_EXP_KERNEL, rowLogSumExp } from './cross-entropy.js';
-export { decoderLayer, type LayerTensors } from './decoder-layer.js';
+export { decoderLayer, type LayerTensorName, type LayerTensors } from './decoder-layer.js';
 export { DROPOUT_KERNEL, type DropoutRows, dropout, dropoutMask } from './dropout.js';
 export {
   embedTokens,

@@ -9,7 +9,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { type DropoutRows, dropout } from './dropout.js';
 import type { LinearName } from './linear-names.js';
-import { flexibleMatMul } from './matmul-form.js';
+import { flexibleMatMul, type ProjectionLayout } from './matmul-form.js';
 
 /** One LoRA adapter on one projection, in PEFT's shapes. */
 export interface LoraParams {
@@ -41,7 +41,8 @@ export type BatchLayerLora = Partial<Record<LinearName, LoraParams | RowLora>>;
 /**
  * `x W^T (+ b) (+ scale * dropout(x) A^T B^T)`, differentiable w.r.t. `x`, `A` and `B`.
  * @param x `[..., in]` (rank 2 or 3)
- * @param wT the frozen weight transposed, `W^T [in, out]` (as `layerTensors` hands it out)
+ * @param w the frozen weight in `layout`: `W^T [in, out]` (default) or `W [out, in]`, as
+ *   `layerTensors` hands it out
  * @param bias `[out]`
  * @param lora adapter of this projection
  * @returns `[..., out]`
@@ -50,23 +51,26 @@ export type BatchLayerLora = Partial<Record<LinearName, LoraParams | RowLora>>;
  */
 export function linear<T extends tf.Tensor>(
   x: T,
-  wT: tf.Tensor2D,
+  w: tf.Tensor2D,
   bias?: tf.Tensor1D,
   lora?: LoraParams | RowLora,
+  layout: ProjectionLayout = 'in_out',
 ): T {
   return tf.tidy(() => {
     const inDim = x.shape[x.rank - 1] as number;
-    const outDim = wT.shape[1];
-    if (wT.shape[0] !== inDim) {
-      throw new Error(`Argument 'wT' passed to 'linear' must be [${inDim}, out], got [${wT.shape}]`);
+    const [wIn, outDim] = layout === 'in_out' ? w.shape : [w.shape[1], w.shape[0]];
+    if (wIn !== inDim) {
+      const want = layout === 'in_out' ? `[${inDim}, out]` : `[out, ${inDim}]`;
+      throw new Error(`Argument 'w' passed to 'linear' must be ${want} (${layout}), got [${w.shape}]`);
     }
+    const frozen = { w, layout };
     const x2 = tf.reshape(x, [-1, inDim]) as tf.Tensor2D; // [N, in]
     let y: tf.Tensor2D;
     if (lora && !('perRow' in lora)) {
-      y = loraMatMul(x2, wT, lora);
+      y = loraMatMul(x2, frozen, lora);
       if (bias) y = tf.add(y, bias);
     } else {
-      y = frozenMatMul(x2, wT); // [N, out]
+      y = frozenMatMul(x2, frozen); // [N, out]
       if (bias) y = tf.add(y, bias);
       const delta = lora ? rowLoraDelta(x2, x.shape[0] as number, lora) : null;
       if (delta) y = tf.add(y, delta);
@@ -118,18 +122,34 @@ const matMulBT = (a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D =>
 const matMulAT = (a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D =>
   flexibleMatMul() ? tf.matMul(a, b, true, false) : tf.matMul(tf.transpose(a), b);
 
+/** A frozen projection weight and its layout (`W^T [in, out]` or `W [out, in]`). */
+interface FrozenWeight {
+  w: tf.Tensor2D;
+  layout: ProjectionLayout;
+}
+
+/** `x W^T` `[N, out]` (`out_in`: the product with the transpose flag). */
+const timesWT = (x: tf.Tensor2D, f: FrozenWeight): tf.Tensor2D =>
+  f.layout === 'in_out' ? tf.matMul(x, f.w) : tf.matMul(x, f.w, false, true);
+
+/** `dy W` `[N, in]`. */
+const timesW = (dy: tf.Tensor2D, f: FrozenWeight): tf.Tensor2D =>
+  f.layout === 'in_out' ? matMulBT(dy, f.w) : tf.matMul(dy, f.w);
+
 /**
- * `x W^T` for a frozen weight given as `W^T [in, out]`; gradient for `x` only: `dx = dy W`.
+ * `x W^T` for a frozen weight; gradient for `x` only: `dx = dy W`.
  * @param x `[N, in]`
  * @returns `[N, out]`
  */
-export function frozenMatMul(x: tf.Tensor2D, wT: tf.Tensor2D): tf.Tensor2D {
+function frozenMatMul(x: tf.Tensor2D, frozen: FrozenWeight): tf.Tensor2D {
   const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const xi = args[0] as tf.Tensor2D;
-    (args[1] as tf.GradSaveFunc)([wT]);
+    (args[1] as tf.GradSaveFunc)([frozen.w]);
     return {
-      value: tf.matMul(xi, wT) as tf.Tensor2D, // [N, out]
-      gradFunc: (dy: tf.Tensor2D, saved: tf.Tensor[]) => [matMulBT(dy, saved[0] as tf.Tensor2D)], // [N, in]
+      value: timesWT(xi, frozen), // [N, out]
+      gradFunc: (dy: tf.Tensor2D, saved: tf.Tensor[]) => [
+        timesW(dy, { w: saved[0] as tf.Tensor2D, layout: frozen.layout }), // [N, in]
+      ],
     };
   });
   return op(x) as tf.Tensor2D;
@@ -143,24 +163,24 @@ export function frozenMatMul(x: tf.Tensor2D, wT: tf.Tensor2D): tf.Tensor2D {
  *   dx = dy W + mask * (g A),  dA = g^T dropout(x),  dB = dy^T d
  * The scale multiplies the rank-r products, r / out times fewer multiplies than scaling the term.
  * @param x `[N, in]`
- * @param wT the frozen `W^T [in, out]`
  * @returns `[N, out]`
  */
-function loraMatMul(x: tf.Tensor2D, wT: tf.Tensor2D, lora: LoraParams): tf.Tensor2D {
+function loraMatMul(x: tf.Tensor2D, frozen: FrozenWeight, lora: LoraParams): tf.Tensor2D {
   const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const [xi, A, B] = args as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D];
     const d = lora.dropout && lora.dropout.rate > 0 ? lora.dropout : undefined;
     // The mask is drawn again for the backward (counter-based: the same values), never kept.
     const xd: tf.Tensor2D = d ? dropout(xi, d.rate, d.seed, d.rows) : xi; // [N, in]
     const down: tf.Tensor2D = tf.mul(matMulBT(xd, A), lora.scale); // [N, r]
-    const value = tf.add(tf.matMul(xi, wT), matMulBT(down, B)) as tf.Tensor2D; // [N, out]
-    (args[3] as tf.GradSaveFunc)([xd, down, A, B, wT]);
+    const value = tf.add(timesWT(xi, frozen), matMulBT(down, B)) as tf.Tensor2D; // [N, out]
+    (args[3] as tf.GradSaveFunc)([xd, down, A, B, frozen.w]);
     const gradFunc = (dy: tf.Tensor2D, saved: tf.Tensor[]) => {
       const [xs, ds, As, Bs, ws] = saved as tf.Tensor2D[];
       return tf.tidy(() => {
         const g: tf.Tensor2D = tf.mul(tf.matMul(dy, Bs as tf.Tensor2D), lora.scale); // [N, r]
         const back = tf.matMul(g, As as tf.Tensor2D); // [N, in]
-        const dx = tf.add(matMulBT(dy, ws as tf.Tensor2D), d ? dropout(back, d.rate, d.seed, d.rows) : back);
+        const dyW = timesW(dy, { w: ws as tf.Tensor2D, layout: frozen.layout });
+        const dx = tf.add(dyW, d ? dropout(back, d.rate, d.seed, d.rows) : back);
         return [dx, matMulAT(g, xs as tf.Tensor2D), matMulAT(dy, ds as tf.Tensor2D)];
       });
     };

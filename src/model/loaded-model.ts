@@ -6,6 +6,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { FrozenTensor } from '../weights/frozen-tensor.js';
 import { StoredTensor } from '../weights/stored-tensor.js';
 import type { LayerTensors } from './decoder-layer.js';
+import { projectionLayout } from './matmul-form.js';
 import type { ModelSpec } from './spec.js';
 
 /** The frozen weights of one decoder layer (HF names; linear weights `[out, in]`). */
@@ -55,7 +56,8 @@ export function uploadValues(t: FrozenTensor): Float32Array {
 
 /**
  * The fp32 tfjs tensors of layer `i` (dequantized / widened now, linear weights transposed to
- * `W^T [in, out]`). The caller disposes them
+ * `W^T [in, out]`, or as stored where the kernels take the transpose flag: `projectionLayout`).
+ * The caller disposes them
  * (`disposeLayerTensors`, or a surrounding `tf.tidy`).
  * @example
  *   const w = layerTensors(model, i);
@@ -66,9 +68,13 @@ export function layerTensors(model: LoadedModel, i: number): LayerTensors {
   if (!l)
     throw new Error(`Argument 'i' passed to 'layerTensors' must be in [0, ${model.layers.length}), got ${i}`);
   const t1 = (t: FrozenTensor) => tf.tensor1d(uploadValues(t));
-  const t2 = (t: FrozenTensor) =>
-    tf.tidy(() => tf.transpose(tf.tensor2d(uploadValues(t), t.shape as [number, number])));
+  const layout = projectionLayout();
+  const t2 = (t: FrozenTensor) => {
+    const stored = () => tf.tensor2d(uploadValues(t), t.shape as [number, number]); // [out, in]
+    return layout === 'out_in' ? stored() : tf.tidy(() => tf.transpose(stored()));
+  };
   const w: LayerTensors = {
+    layout,
     input_layernorm: t1(l.input_layernorm),
     post_attention_layernorm: t1(l.post_attention_layernorm),
     q_proj: t2(l.q_proj),
@@ -88,5 +94,5 @@ export function layerTensors(model: LoadedModel, i: number): LayerTensors {
 
 /** Dispose the tensors `layerTensors` returned. */
 export function disposeLayerTensors(w: LayerTensors): void {
-  tf.dispose(Object.values(w) as tf.Tensor[]);
+  tf.dispose(Object.values(w).filter((t): t is tf.Tensor => t instanceof tf.Tensor));
 }

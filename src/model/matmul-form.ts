@@ -18,3 +18,15 @@ export const FLEXIBLE_MATMUL_FLAG = 'MFT_FLEXIBLE_MATMUL';
 export function flexibleMatMul(): boolean {
   return tf.env().getFlags()[FLEXIBLE_MATMUL_FLAG] === tf.getBackend();
 }
+
+/**
+ * How a layer hands its frozen projection weights to the products: `in_out`, `W^T [in, out]` (a
+ * plain product; a transpose of each weight at each use), or `out_in`, `W [out, in]` as stored, the
+ * products taking the transpose flag (where the kernels run it at full speed).
+ */
+export type ProjectionLayout = 'in_out' | 'out_in';
+
+/** The layout the active backend's kernels want. */
+export function projectionLayout(): ProjectionLayout {
+  return flexibleMatMul() ? 'out_in' : 'in_out';
+}

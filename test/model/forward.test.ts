@@ -381,8 +381,52 @@ describe('linear and dropout', () => {
     // row 2: xW^T = [1, -2] + b = [1.5, -2.5]; xA^T = 1 -> [0.5, 1] -> [2, -1.5]
     expect(y.shape).toEqual([1, 2, 2]);
     expect(Array.from(y.dataSync())).toEqual([7.5, 6.5, 2, -1.5]);
-    expect(() => linear(x, W, b)).toThrow(/'wT' passed to 'linear' must be \[3, out\], got \[2,3\]/);
+    expect(() => linear(x, W, b)).toThrow(
+      /'w' passed to 'linear' must be \[3, out\] \(in_out\), got \[2,3\]/,
+    );
+    expect(() => linear(x, WT, b, undefined, 'out_in')).toThrow(/must be \[out, 3\] \(out_in\), got \[3,2\]/);
     tf.dispose([x, W, WT, b, A, B, y]);
+  });
+
+  test('linear with W as stored (out_in) = with W^T: values and gradients, with and without LoRA', () => {
+    const x = tf.tensor2d([1, 2, 3, -1, 0, 2], [2, 3]);
+    const W = tf.tensor2d([1, 0, 1, 0, 2, -1], [2, 3]);
+    const WT = tf.transpose(W) as tf.Tensor2D;
+    const A = tf.tensor2d([1, -1, 2], [1, 3]);
+    const B = tf.tensor2d([3, 2], [2, 1]);
+    const dy = tf.tensor2d([1, -2, 0.5, 3], [2, 2]);
+    for (const withLora of [false, true]) {
+      // d/dx (and d/dA, d/dB) of sum(linear(x) * dy)
+      const run = (w: tf.Tensor2D, layout: 'in_out' | 'out_in') =>
+        withLora
+          ? tf.grads((xi: tf.Tensor, a: tf.Tensor, b: tf.Tensor) =>
+              tf.sum(
+                tf.mul(
+                  linear(xi, w, undefined, { A: a as tf.Tensor2D, B: b as tf.Tensor2D, scale: 0.5 }, layout),
+                  dy,
+                ),
+              ),
+            )([x, A, B])
+          : tf.grads((xi: tf.Tensor) => tf.sum(tf.mul(linear(xi, w, undefined, undefined, layout), dy)))([x]);
+      const [want, got] = [run(WT, 'in_out'), run(W, 'out_in')];
+      // dx = dy W + 0.5 (dy B) A, by hand (exact in float32 for these values)
+      const [dyv, wv, av, bv] = [
+        [1, -2, 0.5, 3],
+        [1, 0, 1, 0, 2, -1],
+        [1, -1, 2],
+        [3, 2],
+      ];
+      const dx: number[] = [];
+      for (let n = 0; n < 2; n++) {
+        const g = withLora ? 0.5 * (dyv[2 * n]! * bv[0]! + dyv[2 * n + 1]! * bv[1]!) : 0;
+        for (let i = 0; i < 3; i++) dx.push(dyv[2 * n]! * wv[i]! + dyv[2 * n + 1]! * wv[3 + i]! + g * av[i]!);
+      }
+      expect(Array.from(want[0]!.dataSync())).toEqual(dx);
+      for (let k = 0; k < want.length; k++)
+        expect(Array.from(got[k]!.dataSync())).toEqual(Array.from(want[k]!.dataSync()));
+      tf.dispose([...want, ...got]);
+    }
+    tf.dispose([x, W, WT, A, B, dy]);
   });
 
   test('dropout: same seed same mask, survivors scaled by 1 / (1 - rate)', () => {
