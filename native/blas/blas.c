@@ -207,7 +207,20 @@ NAPI_MODULE_INIT() {
   const struct {
     const char *name;
     napi_callback fn;
-  } functions[] = {{"open", open_library}, {"threads", threads}, {"sgemm", gemm}, {"transpose", transpose}, {"softmaxGrad", softmax_grad}, {"exp", exp_kernel}, {"dropout", dropout}, {"logSumExp", log_sum_exp}};
+  } functions[] = {
+      {"open", open_library},
+      {"threads", threads},
+      {"sgemm", gemm},
+      {"transpose", transpose},
+      {"softmaxGrad", softmax_grad},
+      {"exp", exp_kernel},
+      {"dropout", dropout},
+      {"logSumExp", log_sum_exp},
+      {"logSumExpGrad", log_sum_exp_grad},
+      {"softmax", softmax},
+      {"swiglu", swiglu},
+      {"swigluGrad", swiglu_grad},
+  };
   for (size_t i = 0; i < sizeof functions / sizeof functions[0]; i++) {
     napi_value fn;
     napi_create_function(env, functions[i].name, NAPI_AUTO_LENGTH, functions[i].fn, NULL, &fn);

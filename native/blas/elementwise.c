@@ -66,34 +66,182 @@ napi_value exp_kernel(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* The max of a row, in 16 lanes (NaN only where the compare meets it first: callers check). */
+static inline float row_max(const float *x, long long cols) {
+  const long long whole = cols / 16 * 16;
+  float lane[16];
+  for (int k = 0; k < 16; k++) lane[k] = -INFINITY;
+  for (long long c = 0; c < whole; c += 16)
+    for (int k = 0; k < 16; k++) lane[k] = x[c + k] > lane[k] ? x[c + k] : lane[k];
+  float m = -INFINITY;
+  for (int k = 0; k < 16; k++) m = lane[k] > m ? lane[k] : m;
+  for (long long c = whole; c < cols; c++) m = x[c] > m ? x[c] : m;
+  return m;
+}
+
 /*
- * logsumexp of rows: m = max, out = m + log(sum(exp(x - m))), the max and the sum in 16 lanes that
- * the compiler vectorises (the lanes' sum in double). Rows of only -inf give -inf, like tfjs.
+ * sum(exp(x - m)) of a row: blocks of 256 values summed in 16 float lanes, the blocks' lanes in
+ * double (float lanes through a vocabulary-wide row would lose about sqrt(cols / 16) ulp); the
+ * exponentials into `e` unless NULL.
+ */
+static inline double row_exp_sum(const float *x, float m, long long cols, float *e) {
+  const long long whole = cols / 16 * 16;
+  double total[16] = {0};
+  for (long long c0 = 0; c0 < whole; c0 += 256) {
+    const long long end = c0 + 256 < whole ? c0 + 256 : whole;
+    float lane[16] = {0};
+    for (long long c = c0; c < end; c += 16)
+      for (int k = 0; k < 16; k++) {
+        const float v = exp1(x[c + k] - m);
+        if (e) e[c + k] = v;
+        lane[k] += v;
+      }
+    for (int k = 0; k < 16; k++) total[k] += lane[k];
+  }
+  double sum = 0;
+  for (int k = 0; k < 16; k++) sum += total[k];
+  for (long long c = whole; c < cols; c++) {
+    const float v = exp1(x[c] - m);
+    if (e) e[c] = v;
+    sum += v;
+  }
+  return sum;
+}
+
+/*
+ * logsumexp of rows: m = max, out = m + log(sum(exp(x - m))). Rows of only -inf give -inf, like
+ * tfjs.
  */
 MFT_VECTOR_CLONES static void run_log_sum_exp(const void *ctx, long long lo, long long hi) {
   const struct job *j = ctx;
-  const long long cols = j->cols, whole = cols / 16 * 16;
+  for (long long r = lo; r < hi; r++) {
+    const float *x = j->in + r * j->cols;
+    const float m = row_max(x, j->cols);
+    /* no finite logit, or a NaN: the max says it all */
+    j->out[r] = m == -INFINITY || m != m ? m : m + (float)log(row_exp_sum(x, m, j->cols, NULL));
+  }
+}
+
+/*
+ * Softmax of rows, tfjs's formula: e = exp(x - max), out = e / sum(e) (as e times the sum's
+ * reciprocal). A row of only -inf gives NaN, as tfjs's kernels do.
+ */
+MFT_VECTOR_CLONES static void run_softmax(const void *ctx, long long lo, long long hi) {
+  const struct job *j = ctx;
+  const long long cols = j->cols;
   for (long long r = lo; r < hi; r++) {
     const float *x = j->in + r * cols;
-    float lane[16];
-    for (int k = 0; k < 16; k++) lane[k] = -INFINITY;
-    for (long long c = 0; c < whole; c += 16)
-      for (int k = 0; k < 16; k++) lane[k] = x[c + k] > lane[k] ? x[c + k] : lane[k];
-    float m = -INFINITY;
-    for (int k = 0; k < 16; k++) m = lane[k] > m ? lane[k] : m;
-    for (long long c = whole; c < cols; c++) m = x[c] > m ? x[c] : m;
-    if (m == -INFINITY || m != m) { /* no finite logit, or a NaN: the max says it all */
-      j->out[r] = m;
-      continue;
-    }
-    for (int k = 0; k < 16; k++) lane[k] = 0.0f;
-    for (long long c = 0; c < whole; c += 16)
-      for (int k = 0; k < 16; k++) lane[k] += exp1(x[c + k] - m);
-    double sum = 0;
-    for (int k = 0; k < 16; k++) sum += lane[k];
-    for (long long c = whole; c < cols; c++) sum += exp1(x[c] - m);
-    j->out[r] = m + (float)log(sum);
+    float *out = j->out + r * cols;
+    const float m = row_max(x, cols);
+    const float inv = (float)(1.0 / row_exp_sum(x, m, cols, out));
+    for (long long c = 0; c < cols; c++) out[c] *= inv;
   }
+}
+
+/* softmax(heap, inOffset, outOffset, rows, cols) */
+napi_value softmax(napi_env env, napi_callback_info info) {
+  double v[4];
+  size_t len;
+  float *heap = heap_and_numbers(env, info, "softmax(heap, inOffset, outOffset, rows, cols)", v, 4, &len);
+  if (!heap) return NULL;
+  const double size = v[2] * v[3];
+  if (v[3] < 1 || !within(v[0], size, len) || !within(v[1], size, len))
+    return fail(env, "softmax: an operand lies outside the heap");
+  const struct job j = {heap + (size_t)v[0], NULL, heap + (size_t)v[1], (long long)v[3]};
+  run_ranges(run_softmax, &j, (long long)v[2], size);
+  return NULL;
+}
+
+/* The gradient of row logsumexp: dz = dy * exp(z - logsumexp(z)), per row (`in` = z, `other` = lse). */
+struct lse_grad_job {
+  struct job io;
+  const float *dy;
+};
+
+MFT_VECTOR_CLONES static void run_log_sum_exp_grad(const void *ctx, long long lo, long long hi) {
+  const struct lse_grad_job *j = ctx;
+  const long long cols = j->io.cols;
+  for (long long r = lo; r < hi; r++) {
+    const float *z = j->io.in + r * cols;
+    float *out = j->io.out + r * cols;
+    const float l = j->io.other[r], g = j->dy[r];
+    for (long long c = 0; c < cols; c++) out[c] = g * exp1(z[c] - l);
+  }
+}
+
+/* logSumExpGrad(heap, zOffset, lseOffset, dyOffset, outOffset, rows, cols) */
+napi_value log_sum_exp_grad(napi_env env, napi_callback_info info) {
+  double v[6];
+  size_t len;
+  float *heap = heap_and_numbers(
+      env, info, "logSumExpGrad(heap, zOffset, lseOffset, dyOffset, outOffset, rows, cols)", v, 6, &len);
+  if (!heap) return NULL;
+  const double size = v[4] * v[5];
+  if (v[5] < 1 || !within(v[0], size, len) || !within(v[1], v[4], len) || !within(v[2], v[4], len) ||
+      !within(v[3], size, len))
+    return fail(env, "logSumExpGrad: an operand lies outside the heap");
+  const struct lse_grad_job j = {
+      {heap + (size_t)v[0], heap + (size_t)v[1], heap + (size_t)v[3], (long long)v[5]}, heap + (size_t)v[2]};
+  run_ranges(run_log_sum_exp_grad, &j, (long long)v[4], size);
+  return NULL;
+}
+
+/*
+ * SwiGLU's product (src/model/swiglu.ts): act = silu(g) * u = g * u * sigmoid(g), and its
+ * gradient, with s = sigmoid(g) = 1 / (1 + e), e = exp(-g):
+ *   du = dy * g * s,  dg = dy * u * s * (1 + g * (1 - s))
+ * where 1 - s is taken as e * s (1 when e overflows), which keeps its relative precision as s
+ * nears 1 (the difference would keep only its absolute precision, which g then multiplies).
+ */
+MFT_VECTOR_CLONES static void run_swiglu(const void *ctx, long long lo, long long hi) {
+  const struct job *j = ctx;
+  for (long long i = lo; i < hi; i++) {
+    const float g = j->in[i];
+    j->out[i] = g * j->other[i] / (1.0f + exp1(-g));
+  }
+}
+
+/* swiglu(heap, gateOffset, upOffset, outOffset, n) */
+napi_value swiglu(napi_env env, napi_callback_info info) {
+  double v[4];
+  size_t len;
+  float *heap = heap_and_numbers(env, info, "swiglu(heap, gateOffset, upOffset, outOffset, n)", v, 4, &len);
+  if (!heap) return NULL;
+  if (!within(v[0], v[3], len) || !within(v[1], v[3], len) || !within(v[2], v[3], len))
+    return fail(env, "swiglu: an operand lies outside the heap");
+  const struct job j = {heap + (size_t)v[0], heap + (size_t)v[1], heap + (size_t)v[2], 1};
+  run_ranges(run_swiglu, &j, (long long)v[3], v[3]);
+  return NULL;
+}
+
+struct swiglu_grad_job {
+  const float *g, *u, *dy;
+  float *dg, *du;
+};
+
+MFT_VECTOR_CLONES static void run_swiglu_grad(const void *ctx, long long lo, long long hi) {
+  const struct swiglu_grad_job *j = ctx;
+  for (long long i = lo; i < hi; i++) {
+    const float g = j->g[i], u = j->u[i], dy = j->dy[i];
+    const float e = exp1(-g), s = 1.0f / (1.0f + e), rest = e < INFINITY ? e * s : 1.0f;
+    j->du[i] = dy * g * s;
+    j->dg[i] = dy * u * s * (1.0f + g * rest);
+  }
+}
+
+/* swigluGrad(heap, gateOffset, upOffset, dyOffset, dGateOffset, dUpOffset, n) */
+napi_value swiglu_grad(napi_env env, napi_callback_info info) {
+  double v[6];
+  size_t len;
+  float *heap = heap_and_numbers(
+      env, info, "swigluGrad(heap, gateOffset, upOffset, dyOffset, dGateOffset, dUpOffset, n)", v, 6, &len);
+  if (!heap) return NULL;
+  for (int k = 0; k < 5; k++)
+    if (!within(v[k], v[5], len)) return fail(env, "swigluGrad: an operand lies outside the heap");
+  const struct swiglu_grad_job j = {heap + (size_t)v[0], heap + (size_t)v[1], heap + (size_t)v[2],
+                                    heap + (size_t)v[3], heap + (size_t)v[4]};
+  run_ranges(run_swiglu_grad, &j, (long long)v[5], 4 * v[5]);
+  return NULL;
 }
 
 /* logSumExp(heap, inOffset, outOffset, rows, cols): out has `rows` values */

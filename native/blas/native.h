@@ -47,5 +47,9 @@ napi_value softmax_grad(napi_env env, napi_callback_info info);
 napi_value exp_kernel(napi_env env, napi_callback_info info);
 napi_value dropout(napi_env env, napi_callback_info info);
 napi_value log_sum_exp(napi_env env, napi_callback_info info);
+napi_value log_sum_exp_grad(napi_env env, napi_callback_info info);
+napi_value softmax(napi_env env, napi_callback_info info);
+napi_value swiglu(napi_env env, napi_callback_info info);
+napi_value swiglu_grad(napi_env env, napi_callback_info info);
 
 #endif

@@ -1,14 +1,16 @@
 /**
  * The wasm kernels of mft's native binding besides products and transposes (native-matmul.ts):
- * Exp, logsumexp of rows (src/model/cross-entropy.ts), the LoRA input's dropout (src/model/dropout.ts) and softmax's gradient
- * (softmax-grad.ts), each one pass over the wasm heap, vectorised and cut across threads.
+ * Exp, Softmax, logsumexp of rows and its gradient (src/model/cross-entropy.ts), the LoRA input's
+ * dropout (src/model/dropout.ts), SwiGLU's product and its gradient (src/model/swiglu.ts) and
+ * softmax's gradient (softmax-grad.ts), each one pass (softmax: three) over the wasm heap,
+ * vectorised and cut across threads.
  */
 import type * as tf from '@tensorflow/tfjs';
 import { type Blas, heapOffset, type WasmHeapBackend } from './blas.js';
 
 type KernelArgs = Parameters<tf.KernelFunc>[0];
 
-/** Elements from which Exp runs on the binding rather than wasm's scalar loop. */
+/** Elements from which Exp and Softmax run on the binding rather than wasm's own kernels. */
 export const NATIVE_MIN_EXP = 4096;
 
 const size = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
@@ -33,6 +35,18 @@ export function nativeExp(blas: Blas, args: KernelArgs): tf.TensorInfo | undefin
   return out;
 }
 
+/** Softmax over the last axis, or undefined for the stock kernel (not float32, small, another axis). */
+export function nativeSoftmax(blas: Blas, args: KernelArgs): tf.TensorInfo | undefined {
+  const x = args.inputs.logits as tf.TensorInfo;
+  const { dim } = args.attrs as unknown as { dim: number };
+  const cols = x.shape[x.shape.length - 1] as number;
+  const lastAxis = dim === -1 || dim === x.shape.length - 1;
+  if (x.dtype !== 'float32' || !lastAxis || size(x.shape) < NATIVE_MIN_EXP) return undefined;
+  const { out, heap, at } = heapCall(args, x.shape);
+  blas.softmax(heap, at(x), at(out), size(x.shape) / cols, cols);
+  return out;
+}
+
 /** logsumexp of each row of `z` `[M, V]`. */
 export function nativeLogSumExp(blas: Blas, args: KernelArgs): tf.TensorInfo {
   const z = args.inputs.z as tf.TensorInfo;
@@ -40,6 +54,33 @@ export function nativeLogSumExp(blas: Blas, args: KernelArgs): tf.TensorInfo {
   const { out, heap, at } = heapCall(args, [rows]);
   blas.logSumExp(heap, at(z), at(out), rows, cols);
   return out;
+}
+
+/** The gradient of row logsumexp: `dy[r] * exp(z - lse[r])` `[M, V]`. */
+export function nativeLogSumExpGrad(blas: Blas, args: KernelArgs): tf.TensorInfo {
+  const { z, lse, dy } = args.inputs as Record<string, tf.TensorInfo>;
+  const [rows, cols] = z!.shape as [number, number];
+  const { out, heap, at } = heapCall(args, [rows, cols]);
+  blas.logSumExpGrad(heap, at(z!), at(lse!), at(dy!), at(out), rows, cols);
+  return out;
+}
+
+/** SwiGLU's product `silu(gate) * up`. */
+export function nativeSwiGlu(blas: Blas, args: KernelArgs): tf.TensorInfo {
+  const { gate, up } = args.inputs as Record<string, tf.TensorInfo>;
+  const { out, heap, at } = heapCall(args, gate!.shape);
+  blas.swiglu(heap, at(gate!), at(up!), at(out), size(gate!.shape));
+  return out;
+}
+
+/** SwiGLU's gradient: `[dGate, dUp]`. */
+export function nativeSwiGluGrad(blas: Blas, args: KernelArgs): tf.TensorInfo[] {
+  const { gate, up, dy } = args.inputs as Record<string, tf.TensorInfo>;
+  const backend = args.backend as unknown as WasmHeapBackend;
+  const dGate = backend.makeOutput(gate!.shape, 'float32') as tf.TensorInfo;
+  const { out: dUp, heap, at } = heapCall(args, gate!.shape);
+  blas.swigluGrad(heap, at(gate!), at(up!), at(dy!), at(dGate), at(dUp), size(gate!.shape));
+  return [dGate, dUp];
 }
 
 /** Dropout: x times its mask, drawn in place. */

@@ -41,6 +41,26 @@ interface Binding {
   ): void;
   exp(heap: Float32Array, inOffset: number, outOffset: number, n: number): void;
   logSumExp(heap: Float32Array, inOffset: number, outOffset: number, rows: number, cols: number): void;
+  logSumExpGrad(
+    heap: Float32Array,
+    zOffset: number,
+    lseOffset: number,
+    dyOffset: number,
+    outOffset: number,
+    rows: number,
+    cols: number,
+  ): void;
+  softmax(heap: Float32Array, inOffset: number, outOffset: number, rows: number, cols: number): void;
+  swiglu(heap: Float32Array, gateOffset: number, upOffset: number, outOffset: number, n: number): void;
+  swigluGrad(
+    heap: Float32Array,
+    gateOffset: number,
+    upOffset: number,
+    dyOffset: number,
+    dGateOffset: number,
+    dUpOffset: number,
+    n: number,
+  ): void;
   dropout(
     heap: Float32Array,
     inOffset: number,
@@ -81,6 +101,14 @@ export interface Blas {
   exp: Binding['exp'];
   /** logsumexp of rows of `cols` values into `rows` values, element offsets into `heap`. */
   logSumExp: Binding['logSumExp'];
+  /** Its gradient: `dy[r] * exp(z[r, c] - lse[r])`. */
+  logSumExpGrad: Binding['logSumExpGrad'];
+  /** Softmax of rows of `cols` values. */
+  softmax: Binding['softmax'];
+  /** `n` values of SwiGLU's product `silu(gate) * up` (src/model/swiglu.ts). */
+  swiglu: Binding['swiglu'];
+  /** Its gradient for `gate` and `up`. */
+  swigluGrad: Binding['swigluGrad'];
   /** `n` values of x times values `[skip, skip + n)` of the dropout mask of `seed` (src/model/dropout.ts). */
   dropout: Binding['dropout'];
   /**
@@ -119,6 +147,10 @@ export function openBlas(): Blas {
         softmaxGrad: binding.softmaxGrad,
         exp: binding.exp,
         logSumExp: binding.logSumExp,
+        logSumExpGrad: binding.logSumExpGrad,
+        softmax: binding.softmax,
+        swiglu: binding.swiglu,
+        swigluGrad: binding.swigluGrad,
         dropout: binding.dropout,
         threads: binding.threads,
       };

@@ -3,7 +3,7 @@
  * (through native/blas, on as many threads as the cores the process's workers leave it) or, without
  * it, on onnxruntime-node's MLAS GEMM (one thread); `Transpose` runs on the binding, else on
  * onnxruntime (the stock 2-D transpose runs at well under 1 GB/s: a 2048 x 172 one took longer than
- * the product it fed); with the binding also Exp and mft's fused kernels (binding-kernels.ts). They
+ * the product it fed); with the binding also Exp, Softmax and mft's fused kernels (binding-kernels.ts). They
  * read the inputs from and write the output into the wasm heap, so no tensor is copied.
  * With them come the heap kernels of heap-kernels.ts (Slice, GatherV2, SplitV, Identity, Cast), which need no
  * native library. The model code is unchanged: these are kernels registered for the backend. Small
@@ -15,15 +15,20 @@
 import { createRequire } from 'node:module';
 import { isMainThread } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
-import { LOG_SUM_EXP_KERNEL } from '../model/cross-entropy.js';
+import { LOG_SUM_EXP_GRAD_KERNEL, LOG_SUM_EXP_KERNEL } from '../model/cross-entropy.js';
 import { DROPOUT_KERNEL } from '../model/dropout.js';
 import { FLEXIBLE_MATMUL_FLAG } from '../model/matmul-form.js';
+import { SWIGLU_GRAD_KERNEL, SWIGLU_KERNEL } from '../model/swiglu.js';
 import {
   NATIVE_MIN_EXP,
   nativeDropout,
   nativeExp,
   nativeLogSumExp,
+  nativeLogSumExpGrad,
+  nativeSoftmax,
   nativeSoftmaxGrad,
+  nativeSwiGlu,
+  nativeSwiGluGrad,
 } from './binding-kernels.js';
 import { type Blas, blasThreadsFor, heapOffset, mergedTranspose, openBlas } from './blas.js';
 import { HEAP_KERNEL_NAMES, heapKernel } from './heap-kernels.js';
@@ -344,11 +349,11 @@ function gemmChoiceFromEnv(): GemmChoice {
 function register(choice: GemmChoice): NativeKernelStatus {
   if (process.env[NATIVE_ENV] === '0')
     return { active: false, gemm: null, detail: `stock wasm kernels (${NATIVE_ENV}=0)` };
-  const names = ['BatchMatMul', '_FusedMatMul', 'Transpose', 'Exp', ...HEAP_KERNEL_NAMES];
+  const names = ['BatchMatMul', '_FusedMatMul', 'Transpose', 'Exp', 'Softmax', ...HEAP_KERNEL_NAMES];
   const found = names.map((n) => tf.getKernel(n, 'wasm'));
   if (found.some((k) => k === undefined))
     return { active: false, gemm: null, detail: 'stock kernels (the wasm backend is not loaded)' };
-  const [batch, fused, transpose, exp, ...heap] = found as tf.KernelConfig[];
+  const [batch, fused, transpose, exp, softmax, ...heap] = found as tf.KernelConfig[];
   stock = found as tf.KernelConfig[];
   replace(heap.map(heapKernel));
   const blasOrReason = choice === 'onnxruntime' ? 'not asked for' : tryBlas();
@@ -369,22 +374,17 @@ function register(choice: GemmChoice): NativeKernelStatus {
     wrap(transpose as tf.KernelConfig, (args) => nativeTranspose(engine, minTranspose, args)),
   ]);
   if (blas) {
-    replace([wrap(exp as tf.KernelConfig, (args) => nativeExp(blas, args))]);
-    tf.registerKernel({
-      kernelName: SOFTMAX_GRAD,
-      backendName: 'wasm',
-      kernelFunc: (args) => nativeSoftmaxGrad(blas, args as unknown as KernelArgs),
-    });
-    tf.registerKernel({
-      kernelName: DROPOUT_KERNEL,
-      backendName: 'wasm',
-      kernelFunc: (args) => nativeDropout(blas, args as unknown as KernelArgs),
-    });
-    tf.registerKernel({
-      kernelName: LOG_SUM_EXP_KERNEL,
-      backendName: 'wasm',
-      kernelFunc: (args) => nativeLogSumExp(blas, args as unknown as KernelArgs),
-    });
+    replace([
+      wrap(exp as tf.KernelConfig, (args) => nativeExp(blas, args)),
+      wrap(softmax as tf.KernelConfig, (args) => nativeSoftmax(blas, args)),
+    ]);
+    for (const [kernelName, run] of BINDING_KERNELS) {
+      tf.registerKernel({
+        kernelName,
+        backendName: 'wasm',
+        kernelFunc: (args) => run(blas, args as unknown as KernelArgs),
+      });
+    }
   }
   tf.env().set(FLEXIBLE_MATMUL_FLAG, 'wasm');
   if (blas && isMainThread) blas.threads(blasThreadsFor(1));
@@ -392,7 +392,7 @@ function register(choice: GemmChoice): NativeKernelStatus {
     ? `BatchMatMul, _FusedMatMul on OpenBLAS (${blas.library}${blas.core ? `, ${blas.core} kernel` : ''}, ${blas.threads() || 'its own'} threads on the main thread, cores / workers in training workers; stock wasm kernels below ${BLAS_MIN_MACS} multiply-adds)`
     : `BatchMatMul, _FusedMatMul on onnxruntime-node ${ort?.version} (MLAS, 1 thread; stock wasm kernels below ${NATIVE_MIN_MACS} multiply-adds)`;
   const transposes = blas
-    ? `Transpose from ${NATIVE_MIN_TRANSPOSE} elements, Exp from ${NATIVE_MIN_EXP}, row logsumexp, dropout and softmax's gradient on mft's binding`
+    ? `Transpose from ${NATIVE_MIN_TRANSPOSE} elements, Exp and Softmax from ${NATIVE_MIN_EXP}, row logsumexp and its gradient, dropout, SwiGLU and softmax's gradient on mft's binding`
     : `Transpose on onnxruntime-node ${ort?.version} from ${NATIVE_MIN_TRANSPOSE} elements`;
   const noBlas = blas || choice === 'onnxruntime' ? '' : ` (OpenBLAS not used: ${blasOrReason})`;
   return {
@@ -410,11 +410,20 @@ export function shareNativeThreads(workers: number): void {
   if (engine.blas && isMainThread) engine.blas.threads(blasThreadsFor(workers));
 }
 
+/** mft's own kernels that the binding registers (model code falls back to tfjs ops without them). */
+const BINDING_KERNELS: [string, (blas: Blas, args: KernelArgs) => tf.TensorInfo | tf.TensorInfo[]][] = [
+  [SOFTMAX_GRAD, nativeSoftmaxGrad],
+  [DROPOUT_KERNEL, nativeDropout],
+  [LOG_SUM_EXP_KERNEL, nativeLogSumExp],
+  [LOG_SUM_EXP_GRAD_KERNEL, nativeLogSumExpGrad],
+  [SWIGLU_KERNEL, nativeSwiGlu],
+  [SWIGLU_GRAD_KERNEL, nativeSwiGluGrad],
+];
+
 /** Put the stock wasm kernels back (tests compare the two). */
 export function useStockKernels(): void {
   tf.env().set(FLEXIBLE_MATMUL_FLAG, '');
-  for (const name of [SOFTMAX_GRAD, DROPOUT_KERNEL, LOG_SUM_EXP_KERNEL])
-    if (tf.getKernel(name, 'wasm')) tf.unregisterKernel(name, 'wasm');
+  for (const [name] of BINDING_KERNELS) if (tf.getKernel(name, 'wasm')) tf.unregisterKernel(name, 'wasm');
   replace(stock);
   stock = [];
   status = undefined;

@@ -50,12 +50,24 @@ export function rowLogSumExp(z: tf.Tensor2D): tf.Tensor1D {
   return tf.logSumExp(z, 1);
 }
 
-// d logsumexp(z) / dz = softmax(z), per row.
+/**
+ * Its gradient's kernel, registered with it: inputs `z` `[M, V]`, `lse` (its output `[M]`) and `dy`
+ * `[M]`; output `dy[r] * exp(z[r, c] - lse[r])`, one pass where softmax takes three and a multiply.
+ */
+export const LOG_SUM_EXP_GRAD_KERNEL = 'MftLogSumExpGrad';
+
+// d logsumexp(z) / dz = softmax(z) = exp(z - logsumexp(z)), per row.
 tf.registerGradient({
   kernelName: LOG_SUM_EXP_KERNEL,
   inputsToSave: ['z'],
+  outputsToSave: [true],
   gradFunc: (dy, saved) => {
-    const [z] = saved as [tf.Tensor2D];
+    const [z, lse] = saved as [tf.Tensor2D, tf.Tensor1D];
+    if (tf.getKernel(LOG_SUM_EXP_GRAD_KERNEL, tf.getBackend()) !== undefined)
+      return {
+        z: () =>
+          tf.engine().runKernel(LOG_SUM_EXP_GRAD_KERNEL, { z, lse, dy: dy as tf.Tensor1D }, {}) as tf.Tensor,
+      };
     return { z: () => tf.mul(tf.softmax(z), tf.expandDims(dy as tf.Tensor1D, 1)) };
   },
 });

@@ -15,6 +15,7 @@ import type { ProjectionLayout } from './matmul-form.js';
 import { rmsNorm } from './rms-norm.js';
 import { applyRope } from './rope.js';
 import type { ModelSpec } from './spec.js';
+import { swiglu } from './swiglu.js';
 
 /**
  * The fp32 tensors of one layer while it computes. Linear weights are TRANSPOSED to `W^T [in, out]`
@@ -86,7 +87,7 @@ export function decoderLayer(
     const m = rmsNorm(h, w.post_attention_layernorm, spec.rms_norm_eps); // [B, T, hidden]
     const gate = linear(m, w.gate_proj, undefined, lora?.gate_proj, w.layout); // [B, T, intermediate]
     const up = linear(m, w.up_proj, undefined, lora?.up_proj, w.layout); // [B, T, intermediate]
-    const act = tf.mul(tf.mul(gate, tf.sigmoid(gate)), up); // [B, T, intermediate]  silu(gate) * up
+    const act = swiglu(gate, up); // [B, T, intermediate]  silu(gate) * up
     const down = linear(act, w.down_proj, undefined, lora?.down_proj, w.layout); // [B, T, hidden]
     return tf.add(h, down) as tf.Tensor3D; // [B, T, hidden]  residual
   });

@@ -16,8 +16,8 @@ import {
   toWords,
 } from '../weights/index.js';
 import type { LayerTensorName, LayerTensors } from './decoder-layer.js';
-import { projectionLayout } from './matmul-form.js';
 import type { LayerWeights } from './loaded-model.js';
+import { projectionLayout } from './matmul-form.js';
 
 /** Block absmaxes on the device: float32, or double-quantized (codes as words + float32 scales). */
 type DeviceAbsmax =

@@ -7,7 +7,12 @@
 export { type AttentionContext, attention, batchMask, createAttentionContext, MASKED } from './attention.js';
 export { type Batch, IGNORE_INDEX } from './batch.js';
 export { checkVocabulary } from './check-vocabulary.js';
-export { crossEntropySum, LOG_SUM_EXP_KERNEL, rowLogSumExp } from './cross-entropy.js';
+export {
+  crossEntropySum,
+  LOG_SUM_EXP_GRAD_KERNEL,
+  LOG_SUM_EXP_KERNEL,
+  rowLogSumExp,
+} from './cross-entropy.js';
 export { decoderLayer, type LayerTensorName, type LayerTensors } from './decoder-layer.js';
 export { DROPOUT_KERNEL, type DropoutRows, dropout, dropoutMask } from './dropout.js';
 export {
@@ -66,6 +71,7 @@ export {
   SUPPORTED_ARCHITECTURES,
   specHash,
 } from './spec.js';
+export { SWIGLU_GRAD_KERNEL, SWIGLU_KERNEL, swiglu } from './swiglu.js';
 export {
   deviceWeights,
   layerBytes,
