@@ -47,10 +47,14 @@ describe('swiglu', () => {
     const want = reference(g, u, w);
     const got = { act: act.dataSync(), dg: dg!.dataSync(), du: du!.dataSync() };
     for (const key of ['act', 'dg', 'du'] as const) {
+      // the element furthest outside the bound (one expect: a million would dominate the suite)
+      let worst = { excess: Number.NEGATIVE_INFINITY, at: -1 };
       for (let j = 0; j < n; j++) {
         const [a, b] = [got[key][j] as number, want[key][j] as number];
-        expect(Math.abs(a - b), `${key}[${j}]`).toBeLessThan(4e-7 * Math.max(1, Math.abs(b)));
+        const excess = Math.abs(a - b) - 4e-7 * Math.max(1, Math.abs(b));
+        if (!(excess <= worst.excess)) worst = { excess, at: j };
       }
+      expect(worst.excess, `${key}[${worst.at}]`).toBeLessThanOrEqual(0);
     }
     tf.dispose([gt, ut, wt, act, dg!, du!]);
   };
