@@ -334,6 +334,7 @@ export function registerEval(program: Command): void {
         backend,
         loaded,
         tokenBudget,
+        modelDir,
         (m) => (adapter ? loraFromAdapter(m, adapter) : null),
       );
       const model = evalWorkers.model;
@@ -382,7 +383,12 @@ export function registerEval(program: Command): void {
       let tuned: EvalReport | null = null;
       const on = async (withLora: boolean) => {
         const scorer = await evalWorkers.scorer(withLora);
-        return { ...common, loss: { ...common.loss, ...(scorer ? { scorer } : {}) } };
+        const continuer = await evalWorkers.continuer(withLora);
+        return {
+          ...common,
+          loss: { ...common.loss, ...(scorer ? { scorer } : {}) },
+          ...(continuer ? { continuer } : {}),
+        };
       };
       try {
         if (!lora || flags.compare) base = await evaluate(model, data, await on(false));

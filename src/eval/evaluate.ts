@@ -11,6 +11,7 @@ import type { EvalMetric, RecipeFormat } from '../config/index.js';
 import type { LoadedModel, ModelLora } from '../model/index.js';
 import type { EvalData } from './eval-data.js';
 import {
+  type Continuer,
   type GenerationMetrics,
   pickCompletions,
   pickLines,
@@ -36,6 +37,8 @@ export interface EvaluateOptions {
   tokenizer: LazyTokenizer;
   /** Batching of the loss pass (token budget, packing, pad id). */
   loss?: Omit<LossEvalOptions, 'lora'>;
+  /** Where the generation metrics' continuations run (workers); default this thread. */
+  continuer?: Continuer;
   /** Receives notes on metrics that could not be computed. */
   log?: (line: string) => void;
 }
@@ -61,7 +64,11 @@ export async function evaluate(
 ): Promise<EvalReport> {
   const log = opts.log ?? (() => {});
   const report: EvalReport = await evaluateLoss(model, data.samples, { ...opts.loss, lora: opts.lora });
-  const generation = { lora: opts.lora, maxNewTokens: opts.maxNewTokens };
+  const generation = {
+    lora: opts.lora,
+    maxNewTokens: opts.maxNewTokens,
+    ...(opts.continuer ? { continuer: opts.continuer } : {}),
+  };
   if (opts.maxSamples <= 0) return report;
 
   if (opts.metrics.includes('line_completion')) {

@@ -50,11 +50,26 @@ export interface GenerationMetrics {
   predictions: Omit<Prediction, 'prompt'>[];
 }
 
+/**
+ * Where the greedy continuations run when not on this thread: `lanes` at once (workers), lane k
+ * taking the next prompt when its last is done. Each gives what `greedyContinuation` gives here.
+ */
+export interface Continuer {
+  readonly lanes: number;
+  continue(
+    lane: number,
+    promptIds: number[],
+    opts: { maxNewTokens: number; stopAtNewline: boolean },
+  ): Promise<{ ids: number[]; text: string }>;
+}
+
 /** Options of the generation metrics. */
 export interface GenerationOptions {
   lora?: ModelLora;
   /** Most tokens generated per prompt. */
   maxNewTokens: number;
+  /** Run the continuations there (with the adapter it was made for; `lora` is then unused). */
+  continuer?: Continuer;
 }
 
 // Stream id of the sample draws in `mixSeed(seed, SAMPLE_STREAM, ...)` ("EVAL").
@@ -149,26 +164,39 @@ export async function scoreGenerations(
   const maxPositions = model.spec.max_position_embeddings;
   const maxNewTokens = Math.max(1, Math.min(opts.maxNewTokens, maxPositions - 1));
   const started = performance.now();
+  const stopAtNewline = kind === 'line';
+  const prompts = samples.map((s) =>
+    fitPrompt(promptIds(tok, s.prompt), maxPositions, maxNewTokens, tok.bosId),
+  );
+  const outs: { ids: number[]; text: string }[] = new Array(samples.length);
+  const { continuer } = opts;
+  if (continuer) {
+    // Each lane takes the next prompt when it is free (continuations differ in length); results
+    // keep the samples' order.
+    let next = 0;
+    const lane = async (k: number) => {
+      for (let i = next++; i < prompts.length; i = next++)
+        outs[i] = await continuer.continue(k, prompts[i]!, { maxNewTokens, stopAtNewline });
+    };
+    await Promise.all(Array.from({ length: continuer.lanes }, (_, k) => lane(k)));
+  } else {
+    for (const [i, ids] of prompts.entries())
+      outs[i] = await greedyContinuation(model, tok, ids, { maxNewTokens, lora: opts.lora, stopAtNewline });
+  }
   let generated = 0;
-  const predictions: Omit<Prediction, 'prompt'>[] = [];
-  for (const s of samples) {
-    const ids = fitPrompt(promptIds(tok, s.prompt), maxPositions, maxNewTokens, tok.bosId);
-    const out = await greedyContinuation(model, tok, ids, {
-      maxNewTokens,
-      lora: opts.lora,
-      stopAtNewline: kind === 'line',
-    });
+  const predictions: Omit<Prediction, 'prompt'>[] = samples.map((s, i) => {
+    const out = outs[i]!;
     generated += out.ids.length;
     const prediction = out.text;
-    predictions.push({
+    return {
       where: s.where,
       reference: s.reference,
       prediction,
       exact_match:
         kind === 'line' ? exactMatch(prediction, s.reference) : prediction.trim() === s.reference.trim(),
       edit_similarity: editSimilarity(prediction.trim(), s.reference.trim()),
-    });
-  }
+    };
+  });
   const n = predictions.length;
   const mean = (f: (p: Omit<Prediction, 'prompt'>) => number) =>
     n === 0 ? Number.NaN : predictions.reduce((sum, p) => sum + f(p), 0) / n;

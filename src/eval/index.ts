@@ -25,6 +25,7 @@ export {
 export { type EvalSource, type EvalSplit, resolveDataArg, resolveEvalSource } from './eval-source.js';
 export { type EvalReport, type EvaluateOptions, evaluate } from './evaluate.js';
 export {
+  type Continuer,
   drawIndices,
   type GenerationMetrics,
   type GenerationOptions,

@@ -1,9 +1,10 @@
 /**
- * Workers for `mft eval`'s loss: started over the loaded base (moved into shared memory once, the
- * main thread switching to the shared arrays too) with the adapter's LoRA settings, when
- * `num_workers` gives more than one.
+ * Workers for `mft eval` (the loss batches and the generation metrics' continuations): started
+ * over the loaded base (moved into shared memory once, the main thread switching to the shared
+ * arrays too) with the adapter's LoRA settings, when `num_workers` gives more than one.
  */
 import type { BackendName } from '../backend/index.js';
+import type { Continuer } from '../eval/generation-metrics.js';
 import type { BatchScorer } from '../eval/loss-eval.js';
 import type { LoraState } from '../lora/index.js';
 import type { LoadedModel } from '../model/index.js';
@@ -11,6 +12,7 @@ import { LoraMirror } from './lora-mirror.js';
 import { type NumWorkersSetting, resolveNumWorkers, type WorkerCount, workerBytes } from './num-workers.js';
 import { WorkerPool } from './pool.js';
 import { openSharedModel, shareModel } from './shared-model.js';
+import { workerContinuer } from './worker-continuer.js';
 import { workerScorer } from './worker-scorer.js';
 
 export interface EvalWorkers {
@@ -19,18 +21,22 @@ export interface EvalWorkers {
   workers: WorkerCount;
   /** Scorers for `evaluateLoss` (null with one worker: the main thread scores). */
   scorer(withLora: boolean): Promise<BatchScorer | null>;
+  /** Where the generation metrics' continuations run (null with one worker: the main thread). */
+  continuer(withLora: boolean): Promise<Continuer | null>;
   close(): Promise<void>;
 }
 
 /**
  * @param loadLora builds the adapter's LoRA state on the model it is given (null: base only)
  * @param tokenBudget token slots of one eval batch (for the memory estimate)
+ * @param tokenizerDir the folder of the tokenizer the workers decode continuations with
  */
 export async function startEvalWorkers(
   setting: NumWorkersSetting,
   backend: BackendName,
   base: LoadedModel,
   tokenBudget: number,
+  tokenizerDir: string,
   loadLora: (model: LoadedModel) => LoraState | null,
 ): Promise<{ evalWorkers: EvalWorkers; lora: LoraState | null }> {
   const perWorkerBytes = workerBytes(base.spec, {
@@ -46,7 +52,13 @@ export async function startEvalWorkers(
   });
   if (workers.count <= 1 || (backend !== 'wasm' && backend !== 'cpu')) {
     const lora = loadLora(base);
-    const none: EvalWorkers = { model: base, workers, scorer: async () => null, close: async () => {} };
+    const none: EvalWorkers = {
+      model: base,
+      workers,
+      scorer: async () => null,
+      continuer: async () => null,
+      close: async () => {},
+    };
     return { evalWorkers: none, lora };
   }
   const shared = shareModel(base);
@@ -59,7 +71,7 @@ export async function startEvalWorkers(
     : null;
   const pool = await WorkerPool.start(
     workers.count,
-    { backend, model: shared, lora: loraOptions, checkpointing: true },
+    { backend, model: shared, lora: loraOptions, checkpointing: true, tokenizerDir },
     mirror,
   );
   return {
@@ -68,6 +80,7 @@ export async function startEvalWorkers(
       model,
       workers,
       scorer: (withLora) => workerScorer(pool, mirror, { withLora }),
+      continuer: (withLora) => workerContinuer(pool, mirror, { withLora }),
       close: () => pool.close(),
     },
   };

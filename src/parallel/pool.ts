@@ -9,11 +9,12 @@ import { MftError } from '../util/index.js';
 import type { LoraMirror } from './lora-mirror.js';
 import type { WorkerReply, WorkerRequest, WorkerSetup } from './protocol.js';
 
-/** What a finished request returns: `done` for grads and eval, `scored` for score. */
-export type WorkerResult = Extract<WorkerReply, { kind: 'done' | 'scored' }>;
+/** What a finished request returns: `done` for grads and eval, `scored` for score, `continued` for continue. */
+export type WorkerResult = Extract<WorkerReply, { kind: 'done' | 'scored' | 'continued' }>;
 
 export type DoneReply = Extract<WorkerReply, { kind: 'done' }>;
 export type ScoredReply = Extract<WorkerReply, { kind: 'scored' }>;
+export type ContinuedReply = Extract<WorkerReply, { kind: 'continued' }>;
 
 interface Pending {
   resolve: (r: WorkerResult) => void;
@@ -89,6 +90,11 @@ export class WorkerPool {
   /** Send a `score` request to worker `k` and wait for its sums. */
   async score(k: number, req: WorkerRequest & { kind: 'score' }): Promise<ScoredReply> {
     return (await this.request(k, req)) as ScoredReply;
+  }
+
+  /** Send a `continue` request to worker `k` and wait for the continuation. */
+  async continue(k: number, req: WorkerRequest & { kind: 'continue' }): Promise<ContinuedReply> {
+    return (await this.request(k, req)) as ContinuedReply;
   }
 
   /** Send `req` to worker `k` and wait for its result. */

@@ -18,6 +18,8 @@ export interface WorkerSetup {
   lora: CreateLoraOptions | null;
   /** `gradient_checkpointing`. */
   checkpointing: boolean;
+  /** The model folder whose tokenizer `continue` requests decode with (mft eval's generation metrics). */
+  tokenizerDir?: string;
   /** The LoRA values, all variables end to end in `loraKeys` order; the main thread writes them (LoraMirror). */
   loraValues: Float32Array;
   loraKeys: string[];
@@ -36,7 +38,16 @@ export type WorkerRequest =
   | { kind: 'grads'; version: number; lossScale: number; pieces: WorkerPiece[] }
   | { kind: 'eval'; version: number; batch: Batch }
   /** Loss sums and correct argmaxes of a batch (mft eval), with or without the adapter. */
-  | { kind: 'score'; version: number; batch: Batch; withLora: boolean; chunkRows?: number };
+  | { kind: 'score'; version: number; batch: Batch; withLora: boolean; chunkRows?: number }
+  /** A greedy continuation of a prompt (mft eval's generation metrics, `greedyContinuation`). */
+  | {
+      kind: 'continue';
+      version: number;
+      promptIds: number[];
+      maxNewTokens: number;
+      stopAtNewline: boolean;
+      withLora: boolean;
+    };
 
 export type WorkerReply =
   | { kind: 'ready' }
@@ -48,4 +59,5 @@ export type WorkerReply =
       grads: Float32Array[];
     }
   | { kind: 'scored'; nll: number; correct: number; count: number }
+  | { kind: 'continued'; ids: number[]; text: string }
   | { kind: 'failed'; message: string; stack?: string };

@@ -2,15 +2,17 @@
  * A training worker: its own tfjs engine and backend instance (with the same native kernels as the
  * main thread), the frozen base over the main thread's shared arrays, and LoRA variables that
  * mirror the main thread's. It answers one request at a time: the loss and summed LoRA gradients
- * of some rows (`grads`), the loss of some rows without dropout (`eval`), or a batch's loss sums
- * and correct argmaxes for `mft eval` (`score`).
+ * of some rows (`grads`), the loss of some rows without dropout (`eval`), or for `mft eval` a
+ * batch's loss sums and correct argmaxes (`score`) and a prompt's greedy continuation (`continue`).
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import { initWorkerBackend } from '../backend/index.js';
+import { greedyContinuation } from '../eval/greedy.js';
 import { type BatchScorer, batchScorer } from '../eval/loss-eval.js';
 import { createLora, type LoraState, lossAndGrads } from '../lora/index.js';
 import { forward } from '../model/index.js';
+import { loadTokenizer, type MftTokenizer } from '../tokenizer/index.js';
 import type { WorkerReply, WorkerRequest, WorkerSetup } from './protocol.js';
 import { openSharedModel } from './shared-model.js';
 
@@ -34,6 +36,12 @@ try {
   let version = -1;
 
   const scorers = new Map<boolean, BatchScorer>(); // kept: small models keep their widened layers
+  let tokenizer: Promise<MftTokenizer> | null = null;
+  const tokenizerOf = (): Promise<MftTokenizer> => {
+    if (!setup.tokenizerDir) throw new Error('this worker was started without a tokenizer folder');
+    tokenizer ??= loadTokenizer(setup.tokenizerDir);
+    return tokenizer;
+  };
 
   /** Copy the main thread's LoRA values into this worker's variables when they changed. */
   const syncLora = (v: number) => {
@@ -61,6 +69,15 @@ try {
         scorers.set(req.withLora, scorer);
       }
       send({ kind: 'scored', ...(await scorer.score(req.batch)) });
+      return;
+    }
+    if (req.kind === 'continue') {
+      const out = await greedyContinuation(model, await tokenizerOf(), req.promptIds, {
+        maxNewTokens: req.maxNewTokens,
+        stopAtNewline: req.stopAtNewline,
+        ...(req.withLora ? { lora: needLora().toModelLora() } : {}),
+      });
+      send({ kind: 'continued', ...out });
       return;
     }
     const lora = needLora();

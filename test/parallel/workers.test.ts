@@ -11,6 +11,7 @@ import * as tf from '@tensorflow/tfjs';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { initBackend } from '../../src/backend/index.js';
 import { loadTaskConfig } from '../../src/config/index.js';
+import { scoreGenerations } from '../../src/eval/index.js';
 import { evaluateLoss } from '../../src/eval/loss-eval.js';
 import { createLora, loadAdapter } from '../../src/lora/index.js';
 import { loadModel } from '../../src/model/index.js';
@@ -22,6 +23,7 @@ import {
   startEvalWorkers,
   WorkerPool,
 } from '../../src/parallel/index.js';
+import { loadTokenizer } from '../../src/tokenizer/index.js';
 import { loraTrainable } from '../../src/train/lora-trainable.js';
 import { type MetricsRow, readMetrics } from '../../src/train/metrics.js';
 import { plainProgress } from '../../src/train/progress.js';
@@ -156,11 +158,12 @@ describe('training on worker threads', () => {
 });
 
 describe('mft eval on worker threads', () => {
-  test("the loss, perplexity and token accuracy equal the main thread's, with and without the adapter", async () => {
+  test("the loss, perplexity, token accuracy and generation metrics equal the main thread's, with and without the adapter", async () => {
     await initBackend('wasm');
+    const tok = await loadTokenizer(BASE);
     const base = await loadModel(BASE);
     const opts = { r: 4, alpha: 8, dropout: 0, targets: 'all-linear' as const, useRslora: false, seed: 3 };
-    const { evalWorkers, lora } = await startEvalWorkers(2, 'wasm', base, 4096, (m) => {
+    const { evalWorkers, lora } = await startEvalWorkers(2, 'wasm', base, 4096, BASE, (m) => {
       const l = createLora(m, opts);
       // B = 0 would make the adapter a no-op: give it values
       for (const [k, v] of l.variables)
@@ -186,6 +189,24 @@ describe('mft eval on worker threads', () => {
         expect(there.tokens).toBe(here.tokens);
         expect(there.token_accuracy).toBe(here.token_accuracy);
         expect(Math.abs(there.loss - here.loss)).toBeLessThan(1e-6 * here.loss);
+
+        // the generation metrics: the same greedy continuations, in sample order
+        const prompts = [
+          'Once upon a time, there was a little',
+          'Tom had a red ball.\nHe',
+          'The sun',
+          'Lily saw a big',
+          'One day',
+        ];
+        const gen = prompts.map((prompt, i) => ({ where: `p${i}`, prompt, reference: 'x' }));
+        const gopts = { maxNewTokens: 12, ...modelLora };
+        const mine = await scoreGenerations(evalWorkers.model, tok, gen, 'line', gopts);
+        const continuer = (await evalWorkers.continuer(withLora))!;
+        expect(continuer.lanes).toBe(2);
+        const theirs = await scoreGenerations(evalWorkers.model, tok, gen, 'line', { ...gopts, continuer });
+        expect(mine.generated_tokens).toBeGreaterThan(prompts.length);
+        expect(theirs.generated_tokens).toBe(mine.generated_tokens);
+        expect(theirs.predictions).toEqual(mine.predictions);
       }
     } finally {
       lora?.dispose();
