@@ -13,9 +13,11 @@ enum { MAX_SPLIT = 64 };
 /*
  * The elementwise loops are compiled for AVX-512 and AVX2 as well as the baseline (SSE2 on x86-64),
  * the loader picking the widest the CPU has (GNU ifunc), so that one build runs on any x86-64
- * machine at its vector width. Elsewhere (other OSes, arm64: NEON is the baseline) one version.
+ * machine at its vector width. Elsewhere (other C libraries and OSes, arm64: NEON is the baseline)
+ * one version.
  */
-#if defined(__x86_64__) && defined(__gnu_linux__) && (defined(__clang__) || __GNUC__ >= 11)
+#include <limits.h> /* defines __GLIBC__ on glibc, whose loader resolves the clones */
+#if defined(__x86_64__) && defined(__GLIBC__) && (defined(__clang__) || __GNUC__ >= 11)
 #define MFT_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define MFT_VECTOR_CLONES
