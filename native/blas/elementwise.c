@@ -14,8 +14,8 @@ static int within(double at, double n, size_t len) { return at >= 0 && n >= 0 &&
 
 /*
  * exp in the form the compiler vectorises (Cephes' expf: e^x = 2^n e^r, |r| <= ln2/2, a degree-6
- * polynomial for e^r; about 1 ulp). Below -87.33 (e^x under the smallest normal float) it gives 0, above
- * 88.72 +inf; NaN stays NaN. The stock wasm Exp calls a scalar libm expf.
+ * polynomial for e^r; about 1 ulp). Below -87.33 (e^x under the smallest normal float) it gives 0,
+ * above 88.72 +inf; NaN stays NaN. The stock wasm Exp calls a scalar libm expf.
  */
 static inline float exp1(float x) {
   const float lo = -87.33654f, hi = 88.72283f;
@@ -66,7 +66,7 @@ napi_value exp_kernel(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* The max of a row, in 16 lanes (NaN only where the compare meets it first: callers check). */
+/* The max of a row, in 16 lanes (a NaN is never picked: it reaches a result through exp's sum). */
 static inline float row_max(const float *x, long long cols) {
   const long long whole = cols / 16 * 16;
   float lane[16];
@@ -117,8 +117,8 @@ MFT_VECTOR_CLONES static void run_log_sum_exp(const void *ctx, long long lo, lon
   for (long long r = lo; r < hi; r++) {
     const float *x = j->in + r * j->cols;
     const float m = row_max(x, j->cols);
-    /* no finite logit, or a NaN: the max says it all */
-    j->out[r] = m == -INFINITY || m != m ? m : m + (float)log(row_exp_sum(x, m, j->cols, NULL));
+    /* no finite logit: -inf, where x - m would be NaN */
+    j->out[r] = m == -INFINITY ? m : m + (float)log(row_exp_sum(x, m, j->cols, NULL));
   }
 }
 

@@ -111,8 +111,9 @@ function rowLoraDelta(x2: tf.Tensor2D, batchSize: number, lora: RowLora): tf.Ten
 // tfjs-backend-wasm 4.22 runs a 2-D matMul with transposeA or transposeB about 10x slower than
 // without (only the plain form reaches XNNPACK), and the autodiff gradient of a plain matMul uses
 // those flags. So every 2-D product here is a plain matMul on explicitly transposed operands, with
-// gradients written the same way, and frozen weights arrive already transposed; unless the kernels
-// take the transpose flags at full speed (matmul-form.ts), when the gradients use the flags.
+// gradients written the same way, and frozen weights arrive already transposed (`in_out`); unless
+// the kernels take the transpose flags at full speed (matmul-form.ts), when the gradients use the
+// flags and frozen weights arrive as stored (`out_in`).
 
 /** `a b^T`, with the transpose flag or an explicit transpose (matmul-form.ts). */
 const matMulBT = (a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D =>
