@@ -122,7 +122,39 @@ export interface Blas {
 function loadBinding(): Binding {
   const path = fileURLToPath(new URL('../../native/blas/build/Release/mft_blas.node', import.meta.url));
   if (!existsSync(path)) throw new Error('the native BLAS binding is not built (npm run build:native)');
-  return createRequire(import.meta.url)(path) as Binding;
+  return checkBinding(createRequire(import.meta.url)(path) as object);
+}
+
+/** Every function of `Binding`, by name (the Record makes the compiler check the list is whole). */
+const BINDING_FUNCTIONS: Record<keyof Binding, true> = {
+  open: true,
+  threads: true,
+  sgemm: true,
+  transpose: true,
+  exp: true,
+  logSumExp: true,
+  logSumExpGrad: true,
+  softmax: true,
+  swiglu: true,
+  swigluGrad: true,
+  dropout: true,
+  softmaxGrad: true,
+};
+
+/**
+ * `binding` as a `Binding`, or an error naming what it lacks: a binding built from older sources
+ * (a checkout updated without `npm run build:native`) lacks the newer kernels.
+ */
+export function checkBinding(binding: object): Binding {
+  const missing = Object.keys(BINDING_FUNCTIONS).filter(
+    (name) => typeof (binding as Record<string, unknown>)[name] !== 'function',
+  );
+  if (missing.length > 0) {
+    throw new Error(
+      `the native BLAS binding is out of date (it has no ${missing.join(', ')}; npm run build:native rebuilds it)`,
+    );
+  }
+  return binding as Binding;
 }
 
 let opened: Blas | undefined;

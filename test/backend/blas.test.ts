@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { blasThreadsFor, mergedTranspose } from '../../src/backend/blas.js';
+import { blasThreadsFor, checkBinding, mergedTranspose } from '../../src/backend/blas.js';
 
 describe('mergedTranspose', () => {
   test.each([
@@ -24,5 +24,26 @@ describe('blasThreadsFor', () => {
     } finally {
       if (env !== undefined) process.env.OPENBLAS_NUM_THREADS = env;
     }
+  });
+});
+
+describe('checkBinding', () => {
+  test('a binding built from older sources is refused with what it lacks and the fix', () => {
+    const fn = () => {};
+    const old = {
+      open: fn,
+      threads: fn,
+      sgemm: fn,
+      transpose: fn,
+      exp: fn,
+      dropout: fn,
+      softmaxGrad: fn,
+      logSumExp: fn,
+    };
+    expect(() => checkBinding(old)).toThrow(
+      /out of date \(it has no logSumExpGrad, softmax, swiglu, swigluGrad; npm run build:native rebuilds it\)/,
+    );
+    const whole = { ...old, logSumExpGrad: fn, softmax: fn, swiglu: fn, swigluGrad: fn };
+    expect(checkBinding(whole)).toBe(whole);
   });
 });
