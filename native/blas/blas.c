@@ -220,6 +220,7 @@ NAPI_MODULE_INIT() {
       {"softmax", softmax},
       {"swiglu", swiglu},
       {"swigluGrad", swiglu_grad},
+      {"adamw", adamw},
   };
   for (size_t i = 0; i < sizeof functions / sizeof functions[0]; i++) {
     napi_value fn;

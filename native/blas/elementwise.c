@@ -295,6 +295,52 @@ napi_value softmax_grad(napi_env env, napi_callback_info info) {
 }
 
 /*
+ * One AdamW update (src/train/adamw.ts) in tfjs's float32 operations and order, so that its values
+ * are those of the tfjs ops bit for bit (the binding is built without contracting a * b + c):
+ *   p' = p * decay - (m' / (sqrt(v') / bc2 + eps)) * step
+ *   m' = m * b1 + g * (1 - b1),  v' = v * b2 + (g * g) * (1 - b2)
+ */
+struct adamw_job {
+  const float *p, *g, *m, *v;
+  float *p1, *m1, *v1;
+  float decay, b1, c1, b2, c2, bc2, eps, step;
+};
+
+MFT_VECTOR_CLONES static void run_adamw(const void *ctx, long long lo, long long hi) {
+  const struct adamw_job *j = ctx;
+  for (long long i = lo; i < hi; i++) {
+    const float g = j->g[i];
+    const float m = j->m[i] * j->b1 + g * j->c1;
+    const float v = j->v[i] * j->b2 + (g * g) * j->c2;
+    j->p1[i] = j->p[i] * j->decay - (m / (sqrtf(v) / j->bc2 + j->eps)) * j->step;
+    j->m1[i] = m;
+    j->v1[i] = v;
+  }
+}
+
+/*
+ * adamw(heap, pOffset, gOffset, mOffset, vOffset, pOutOffset, mOutOffset, vOutOffset, n,
+ *       decay, b1, 1 - b1, b2, 1 - b2, bc2, eps, step): the scalars rounded to float32, as tfjs does
+ */
+napi_value adamw(napi_env env, napi_callback_info info) {
+  double v[16];
+  size_t len;
+  float *heap = heap_and_numbers(env, info,
+                                 "adamw(heap, p, g, m, v, pOut, mOut, vOut, n, decay, b1, c1, b2, c2, bc2, eps, step)",
+                                 v, 16, &len);
+  if (!heap) return NULL;
+  for (int k = 0; k < 7; k++)
+    if (!within(v[k], v[7], len)) return fail(env, "adamw: an operand lies outside the heap");
+  float *at[7];
+  for (int k = 0; k < 7; k++) at[k] = heap + (size_t)v[k];
+  const struct adamw_job j = {at[0], at[1], at[2], at[3], at[4], at[5], at[6],
+                              (float)v[8], (float)v[9], (float)v[10], (float)v[11],
+                              (float)v[12], (float)v[13], (float)v[14], (float)v[15]};
+  run_ranges(run_adamw, &j, (long long)v[7], 7 * v[7]);
+  return NULL;
+}
+
+/*
  * Inverted dropout in place of its mask (src/model/dropout.ts defines it): element i of the
  * counter-based mask is kept when fmix32(fmix32(lo(i) + k1) ^ (k2 + hi(i))) >= rate * 2^32, and
  * out = x * keep or x * 0, the values the mask tensor and a multiply give.

@@ -53,5 +53,6 @@ napi_value log_sum_exp_grad(napi_env env, napi_callback_info info);
 napi_value softmax(napi_env env, napi_callback_info info);
 napi_value swiglu(napi_env env, napi_callback_info info);
 napi_value swiglu_grad(napi_env env, napi_callback_info info);
+napi_value adamw(napi_env env, napi_callback_info info);
 
 #endif

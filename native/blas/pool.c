@@ -13,10 +13,11 @@ napi_value fail(napi_env env, const char *message) {
 
 float *heap_and_numbers(napi_env env, napi_callback_info info, const char *usage, double *numbers,
                         size_t count, size_t *heap_len) {
-  napi_value argv[8];
-  size_t argc = 8;
+  enum { MAX_ARGS = 20 };
+  napi_value argv[MAX_ARGS];
+  size_t argc = MAX_ARGS;
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < count + 1 || count + 1 > 8) return fail(env, usage), NULL;
+  if (argc < count + 1 || count + 1 > MAX_ARGS) return fail(env, usage), NULL;
   napi_typedarray_type type;
   void *data;
   if (napi_get_typedarray_info(env, argv[0], &type, heap_len, &data, NULL, NULL) != napi_ok ||

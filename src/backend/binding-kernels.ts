@@ -1,11 +1,13 @@
 /**
  * The wasm kernels of mft's native binding besides products and transposes (native-matmul.ts):
  * Exp, Softmax, logsumexp of rows and its gradient (src/model/cross-entropy.ts), the LoRA input's
- * dropout (src/model/dropout.ts), SwiGLU's product and its gradient (src/model/swiglu.ts) and
- * softmax's gradient (softmax-grad.ts), each one pass (softmax: three) over the wasm heap,
+ * dropout (src/model/dropout.ts), SwiGLU's product and its gradient (src/model/swiglu.ts),
+ * softmax's gradient (softmax-grad.ts) and the AdamW update (src/train/adamw.ts), each one pass
+ * (softmax: three) over the wasm heap,
  * vectorised and cut across threads.
  */
 import type * as tf from '@tensorflow/tfjs';
+import type { AdamWKernelAttrs } from '../train/adamw.js';
 import { type Blas, heapOffset, type WasmHeapBackend } from './blas.js';
 
 type KernelArgs = Parameters<tf.KernelFunc>[0];
@@ -81,6 +83,37 @@ export function nativeSwiGluGrad(blas: Blas, args: KernelArgs): tf.TensorInfo[] 
   const { out: dUp, heap, at } = heapCall(args, gate!.shape);
   blas.swigluGrad(heap, at(gate!), at(up!), at(dy!), at(dGate), at(dUp), size(gate!.shape));
   return [dGate, dUp];
+}
+
+/** One AdamW update: `[p, m, v]` after it. */
+export function nativeAdamW(blas: Blas, args: KernelArgs): tf.TensorInfo[] {
+  const { p, g, m, v } = args.inputs as Record<string, tf.TensorInfo>;
+  const a = args.attrs as unknown as AdamWKernelAttrs;
+  const backend = args.backend as unknown as WasmHeapBackend;
+  const p1 = backend.makeOutput(p!.shape, 'float32') as tf.TensorInfo;
+  const m1 = backend.makeOutput(p!.shape, 'float32') as tf.TensorInfo;
+  const { out: v1, heap, at } = heapCall(args, p!.shape);
+  const [b1, b2] = [a.beta1, a.beta2];
+  blas.adamw(
+    heap,
+    at(p!),
+    at(g!),
+    at(m!),
+    at(v!),
+    at(p1),
+    at(m1),
+    at(v1),
+    size(p!.shape),
+    a.decay,
+    b1,
+    1 - b1,
+    b2,
+    1 - b2,
+    a.bc2Sqrt,
+    a.eps,
+    a.stepSize,
+  );
+  return [p1, m1, v1];
 }
 
 /** Dropout: x times its mask, drawn in place. */

@@ -20,6 +20,9 @@ const OPENBLAS_NAMES = [
   '/usr/local/opt/openblas/lib/libopenblas.dylib',
 ];
 
+/** AdamW's scalars as the binding takes them: decay, b1, 1 - b1, b2, 1 - b2, bc2, eps, step. */
+export type AdamWScalars = [number, number, number, number, number, number, number, number];
+
 interface Binding {
   open(path: string): string;
   threads(n?: number): number;
@@ -70,6 +73,18 @@ interface Binding {
     seed: number,
     skip: number,
   ): void;
+  adamw(
+    heap: Float32Array,
+    pOffset: number,
+    gOffset: number,
+    mOffset: number,
+    vOffset: number,
+    pOutOffset: number,
+    mOutOffset: number,
+    vOutOffset: number,
+    n: number,
+    ...scalars: AdamWScalars
+  ): void;
   softmaxGrad(
     heap: Float32Array,
     yOffset: number,
@@ -109,6 +124,8 @@ export interface Blas {
   swiglu: Binding['swiglu'];
   /** Its gradient for `gate` and `up`. */
   swigluGrad: Binding['swigluGrad'];
+  /** One AdamW update of `n` values (src/train/adamw.ts), into three new outputs. */
+  adamw: Binding['adamw'];
   /** `n` values of x times values `[skip, skip + n)` of the dropout mask of `seed` (src/model/dropout.ts). */
   dropout: Binding['dropout'];
   /**
@@ -137,6 +154,7 @@ const BINDING_FUNCTIONS: Record<keyof Binding, true> = {
   softmax: true,
   swiglu: true,
   swigluGrad: true,
+  adamw: true,
   dropout: true,
   softmaxGrad: true,
 };
@@ -183,6 +201,7 @@ export function openBlas(): Blas {
         softmax: binding.softmax,
         swiglu: binding.swiglu,
         swigluGrad: binding.swigluGrad,
+        adamw: binding.adamw,
         dropout: binding.dropout,
         threads: binding.threads,
       };

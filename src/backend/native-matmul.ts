@@ -19,8 +19,10 @@ import { LOG_SUM_EXP_GRAD_KERNEL, LOG_SUM_EXP_KERNEL } from '../model/cross-entr
 import { DROPOUT_KERNEL } from '../model/dropout.js';
 import { FLEXIBLE_MATMUL_FLAG } from '../model/matmul-form.js';
 import { SWIGLU_GRAD_KERNEL, SWIGLU_KERNEL } from '../model/swiglu.js';
+import { ADAMW_KERNEL } from '../train/adamw.js';
 import {
   NATIVE_MIN_EXP,
+  nativeAdamW,
   nativeDropout,
   nativeExp,
   nativeLogSumExp,
@@ -392,7 +394,7 @@ function register(choice: GemmChoice): NativeKernelStatus {
     ? `BatchMatMul, _FusedMatMul on OpenBLAS (${blas.library}${blas.core ? `, ${blas.core} kernel` : ''}, ${blas.threads() || 'its own'} threads on the main thread, cores / workers in training workers; stock wasm kernels below ${BLAS_MIN_MACS} multiply-adds)`
     : `BatchMatMul, _FusedMatMul on onnxruntime-node ${ort?.version} (MLAS, 1 thread; stock wasm kernels below ${NATIVE_MIN_MACS} multiply-adds)`;
   const transposes = blas
-    ? `Transpose from ${NATIVE_MIN_TRANSPOSE} elements, Exp and Softmax from ${NATIVE_MIN_EXP}, row logsumexp and its gradient, dropout, SwiGLU and softmax's gradient on mft's binding`
+    ? `Transpose from ${NATIVE_MIN_TRANSPOSE} elements, Exp and Softmax from ${NATIVE_MIN_EXP}, row logsumexp and its gradient, dropout, SwiGLU, softmax's gradient and AdamW on mft's binding`
     : `Transpose on onnxruntime-node ${ort?.version} from ${NATIVE_MIN_TRANSPOSE} elements`;
   const noBlas = blas || choice === 'onnxruntime' ? '' : ` (OpenBLAS not used: ${blasOrReason})`;
   return {
@@ -418,6 +420,7 @@ const BINDING_KERNELS: [string, (blas: Blas, args: KernelArgs) => tf.TensorInfo 
   [LOG_SUM_EXP_GRAD_KERNEL, nativeLogSumExpGrad],
   [SWIGLU_KERNEL, nativeSwiGlu],
   [SWIGLU_GRAD_KERNEL, nativeSwiGluGrad],
+  [ADAMW_KERNEL, nativeAdamW],
 ];
 
 /** Put the stock wasm kernels back (tests compare the two). */

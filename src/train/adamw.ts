@@ -31,6 +31,26 @@ export interface AdamWState {
 }
 
 /**
+ * The update as one kernel (mft's own), which a backend may register (the wasm backend's native
+ * kernels do): inputs `p`, `g`, `m`, `v`; outputs `[p, m, v]` after the update; attrs as below.
+ * It computes the float32 operations of the tfjs ops in `adamwUpdate`, in their order.
+ */
+export const ADAMW_KERNEL = 'MftAdamW';
+
+/** The kernel's attrs: the scalars of `adamwUpdate`, float64 (the kernel rounds them as tfjs does). */
+export interface AdamWKernelAttrs {
+  /** 1 - lr * weight_decay. */
+  decay: number;
+  beta1: number;
+  beta2: number;
+  /** sqrt(1 - beta2^t). */
+  bc2Sqrt: number;
+  eps: number;
+  /** lr / (1 - beta1^t). */
+  stepSize: number;
+}
+
+/**
  * One AdamW update of one parameter, as a pure function of tensors (returns new tensors).
  * @param p parameter, any shape
  * @param g its gradient, same shape
@@ -53,6 +73,13 @@ export function adamwUpdate(
     // bias corrections in float64 (JS numbers), then used as fp32 scalars
     const stepSize = lr / (1 - b1 ** t);
     const bc2Sqrt = Math.sqrt(1 - b2 ** t);
+    const fused = [p, g, m, v].every((x) => x.dtype === 'float32' && tf.util.arraysEqual(x.shape, p.shape));
+    if (fused && tf.getKernel(ADAMW_KERNEL, tf.getBackend()) !== undefined) {
+      const attrs: AdamWKernelAttrs = { decay: 1 - lr * wd, beta1: b1, beta2: b2, bc2Sqrt, eps, stepSize };
+      const out = tf.engine().runKernel(ADAMW_KERNEL, { p, g, m, v }, attrs as unknown as tf.NamedAttrMap);
+      const [p1, m1, v1] = out as tf.Tensor[];
+      return { p: p1!, m: m1!, v: v1! };
+    }
     const decayed = wd !== 0 ? p.mul(1 - lr * wd) : p.clone();
     const m1 = m.mul(b1).add(g.mul(1 - b1));
     const v1 = v.mul(b2).add(g.square().mul(1 - b2));

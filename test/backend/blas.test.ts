@@ -41,9 +41,9 @@ describe('checkBinding', () => {
       logSumExp: fn,
     };
     expect(() => checkBinding(old)).toThrow(
-      /out of date \(it has no logSumExpGrad, softmax, swiglu, swigluGrad; npm run build:native rebuilds it\)/,
+      /out of date \(it has no logSumExpGrad, softmax, swiglu, swigluGrad, adamw; npm run build:native rebuilds it\)/,
     );
-    const whole = { ...old, logSumExpGrad: fn, softmax: fn, swiglu: fn, swigluGrad: fn };
+    const whole = { ...old, logSumExpGrad: fn, softmax: fn, swiglu: fn, swigluGrad: fn, adamw: fn };
     expect(checkBinding(whole)).toBe(whole);
   });
 });

@@ -1,8 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, test } from 'vitest';
-import { initBackend } from '../../src/backend/index.js';
-import { AdamW, type AdamWConfig } from '../../src/train/adamw.js';
+import { initBackend, useNativeKernels, useStockKernels } from '../../src/backend/index.js';
+import { ADAMW_KERNEL, AdamW, type AdamWConfig } from '../../src/train/adamw.js';
 import { Rng } from '../../src/util/index.js';
+import { HAS_BINDING } from '../helpers/native-binding.js';
 
 beforeAll(async () => {
   await initBackend('wasm');
@@ -40,6 +41,36 @@ function randomArray(rng: Rng, n: number, scale: number): Float64Array {
 }
 
 describe('AdamW', () => {
+  test.skipIf(!HAS_BINDING)(
+    'the fused kernel (wasm, on the binding) equals the tfjs ops bit for bit, with and without decay',
+    () => {
+      const run = (weightDecay: number) => {
+        const rng = new Rng(11);
+        const n = 70_000; // cut across threads
+        const p = tf.variable(tf.tensor1d(Float32Array.from(randomArray(rng, n, 0.5))));
+        const opt = new AdamW(new Map([['p', p]]), { ...cfg, weight_decay: weightDecay });
+        for (const lr of [1e-3, 2e-2, 5e-4]) {
+          const g = tf.tensor1d(Float32Array.from(randomArray(rng, n, 3)));
+          opt.update(new Map([['p', g]]), lr);
+          g.dispose();
+        }
+        const out = p.dataSync().slice();
+        opt.dispose();
+        p.dispose();
+        return out;
+      };
+      for (const wd of [0.1, 0]) {
+        useNativeKernels();
+        expect(tf.getKernel(ADAMW_KERNEL, 'wasm')).toBeDefined();
+        const fused = run(wd);
+        useStockKernels();
+        const ops = run(wd);
+        useNativeKernels();
+        expect(fused).toEqual(ops);
+      }
+    },
+  );
+
   test('matches a float64 torch-order reference over several steps with weight decay', () => {
     const rng = new Rng(7);
     const shapes: Record<string, [number, number]> = { A: [4, 6], B: [6, 4] };
