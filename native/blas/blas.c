@@ -221,6 +221,8 @@ NAPI_MODULE_INIT() {
       {"swiglu", swiglu},
       {"swigluGrad", swiglu_grad},
       {"adamw", adamw},
+      {"rmsNorm", rms_norm},
+      {"rmsNormGrad", rms_norm_grad},
   };
   for (size_t i = 0; i < sizeof functions / sizeof functions[0]; i++) {
     napi_value fn;

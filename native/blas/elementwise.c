@@ -295,6 +295,90 @@ napi_value softmax_grad(napi_env env, napi_callback_info info) {
 }
 
 /*
+ * RMSNorm of rows (src/model/rms-norm.ts): y = (x * r) * w, r = 1 / sqrt(mean(x^2) + eps), and its
+ * gradient for x: dx = r * (w * dy) - x * (r^3 * mean(w * dy * x)). The row sums in 16 lanes, the
+ * lanes' sum in double.
+ */
+struct norm_job {
+  const float *x, *w, *dy;
+  float *out;
+  long long cols;
+  double eps;
+};
+
+/* sum(a * b) of a row (b = NULL: sum(a * a)). */
+static inline double row_dot(const float *a, const float *b, long long cols) {
+  const long long whole = cols / 16 * 16;
+  float lane[16] = {0};
+  for (long long c = 0; c < whole; c += 16)
+    for (int k = 0; k < 16; k++) lane[k] += a[c + k] * (b ? b[c + k] : a[c + k]);
+  double sum = 0;
+  for (int k = 0; k < 16; k++) sum += lane[k];
+  for (long long c = whole; c < cols; c++) sum += (double)(a[c] * (b ? b[c] : a[c]));
+  return sum;
+}
+
+MFT_VECTOR_CLONES static void run_rms_norm(const void *ctx, long long lo, long long hi) {
+  const struct norm_job *j = ctx;
+  const long long cols = j->cols;
+  for (long long r = lo; r < hi; r++) {
+    const float *x = j->x + r * cols;
+    float *out = j->out + r * cols;
+    const float s = (float)(1.0 / sqrt(row_dot(x, NULL, cols) / (double)cols + j->eps));
+    for (long long c = 0; c < cols; c++) out[c] = x[c] * s * j->w[c];
+  }
+}
+
+MFT_VECTOR_CLONES static void run_rms_norm_grad(const void *ctx, long long lo, long long hi) {
+  const struct norm_job *j = ctx;
+  const long long cols = j->cols, whole = cols / 16 * 16;
+  for (long long r = lo; r < hi; r++) {
+    const float *x = j->x + r * cols, *dy = j->dy + r * cols;
+    float *dx = j->out + r * cols;
+    const double inv = 1.0 / sqrt(row_dot(x, NULL, cols) / (double)cols + j->eps);
+    float lane[16] = {0}; /* sum(w * dy * x) */
+    for (long long c = 0; c < whole; c += 16)
+      for (int k = 0; k < 16; k++) lane[k] += j->w[c + k] * dy[c + k] * x[c + k];
+    double wdx = 0;
+    for (int k = 0; k < 16; k++) wdx += lane[k];
+    for (long long c = whole; c < cols; c++) wdx += (double)(j->w[c] * dy[c] * x[c]);
+    const float s = (float)inv, t = (float)(inv * inv * inv * wdx / (double)cols);
+    for (long long c = 0; c < cols; c++) dx[c] = s * (j->w[c] * dy[c]) - x[c] * t;
+  }
+}
+
+/* rmsNorm(heap, xOffset, wOffset, outOffset, rows, cols, eps) */
+napi_value rms_norm(napi_env env, napi_callback_info info) {
+  double v[6];
+  size_t len;
+  float *heap = heap_and_numbers(env, info, "rmsNorm(heap, xOffset, wOffset, outOffset, rows, cols, eps)", v, 6, &len);
+  if (!heap) return NULL;
+  const double size = v[3] * v[4];
+  if (v[4] < 1 || !within(v[0], size, len) || !within(v[1], v[4], len) || !within(v[2], size, len))
+    return fail(env, "rmsNorm: an operand lies outside the heap");
+  const struct norm_job j = {heap + (size_t)v[0], heap + (size_t)v[1], NULL, heap + (size_t)v[2], (long long)v[4], v[5]};
+  run_ranges(run_rms_norm, &j, (long long)v[3], size);
+  return NULL;
+}
+
+/* rmsNormGrad(heap, xOffset, wOffset, dyOffset, dxOffset, rows, cols, eps) */
+napi_value rms_norm_grad(napi_env env, napi_callback_info info) {
+  double v[7];
+  size_t len;
+  float *heap = heap_and_numbers(env, info, "rmsNormGrad(heap, xOffset, wOffset, dyOffset, dxOffset, rows, cols, eps)",
+                                 v, 7, &len);
+  if (!heap) return NULL;
+  const double size = v[4] * v[5];
+  if (v[5] < 1 || !within(v[0], size, len) || !within(v[1], v[5], len) || !within(v[2], size, len) ||
+      !within(v[3], size, len))
+    return fail(env, "rmsNormGrad: an operand lies outside the heap");
+  const struct norm_job j = {heap + (size_t)v[0], heap + (size_t)v[1], heap + (size_t)v[2],
+                             heap + (size_t)v[3], (long long)v[5], v[6]};
+  run_ranges(run_rms_norm_grad, &j, (long long)v[4], 2 * size);
+  return NULL;
+}
+
+/*
  * One AdamW update (src/train/adamw.ts) in tfjs's float32 operations and order, so that its values
  * are those of the tfjs ops bit for bit (the binding is built without contracting a * b + c):
  *   p' = p * decay - (m' / (sqrt(v') / bc2 + eps)) * step

@@ -54,5 +54,7 @@ napi_value softmax(napi_env env, napi_callback_info info);
 napi_value swiglu(napi_env env, napi_callback_info info);
 napi_value swiglu_grad(napi_env env, napi_callback_info info);
 napi_value adamw(napi_env env, napi_callback_info info);
+napi_value rms_norm(napi_env env, napi_callback_info info);
+napi_value rms_norm_grad(napi_env env, napi_callback_info info);
 
 #endif

@@ -2,7 +2,8 @@
  * The wasm kernels of mft's native binding besides products and transposes (native-matmul.ts):
  * Exp, Softmax, logsumexp of rows and its gradient (src/model/cross-entropy.ts), the LoRA input's
  * dropout (src/model/dropout.ts), SwiGLU's product and its gradient (src/model/swiglu.ts),
- * softmax's gradient (softmax-grad.ts) and the AdamW update (src/train/adamw.ts), each one pass
+ * RMSNorm and its gradient (src/model/rms-norm.ts), softmax's gradient (softmax-grad.ts) and
+ * the AdamW update (src/train/adamw.ts), each one pass
  * (softmax: three) over the wasm heap,
  * vectorised and cut across threads.
  */
@@ -83,6 +84,26 @@ export function nativeSwiGluGrad(blas: Blas, args: KernelArgs): tf.TensorInfo[] 
   const { out: dUp, heap, at } = heapCall(args, gate!.shape);
   blas.swigluGrad(heap, at(gate!), at(up!), at(dy!), at(dGate), at(dUp), size(gate!.shape));
   return [dGate, dUp];
+}
+
+/** RMSNorm over the last axis. */
+export function nativeRmsNorm(blas: Blas, args: KernelArgs): tf.TensorInfo {
+  const { x, w } = args.inputs as Record<string, tf.TensorInfo>;
+  const { eps } = args.attrs as unknown as { eps: number };
+  const cols = w!.shape[0] as number;
+  const { out, heap, at } = heapCall(args, x!.shape);
+  blas.rmsNorm(heap, at(x!), at(w!), at(out), size(x!.shape) / cols, cols, eps);
+  return out;
+}
+
+/** RMSNorm's gradient for x. */
+export function nativeRmsNormGrad(blas: Blas, args: KernelArgs): tf.TensorInfo {
+  const { x, w, dy } = args.inputs as Record<string, tf.TensorInfo>;
+  const { eps } = args.attrs as unknown as { eps: number };
+  const cols = w!.shape[0] as number;
+  const { out, heap, at } = heapCall(args, x!.shape);
+  blas.rmsNormGrad(heap, at(x!), at(w!), at(dy!), at(out), size(x!.shape) / cols, cols, eps);
+  return out;
 }
 
 /** One AdamW update: `[p, m, v]` after it. */

@@ -73,6 +73,25 @@ interface Binding {
     seed: number,
     skip: number,
   ): void;
+  rmsNorm(
+    heap: Float32Array,
+    xOffset: number,
+    wOffset: number,
+    outOffset: number,
+    rows: number,
+    cols: number,
+    eps: number,
+  ): void;
+  rmsNormGrad(
+    heap: Float32Array,
+    xOffset: number,
+    wOffset: number,
+    dyOffset: number,
+    dxOffset: number,
+    rows: number,
+    cols: number,
+    eps: number,
+  ): void;
   adamw(
     heap: Float32Array,
     pOffset: number,
@@ -124,6 +143,10 @@ export interface Blas {
   swiglu: Binding['swiglu'];
   /** Its gradient for `gate` and `up`. */
   swigluGrad: Binding['swigluGrad'];
+  /** RMSNorm of rows of `cols` values by `w` (src/model/rms-norm.ts). */
+  rmsNorm: Binding['rmsNorm'];
+  /** Its gradient for x. */
+  rmsNormGrad: Binding['rmsNormGrad'];
   /** One AdamW update of `n` values (src/train/adamw.ts), into three new outputs. */
   adamw: Binding['adamw'];
   /** `n` values of x times values `[skip, skip + n)` of the dropout mask of `seed` (src/model/dropout.ts). */
@@ -155,6 +178,8 @@ const BINDING_FUNCTIONS: Record<keyof Binding, true> = {
   swiglu: true,
   swigluGrad: true,
   adamw: true,
+  rmsNorm: true,
+  rmsNormGrad: true,
   dropout: true,
   softmaxGrad: true,
 };
@@ -202,6 +227,8 @@ export function openBlas(): Blas {
         swiglu: binding.swiglu,
         swigluGrad: binding.swigluGrad,
         adamw: binding.adamw,
+        rmsNorm: binding.rmsNorm,
+        rmsNormGrad: binding.rmsNormGrad,
         dropout: binding.dropout,
         threads: binding.threads,
       };

@@ -18,6 +18,7 @@ import * as tf from '@tensorflow/tfjs';
 import { LOG_SUM_EXP_GRAD_KERNEL, LOG_SUM_EXP_KERNEL } from '../model/cross-entropy.js';
 import { DROPOUT_KERNEL } from '../model/dropout.js';
 import { FLEXIBLE_MATMUL_FLAG } from '../model/matmul-form.js';
+import { RMS_NORM_GRAD_KERNEL, RMS_NORM_KERNEL } from '../model/rms-norm.js';
 import { SWIGLU_GRAD_KERNEL, SWIGLU_KERNEL } from '../model/swiglu.js';
 import { ADAMW_KERNEL } from '../train/adamw.js';
 import {
@@ -27,6 +28,8 @@ import {
   nativeExp,
   nativeLogSumExp,
   nativeLogSumExpGrad,
+  nativeRmsNorm,
+  nativeRmsNormGrad,
   nativeSoftmax,
   nativeSoftmaxGrad,
   nativeSwiGlu,
@@ -394,7 +397,7 @@ function register(choice: GemmChoice): NativeKernelStatus {
     ? `BatchMatMul, _FusedMatMul on OpenBLAS (${blas.library}${blas.core ? `, ${blas.core} kernel` : ''}, ${blas.threads() || 'its own'} threads on the main thread, cores / workers in training workers; stock wasm kernels below ${BLAS_MIN_MACS} multiply-adds)`
     : `BatchMatMul, _FusedMatMul on onnxruntime-node ${ort?.version} (MLAS, 1 thread; stock wasm kernels below ${NATIVE_MIN_MACS} multiply-adds)`;
   const transposes = blas
-    ? `Transpose from ${NATIVE_MIN_TRANSPOSE} elements, Exp and Softmax from ${NATIVE_MIN_EXP}, row logsumexp and its gradient, dropout, SwiGLU, softmax's gradient and AdamW on mft's binding`
+    ? `Transpose from ${NATIVE_MIN_TRANSPOSE} elements, Exp and Softmax from ${NATIVE_MIN_EXP}, row logsumexp and its gradient, dropout, SwiGLU, RMSNorm, softmax's gradient and AdamW on mft's binding`
     : `Transpose on onnxruntime-node ${ort?.version} from ${NATIVE_MIN_TRANSPOSE} elements`;
   const noBlas = blas || choice === 'onnxruntime' ? '' : ` (OpenBLAS not used: ${blasOrReason})`;
   return {
@@ -421,6 +424,8 @@ const BINDING_KERNELS: [string, (blas: Blas, args: KernelArgs) => tf.TensorInfo 
   [SWIGLU_KERNEL, nativeSwiGlu],
   [SWIGLU_GRAD_KERNEL, nativeSwiGluGrad],
   [ADAMW_KERNEL, nativeAdamW],
+  [RMS_NORM_KERNEL, nativeRmsNorm],
+  [RMS_NORM_GRAD_KERNEL, nativeRmsNormGrad],
 ];
 
 /** Put the stock wasm kernels back (tests compare the two). */

@@ -57,7 +57,7 @@ export {
   type LoadedModel,
   layerTensors,
 } from './loaded-model.js';
-export { rmsNorm } from './rms-norm.js';
+export { RMS_NORM_GRAD_KERNEL, RMS_NORM_KERNEL, rmsNorm } from './rms-norm.js';
 export { applyRope, ropeInvFreq, ropeTables, rotateHalf } from './rope.js';
 export { decodeContext, prefillContext, RowCache } from './row-cache.js';
 export { type RunLayersOptions, runLayers } from './run-layers.js';

@@ -30,20 +30,13 @@ describe('blasThreadsFor', () => {
 describe('checkBinding', () => {
   test('a binding built from older sources is refused with what it lacks and the fix', () => {
     const fn = () => {};
-    const old = {
-      open: fn,
-      threads: fn,
-      sgemm: fn,
-      transpose: fn,
-      exp: fn,
-      dropout: fn,
-      softmaxGrad: fn,
-      logSumExp: fn,
-    };
-    expect(() => checkBinding(old)).toThrow(
-      /out of date \(it has no logSumExpGrad, softmax, swiglu, swigluGrad, adamw; npm run build:native rebuilds it\)/,
-    );
-    const whole = { ...old, logSumExpGrad: fn, softmax: fn, swiglu: fn, swigluGrad: fn, adamw: fn };
+    const names = ['open', 'threads', 'sgemm', 'transpose', 'exp', 'logSumExp', 'logSumExpGrad', 'softmax'];
+    const more = ['swiglu', 'swigluGrad', 'adamw', 'rmsNorm', 'rmsNormGrad', 'dropout', 'softmaxGrad'];
+    const whole = Object.fromEntries([...names, ...more].map((n) => [n, fn]));
     expect(checkBinding(whole)).toBe(whole);
+    const { softmax: _s, rmsNorm: _r, ...old } = whole;
+    expect(() => checkBinding(old)).toThrow(
+      /out of date \(it has no softmax, rmsNorm; npm run build:native rebuilds it\)/,
+    );
   });
 });

@@ -154,7 +154,7 @@ describe('wasm heap kernels and native transpose', () => {
   test.skipIf(!NATIVE)('are registered, and say so', () => {
     const status = useNativeKernels({ minMacs: 0, minTranspose: 0 });
     expect(status.detail).toMatch(
-      /Transpose (from \d+ elements, Exp and Softmax from \d+, row logsumexp and its gradient, dropout, SwiGLU, softmax's gradient and AdamW on mft's binding|on onnxruntime-node)/,
+      /Transpose (from \d+ elements, Exp and Softmax from \d+, row logsumexp and its gradient, dropout, SwiGLU, RMSNorm, softmax's gradient and AdamW on mft's binding|on onnxruntime-node)/,
     );
     expect(status.detail).toMatch(/Slice, GatherV2, SplitV, Identity, Cast read the wasm heap in place/);
   });
