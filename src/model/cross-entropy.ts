@@ -72,14 +72,35 @@ tf.registerGradient({
   },
 });
 
+/** sum_i lse_i - z_i[target_i]. */
+function pickedSum(z: tf.Tensor2D, lse: tf.Tensor1D, targets: Int32Array): tf.Scalar {
+  const [M, V] = z.shape;
+  const flat = new Int32Array(M);
+  for (let i = 0; i < M; i++) flat[i] = i * V + (targets[i] as number);
+  const picked = tf.gather(tf.reshape(z, [M * V]), tf.tensor1d(flat, 'int32')); // [M]
+  return tf.sum(tf.sub(lse, picked));
+}
+
 /** sum_i logsumexp(z_i) - z_i[target_i] for logits `z` `[M, V]` (forward only). */
 export function pickedLossSum(z: tf.Tensor2D, targets: Int32Array): tf.Scalar {
+  return tf.tidy(() => pickedSum(z, rowLogSumExp(z), targets));
+}
+
+/**
+ * `pickedLossSum` and the rows' softmax from one logsumexp: the softmax as `exp(z - lse)` (the
+ * gradient kernel's single pass, with dy = 1) where the backend has it, else `tf.softmax`.
+ * @returns `[loss sum, softmax [M, V]]`
+ */
+export function pickedLossSumAndSoftmax(z: tf.Tensor2D, targets: Int32Array): [tf.Scalar, tf.Tensor2D] {
   return tf.tidy(() => {
-    const [M, V] = z.shape;
-    const flat = new Int32Array(M);
-    for (let i = 0; i < M; i++) flat[i] = i * V + (targets[i] as number);
-    const picked = tf.gather(tf.reshape(z, [M * V]), tf.tensor1d(flat, 'int32')); // [M]
-    return tf.sum(tf.sub(rowLogSumExp(z), picked));
+    const lse = rowLogSumExp(z);
+    const probs =
+      z.dtype === 'float32' && tf.getKernel(LOG_SUM_EXP_GRAD_KERNEL, tf.getBackend()) !== undefined
+        ? (tf
+            .engine()
+            .runKernel(LOG_SUM_EXP_GRAD_KERNEL, { z, lse, dy: tf.onesLike(lse) }, {}) as tf.Tensor2D)
+        : tf.softmax(z);
+    return [pickedSum(z, lse, targets), probs];
   });
 }
 

@@ -12,7 +12,13 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { IGNORE_INDEX } from './batch.js';
-import { checkLabels, lossRows, pickedLossSum, rowLogSumExp } from './cross-entropy.js';
+import {
+  checkLabels,
+  lossRows,
+  pickedLossSum,
+  pickedLossSumAndSoftmax,
+  rowLogSumExp,
+} from './cross-entropy.js';
 import { type LoadedModel, uploadValues } from './loaded-model.js';
 import { flexibleMatMul } from './matmul-form.js';
 import { rmsNorm } from './rms-norm.js';
@@ -118,10 +124,11 @@ function fusedLossSum(
       const [part, dPart] = tf.tidy((): tf.Tensor[] => {
         const hc = tf.gather(h, tf.tensor1d(rows.subarray(s, e), 'int32')) as tf.Tensor2D; // [c, hidden]
         const z: tf.Tensor2D = flexible ? tf.matMul(hc, weight, false, true) : blockLogits(hc, weightTs); // [c, V]
-        const sum = tf.add(total, pickedLossSum(z, targets.subarray(s, e))) as tf.Scalar;
-        if (!taped) return [sum];
-        const picked = tf.gather(weight, tf.tensor1d(targets.subarray(s, e), 'int32')); // [c, hidden]
-        const p = tf.softmax(z); // [c, V]
+        const chunkTargets = targets.subarray(s, e);
+        if (!taped) return [tf.add(total, pickedLossSum(z, chunkTargets))];
+        const [chunkLoss, p] = pickedLossSumAndSoftmax(z, chunkTargets); // p [c, V]
+        const sum = tf.add(total, chunkLoss) as tf.Scalar;
+        const picked = tf.gather(weight, tf.tensor1d(chunkTargets, 'int32')); // [c, hidden]
         const pW = flexible ? tf.matMul(p, weight) : concatColumns(weightCols.map((wc) => tf.matMul(p, wc)));
         return [sum, tf.sub(pW, picked)]; // [c, hidden]
       });
