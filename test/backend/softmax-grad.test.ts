@@ -3,11 +3,11 @@
  * (every other backend, and wasm without the binding) against the float64 formula computed here.
  */
 import * as tf from '@tensorflow/tfjs';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { initBackend, useNativeKernels, useStockKernels } from '../../src/backend/index.js';
+import { describe, expect } from 'vitest';
 import { SOFTMAX_GRAD } from '../../src/backend/softmax-grad.js';
+import { fusedAndOps } from '../helpers/fused-and-ops.js';
 import { lcgValues } from '../helpers/lcg-values.js';
-import { HAS_BINDING } from '../helpers/native-binding.js';
+import { worstExcess } from '../helpers/worst-excess.js';
 
 /** d/dx of sum(softmax(x) * w) over the last axis, in float64: y * (w - sum(w * y)). */
 function reference(x: Float32Array, w: Float32Array, cols: number): Float64Array {
@@ -28,15 +28,8 @@ function reference(x: Float32Array, w: Float32Array, cols: number): Float64Array
 const SHAPES = [[7], [3, 1], [5, 33], [2, 3, 4, 129], [4, 8, 64, 64]]; // the last: cut across threads
 
 describe('softmax gradient', () => {
-  beforeAll(async () => {
-    await initBackend('wasm');
-  });
-  afterAll(() => {
-    useNativeKernels();
-  });
-
   /** Softmax's gradient of sum(softmax(x) * w) on the active kernels against the float64 formula. */
-  const expectFormula = (shape: number[], i: number) => {
+  const expectFormula = (shape: number[], i: number, tol: number) => {
     const n = tf.util.sizeFromShape(shape);
     const x = Float32Array.from(lcgValues(n, 2 * i + 1), (v) => 4 * v);
     const w = lcgValues(n, 2 * i + 2);
@@ -44,26 +37,10 @@ describe('softmax gradient', () => {
     const g = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.softmax(t), wt)))(tf.tensor(x, shape));
     const got = g.dataSync() as Float32Array;
     tf.dispose([wt, g]);
-    const want = reference(x, w, shape.at(-1) as number);
-    for (let j = 0; j < got.length; j++)
-      expect(Math.abs((got[j] as number) - (want[j] as number))).toBeLessThan(1e-6);
+    const worst = worstExcess(got, reference(x, w, shape.at(-1) as number), tol);
+    expect(worst.excess, `element ${worst.at}`).toBeLessThanOrEqual(0);
   };
 
-  test.skipIf(!HAS_BINDING).each(SHAPES.map((s, i) => [s, i] as const))(
-    'fused kernel on %j = float64 formula',
-    (shape, i) => {
-      useNativeKernels();
-      expect(tf.getKernel(SOFTMAX_GRAD, 'wasm')).toBeDefined();
-      expectFormula(shape, i);
-    },
-  );
-
-  test.each(SHAPES.map((s, i) => [s, i] as const))(
-    'four-kernel composite on %j = float64 formula',
-    (shape, i) => {
-      useStockKernels();
-      expect(tf.getKernel(SOFTMAX_GRAD, 'wasm')).toBeUndefined();
-      expectFormula(shape, i);
-    },
-  );
+  // the composite is tfjs's four kernels
+  fusedAndOps(SOFTMAX_GRAD, SHAPES, expectFormula, { fused: 1e-6, ops: 1e-6 });
 });

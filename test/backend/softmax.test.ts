@@ -12,6 +12,7 @@ import {
 } from '../../src/backend/index.js';
 import { lcgValues } from '../helpers/lcg-values.js';
 import { HAS_BINDING } from '../helpers/native-binding.js';
+import { worstExcess } from '../helpers/worst-excess.js';
 
 /**
  * Softmax of each row of `cols` values, in float64 from the float32 differences x - max (which
@@ -31,11 +32,7 @@ function reference(x: Float32Array, cols: number): Float64Array {
 
 /** Every `got[j]` within `relative * want[j]` (one expect, naming the worst element). */
 function expectWithin(got: Float32Array, want: ArrayLike<number>, relative: number): void {
-  let worst = { excess: Number.NEGATIVE_INFINITY, at: -1 };
-  for (let j = 0; j < got.length; j++) {
-    const excess = Math.abs((got[j] as number) - (want[j] as number)) - relative * (want[j] as number);
-    if (!(excess <= worst.excess)) worst = { excess, at: j };
-  }
+  const worst = worstExcess(got, want, relative, 0);
   expect(worst.excess, `element ${worst.at}`).toBeLessThanOrEqual(0);
 }
 

@@ -3,11 +3,11 @@
  * other backend), against float64 formulas computed here.
  */
 import * as tf from '@tensorflow/tfjs';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { initBackend, useNativeKernels, useStockKernels } from '../../src/backend/index.js';
+import { describe, expect } from 'vitest';
 import { RMS_NORM_KERNEL, rmsNorm } from '../../src/model/index.js';
+import { fusedAndOps } from '../helpers/fused-and-ops.js';
 import { lcgValues } from '../helpers/lcg-values.js';
-import { HAS_BINDING } from '../helpers/native-binding.js';
+import { worstExcess } from '../helpers/worst-excess.js';
 
 const EPS = 1e-5;
 
@@ -33,17 +33,6 @@ function reference(x: Float32Array, w: Float32Array, u: Float32Array, cols: numb
   return { y, dx, dw };
 }
 
-/** The largest error over the bound |got - want| <= tol * max(1, |want|) (<= 0 when all are within). */
-function excess(got: ArrayLike<number>, want: ArrayLike<number>, tol: number): number {
-  let worst = Number.NEGATIVE_INFINITY;
-  for (let i = 0; i < want.length; i++) {
-    const e =
-      Math.abs((got[i] as number) - (want[i] as number)) - tol * Math.max(1, Math.abs(want[i] as number));
-    if (!(e <= worst)) worst = e;
-  }
-  return worst;
-}
-
 // Odd widths (vector tails), a model's hidden size, rows across threads.
 const SHAPES = [
   [3, 37],
@@ -52,13 +41,6 @@ const SHAPES = [
 ];
 
 describe('rmsNorm', () => {
-  beforeAll(async () => {
-    await initBackend('wasm');
-  });
-  afterAll(() => {
-    useNativeKernels();
-  });
-
   /** `tol`: relative bound on y and dx (the tfjs ops' float32 mean is the less exact). */
   const expectFormula = (shape: number[], i: number, tol: number) => {
     const n = tf.util.sizeFromShape(shape);
@@ -72,24 +54,13 @@ describe('rmsNorm', () => {
       tf.sum(tf.mul(rmsNorm(a, b as tf.Tensor1D, EPS), ut)),
     )([xt, wt]);
     const want = reference(x, w, u, cols);
-    expect(excess(y.dataSync(), want.y, tol), 'y').toBeLessThanOrEqual(0);
-    expect(excess(dx!.dataSync(), want.dx, 2 * tol), 'dx').toBeLessThanOrEqual(0);
-    expect(excess(dw!.dataSync(), want.dw, 2e-6 * Math.sqrt(n / cols)), 'dw').toBeLessThanOrEqual(0);
+    expect(worstExcess(y.dataSync(), want.y, tol).excess, 'y').toBeLessThanOrEqual(0);
+    expect(worstExcess(dx!.dataSync(), want.dx, 2 * tol).excess, 'dx').toBeLessThanOrEqual(0);
+    expect(worstExcess(dw!.dataSync(), want.dw, 2e-6 * Math.sqrt(n / cols)).excess, 'dw').toBeLessThanOrEqual(
+      0,
+    );
     tf.dispose([xt, wt, ut, y, dx!, dw!]);
   };
 
-  test.skipIf(!HAS_BINDING).each(SHAPES.map((s, i) => [s, i] as const))(
-    'fused kernels on %j = float64 formulas',
-    (shape, i) => {
-      useNativeKernels();
-      expect(tf.getKernel(RMS_NORM_KERNEL, 'wasm')).toBeDefined();
-      expectFormula(shape, i, 5e-7);
-    },
-  );
-
-  test.each(SHAPES.map((s, i) => [s, i] as const))('tfjs ops on %j = float64 formulas', (shape, i) => {
-    useStockKernels();
-    expect(tf.getKernel(RMS_NORM_KERNEL, 'wasm')).toBeUndefined();
-    expectFormula(shape, i, 2e-6);
-  });
+  fusedAndOps(RMS_NORM_KERNEL, SHAPES, expectFormula, { fused: 5e-7, ops: 2e-6 });
 });

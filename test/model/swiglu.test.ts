@@ -3,11 +3,13 @@
  * ops (every other backend), against float64 formulas computed here.
  */
 import * as tf from '@tensorflow/tfjs';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { initBackend, useNativeKernels, useStockKernels } from '../../src/backend/index.js';
+import { describe, expect, test } from 'vitest';
+import { useNativeKernels } from '../../src/backend/index.js';
 import { SWIGLU_KERNEL, swiglu } from '../../src/model/index.js';
+import { fusedAndOps } from '../helpers/fused-and-ops.js';
 import { lcgValues } from '../helpers/lcg-values.js';
 import { HAS_BINDING } from '../helpers/native-binding.js';
+import { worstExcess } from '../helpers/worst-excess.js';
 
 /** act = g u s, du = w g s, dg = w u s (1 + g (1 - s)), s = sigmoid(g), for the loss sum(act * w). */
 function reference(g: Float32Array, u: Float32Array, w: Float32Array) {
@@ -27,14 +29,7 @@ function reference(g: Float32Array, u: Float32Array, w: Float32Array) {
 const SHAPES = [[5], [3, 37], [2, 64, 172], [2, 256, 1376]];
 
 describe('swiglu', () => {
-  beforeAll(async () => {
-    await initBackend('wasm');
-  });
-  afterAll(() => {
-    useNativeKernels();
-  });
-
-  const expectFormula = (shape: number[], i: number) => {
+  const expectFormula = (shape: number[], i: number, tol: number) => {
     const n = tf.util.sizeFromShape(shape);
     const g = Float32Array.from(lcgValues(n, 3 * i + 1), (v) => 12 * v);
     g[0] = -90; // exp(-g) overflows: act and the gradients are 0 (times g)
@@ -47,32 +42,13 @@ describe('swiglu', () => {
     const want = reference(g, u, w);
     const got = { act: act.dataSync(), dg: dg!.dataSync(), du: du!.dataSync() };
     for (const key of ['act', 'dg', 'du'] as const) {
-      // the element furthest outside the bound (one expect: a million would dominate the suite)
-      let worst = { excess: Number.NEGATIVE_INFINITY, at: -1 };
-      for (let j = 0; j < n; j++) {
-        const [a, b] = [got[key][j] as number, want[key][j] as number];
-        const excess = Math.abs(a - b) - 4e-7 * Math.max(1, Math.abs(b));
-        if (!(excess <= worst.excess)) worst = { excess, at: j };
-      }
+      const worst = worstExcess(got[key], want[key], tol);
       expect(worst.excess, `${key}[${worst.at}]`).toBeLessThanOrEqual(0);
     }
     tf.dispose([gt, ut, wt, act, dg!, du!]);
   };
 
-  test.skipIf(!HAS_BINDING).each(SHAPES.map((s, i) => [s, i] as const))(
-    'fused kernels on %j = float64 formulas',
-    (shape, i) => {
-      useNativeKernels();
-      expect(tf.getKernel(SWIGLU_KERNEL, 'wasm')).toBeDefined();
-      expectFormula(shape, i);
-    },
-  );
-
-  test.each(SHAPES.map((s, i) => [s, i] as const))('tfjs ops on %j = float64 formulas', (shape, i) => {
-    useStockKernels();
-    expect(tf.getKernel(SWIGLU_KERNEL, 'wasm')).toBeUndefined();
-    expectFormula(shape, i);
-  });
+  fusedAndOps(SWIGLU_KERNEL, SHAPES, expectFormula, { fused: 4e-7, ops: 4e-7 });
 
   test.skipIf(!HAS_BINDING)('the fused kernel checks that gate and up have one shape', () => {
     useNativeKernels();
