@@ -1,11 +1,10 @@
 /**
  * The wasm kernels of mft's native binding besides products and transposes (native-matmul.ts):
  * Exp, Softmax, logsumexp of rows and its gradient (src/model/cross-entropy.ts), the LoRA input's
- * dropout (src/model/dropout.ts), SwiGLU's product and its gradient (src/model/swiglu.ts),
- * RMSNorm and its gradient (src/model/rms-norm.ts), softmax's gradient (softmax-grad.ts) and
- * the AdamW update (src/train/adamw.ts), each one pass
- * (softmax: three) over the wasm heap,
- * vectorised and cut across threads.
+ * dropout (src/model/dropout.ts), SwiGLU's product and its gradient (src/model/swiglu.ts), RMSNorm
+ * and its gradient (src/model/rms-norm.ts), softmax's gradient (softmax-grad.ts) and the AdamW
+ * update (src/train/adamw.ts), each one pass over the wasm heap (softmax: three), vectorised and
+ * cut across threads.
  */
 import type * as tf from '@tensorflow/tfjs';
 import type { AdamWKernelAttrs } from '../train/adamw.js';

@@ -3,8 +3,9 @@
  * (through native/blas, on as many threads as the cores the process's workers leave it) or, without
  * it, on onnxruntime-node's MLAS GEMM (one thread); `Transpose` runs on the binding, else on
  * onnxruntime (the stock 2-D transpose runs at well under 1 GB/s: a 2048 x 172 one took longer than
- * the product it fed); with the binding also Exp, Softmax and mft's fused kernels (binding-kernels.ts). They
- * read the inputs from and write the output into the wasm heap, so no tensor is copied.
+ * the product it fed); with the binding also Exp, Softmax and mft's fused kernels
+ * (binding-kernels.ts). They read the inputs from and write the output into the wasm heap, so no
+ * tensor is copied.
  * With them come the heap kernels of heap-kernels.ts (Slice, GatherV2, SplitV, Identity, Cast), which need no
  * native library. The model code is unchanged: these are kernels registered for the backend. Small
  * products and transposes stay on the stock kernel, where a native call costs more than it saves.
