@@ -66,6 +66,18 @@ napi_value exp_kernel(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* sum(a * b) of a row (b = NULL: sum(a * a)), in 16 lanes, the lanes' sum in double. */
+static inline double row_dot(const float *a, const float *b, long long cols) {
+  const long long whole = cols / 16 * 16;
+  float lane[16] = {0};
+  for (long long c = 0; c < whole; c += 16)
+    for (int k = 0; k < 16; k++) lane[k] += a[c + k] * (b ? b[c + k] : a[c + k]);
+  double sum = 0;
+  for (int k = 0; k < 16; k++) sum += lane[k];
+  for (long long c = whole; c < cols; c++) sum += (double)(a[c] * (b ? b[c] : a[c]));
+  return sum;
+}
+
 /* The max of a row, in 16 lanes (a NaN is never picked: it reaches a result through exp's sum). */
 static inline float row_max(const float *x, long long cols) {
   const long long whole = cols / 16 * 16;
@@ -264,18 +276,12 @@ napi_value log_sum_exp(napi_env env, napi_callback_info info) {
  */
 MFT_VECTOR_CLONES static void run_softmax_grad(const void *ctx, long long lo, long long hi) {
   const struct job *j = ctx;
-  const long long cols = j->cols, whole = cols / 16 * 16;
+  const long long cols = j->cols;
   for (long long r = lo; r < hi; r++) {
     const float *y = j->in + r * cols, *dy = j->other + r * cols;
     float *out = j->out + r * cols;
-    float lane[16] = {0};
-    for (long long c = 0; c < whole; c += 16)
-      for (int k = 0; k < 16; k++) lane[k] += dy[c + k] * y[c + k];
-    double sum = 0;
-    for (int k = 0; k < 16; k++) sum += lane[k];
-    for (long long c = whole; c < cols; c++) sum += (double)(dy[c] * y[c]);
-    const float s = (float)sum;
-    for (long long c = 0; c < j->cols; c++) out[c] = dy[c] * y[c] - s * y[c];
+    const float s = (float)row_dot(dy, y, cols);
+    for (long long c = 0; c < cols; c++) out[c] = dy[c] * y[c] - s * y[c];
   }
 }
 
@@ -296,8 +302,7 @@ napi_value softmax_grad(napi_env env, napi_callback_info info) {
 
 /*
  * RMSNorm of rows (src/model/rms-norm.ts): y = (x * r) * w, r = 1 / sqrt(mean(x^2) + eps), and its
- * gradient for x: dx = r * (w * dy) - x * (r^3 * mean(w * dy * x)). The row sums in 16 lanes, the
- * lanes' sum in double.
+ * gradient for x: dx = r * (w * dy) - x * (r^3 * mean(w * dy * x)).
  */
 struct norm_job {
   const float *x, *w, *dy;
@@ -305,18 +310,6 @@ struct norm_job {
   long long cols;
   double eps;
 };
-
-/* sum(a * b) of a row (b = NULL: sum(a * a)). */
-static inline double row_dot(const float *a, const float *b, long long cols) {
-  const long long whole = cols / 16 * 16;
-  float lane[16] = {0};
-  for (long long c = 0; c < whole; c += 16)
-    for (int k = 0; k < 16; k++) lane[k] += a[c + k] * (b ? b[c + k] : a[c + k]);
-  double sum = 0;
-  for (int k = 0; k < 16; k++) sum += lane[k];
-  for (long long c = whole; c < cols; c++) sum += (double)(a[c] * (b ? b[c] : a[c]));
-  return sum;
-}
 
 MFT_VECTOR_CLONES static void run_rms_norm(const void *ctx, long long lo, long long hi) {
   const struct norm_job *j = ctx;
